@@ -1,0 +1,1 @@
+"""Pieces shared by every job: settings, the retry discipline, log masking."""
