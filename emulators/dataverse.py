@@ -1,0 +1,624 @@
+"""A Dataverse Web API emulator: the parts of ``/api/data/v9.2/`` the app uses, behaving like the service.
+
+Entity sets with a schema (unknown columns are errors, as on Dataverse), ``$select``,
+``$filter`` (see ``odata.py``), ``$top``, ``$orderby``, ``$expand`` of activity parties,
+paging with ``Prefer: odata.maxpagesize`` and ``@odata.nextLink``, create with deep
+insert and ``@odata.bind``, update/upsert by primary or alternate key with
+``If-Match``/``If-None-Match``, the 412 duplicate-key error, ``$batch`` with atomic
+change sets and ``Content-ID`` references, ``WhoAmI``, Dataverse's error JSON, and
+401 for a bearer token it did not issue or has expired (``/_emulator/expire-tokens``).
+"""
+
+from __future__ import annotations
+
+import copy
+import email
+import email.policy
+import json
+import re
+import threading
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
+
+from ._server import EmulatorServer, Request, Response, json_response
+from .odata import FilterSyntaxError, UnknownColumn, compile_filter
+from .tokens import TokenIssuer
+
+__all__ = ["DataverseEmulator", "Table", "BASE_SCHEMA", "APPLICATION_USER_ID"]
+
+API_PREFIX = "/api/data/v9.2/"
+APPLICATION_USER_ID = "00000000-0000-0000-0000-00000000a99e"
+BUSINESS_UNIT_ID = "00000000-0000-0000-0000-0000000000b0"
+ORGANIZATION_ID = "00000000-0000-0000-0000-0000000000c0"
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+_COMMON = {"createdon", "modifiedon", "versionnumber", "statecode", "statuscode", "_ownerid_value",
+           "_createdby_value", "_modifiedby_value", "_owningbusinessunit_value"}
+_ACTIVITY = {"subject", "description", "actualstart", "actualend", "actualdurationminutes", "scheduledstart",
+             "scheduledend", "_regardingobjectid_value", "activitytypecode", "prioritycode"}
+
+# entity set -> (logical name, primary key, columns)
+BASE_SCHEMA: dict[str, tuple[str, str, set[str]]] = {
+    "contacts": ("contact", "contactid", _COMMON | {
+        "fullname", "firstname", "lastname", "emailaddress1", "telephone1", "telephone2", "telephone3",
+        "mobilephone", "address1_telephone1", "address1_telephone2", "address1_telephone3",
+        "_parentcustomerid_value", "preferredcontactmethodcode", "new_preferredlanguage", "jobtitle"}),
+    "accounts": ("account", "accountid", _COMMON | {
+        "name", "accountnumber", "emailaddress1", "telephone1", "telephone2", "telephone3",
+        "address1_telephone1", "address1_telephone2", "address1_telephone3", "_primarycontactid_value",
+        "customertypecode", "accountcategorycode", "industrycode"}),
+    "leads": ("lead", "leadid", _COMMON | {
+        "fullname", "firstname", "lastname", "subject", "companyname", "emailaddress1",
+        "telephone1", "telephone2", "telephone3", "mobilephone", "address1_telephone1"}),
+    "systemusers": ("systemuser", "systemuserid", {
+        "createdon", "modifiedon", "versionnumber", "fullname", "firstname", "lastname", "domainname",
+        "internalemailaddress", "address1_telephone1", "mobilephone", "isdisabled", "accessmode",
+        "applicationid", "_businessunitid_value", "azureactivedirectoryobjectid"}),
+    "teams": ("team", "teamid", {"createdon", "modifiedon", "versionnumber", "name", "_businessunitid_value"}),
+    "incidents": ("incident", "incidentid", _COMMON | {"title", "ticketnumber", "_customerid_value",
+                                                        "prioritycode", "caseorigincode"}),
+    "phonecalls": ("phonecall", "activityid", _COMMON | _ACTIVITY | {"phonenumber", "directioncode"}),
+    "activityparties": ("activityparty", "activitypartyid", {
+        "_activityid_value", "_partyid_value", "participationtypemask", "addressused"}),
+    "msdyn_presences": ("msdyn_presence", "msdyn_presenceid", _COMMON | {
+        "msdyn_name", "msdyn_presencestatustext", "msdyn_basepresencestatus", "msdyn_canuserset",
+        "msdyn_presencecolor"}),
+    "msdyn_agentstatuses": ("msdyn_agentstatus", "msdyn_agentstatusid", _COMMON | {
+        "_msdyn_agentid_value", "_msdyn_currentpresenceid_value", "msdyn_isagentloggedin",
+        "msdyn_presencemodifiedon"}),
+}
+
+# collection-valued navigation properties: (entity set, name) -> (child set, child lookup column)
+COLLECTIONS = {("phonecalls", "phonecall_activity_parties"): ("activityparties", "_activityid_value")}
+
+
+@dataclass
+class Table:
+    entity_set: str
+    logical_name: str
+    primary_key: str
+    columns: set[str]
+    alternate_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def has_column(self, name: str) -> bool:
+        return name == self.primary_key or name in self.columns
+
+
+class DataverseError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+    def response(self) -> Response:
+        return json_response(self.status, {"error": {"code": self.code, "message": self.message}})
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class DataverseEmulator(EmulatorServer):
+    name = "dataverse-emulator"
+
+    def __init__(
+        self,
+        issuer: TokenIssuer,
+        data: dict[str, Any] | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        super().__init__(host=host, port=port)
+        self.issuer = issuer
+        self.lock = threading.RLock()
+        self.tables: dict[str, Table] = {
+            name: Table(name, logical, key, set(columns)) for name, (logical, key, columns) in BASE_SCHEMA.items()
+        }
+        self._version = 1000
+        self.table("systemusers").rows[APPLICATION_USER_ID] = {
+            "systemuserid": APPLICATION_USER_ID, "fullname": "# Enreach bridge (application user)",
+            "isdisabled": False, "accessmode": 4, "_businessunitid_value": BUSINESS_UNIT_ID,
+            "createdon": _now(), "modifiedon": _now(), "versionnumber": 1,
+        }
+        if data:
+            self.load(data)
+
+    # -- Python API for tests and the sandbox ---------------------------------------
+
+    def table(self, entity_set: str) -> Table:
+        try:
+            return self.tables[entity_set]
+        except KeyError:
+            raise DataverseError(404, "0x80060888", f"Resource not found for the segment '{entity_set}'.") from None
+
+    def add_column(self, entity_set: str, name: str) -> None:
+        with self.lock:
+            self.table(entity_set).columns.add(name)
+
+    def add_alternate_key(self, entity_set: str, key_name: str, columns: Iterable[str]) -> None:
+        with self.lock:
+            table = self.table(entity_set)
+            table.columns.update(columns)
+            table.alternate_keys[key_name] = tuple(columns)
+
+    def rows(self, entity_set: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(r) for r in self.table(entity_set).rows.values()]
+
+    def load(self, data: dict[str, Any]) -> None:
+        """Rows as the Web API returns them: ``{"contacts": [{...}], "$alternatekeys": {...}}``."""
+        with self.lock:
+            for entity_set, keys in (data.get("$alternatekeys") or {}).items():
+                for key_name, columns in keys.items():
+                    self.add_alternate_key(entity_set, key_name, columns)
+            for entity_set, columns in (data.get("$columns") or {}).items():
+                for name in columns:
+                    self.add_column(entity_set, name)
+            for entity_set, rows in data.items():
+                if entity_set.startswith("$"):
+                    continue
+                table = self.table(entity_set)
+                for source in rows:
+                    row = dict(source)
+                    row.setdefault(table.primary_key, str(uuid.uuid4()))
+                    for name in row:
+                        if not name.startswith("@") and "@" not in name:
+                            table.columns.add(name)
+                    row.setdefault("createdon", _now())
+                    row.setdefault("modifiedon", row["createdon"])
+                    if "_ownerid_value" in table.columns and table.entity_set not in ("systemusers", "teams"):
+                        row.setdefault("_ownerid_value", APPLICATION_USER_ID)
+                    if "statecode" in table.columns:
+                        row.setdefault("statecode", 0)
+                    row["versionnumber"] = self._next_version()
+                    table.rows[str(row[table.primary_key]).lower()] = row
+
+    def touch(self, entity_set: str, key: str, **changes: Any) -> None:
+        """Change a row as a user would in the UI (modifiedon moves)."""
+        with self.lock:
+            row = self.table(entity_set).rows[key.lower()]
+            row.update(changes)
+            row["modifiedon"] = _now()
+            row["versionnumber"] = self._next_version()
+
+    def _next_version(self) -> int:
+        self._version += 1
+        return self._version
+
+    # -- HTTP -----------------------------------------------------------------------
+
+    def control(self, request: Request) -> Response | None:
+        if request.path == "/_emulator/expire-tokens" and request.method == "POST":
+            self.issuer.expire_all()
+            return Response(204)
+        return None
+
+    def handle(self, request: Request) -> Response:
+        token = request.headers.get("authorization", "")
+        audiences = {self.url, f"http://localhost:{self.port}"}
+        if not token.startswith("Bearer ") or not any(self.issuer.validate(token[7:], a) for a in audiences):
+            return json_response(
+                401,
+                {"error": {"code": "0x80072560", "message": "The user is not a member of the organization."}},
+                {"WWW-Authenticate": 'Bearer error="invalid_token", error_description="expired or unknown token"'},
+            )
+        if not request.path.startswith(API_PREFIX):
+            return DataverseError(404, "0x80060888", f"No HTTP resource was found that matches {request.path}").response()
+        with self.lock:
+            try:
+                return self._execute(request, content_ids={})
+            except DataverseError as error:
+                return error.response()
+            except (FilterSyntaxError, ValueError) as error:
+                return DataverseError(400, "0x80060888", str(error)).response()
+
+    def _execute(self, request: Request, content_ids: dict[str, str]) -> Response:
+        resource = request.path[len(API_PREFIX):]
+        if resource == "WhoAmI" and request.method == "GET":
+            return json_response(200, {
+                "@odata.context": f"{self.url}{API_PREFIX}$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse",
+                "BusinessUnitId": BUSINESS_UNIT_ID, "UserId": APPLICATION_USER_ID, "OrganizationId": ORGANIZATION_ID,
+            })
+        if resource == "$batch" and request.method == "POST":
+            return self._batch(request)
+        match = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)(?:\((.*)\))?", resource, re.S)
+        if not match:
+            raise DataverseError(400, "0x80060888", f"Bad Request - Error in query syntax: '{resource}'.")
+        table = self.table(match.group(1))
+        key_text = match.group(2)
+        if key_text is None:
+            if request.method == "GET":
+                return self._query(table, request)
+            if request.method == "POST":
+                return self._create(table, request, content_ids)
+            raise DataverseError(405, "0x80060888", f"The HTTP method '{request.method}' is not allowed on a collection.")
+        key = self._parse_key(table, key_text)
+        if request.method == "GET":
+            row = self._find(table, key)
+            if row is None:
+                raise self._not_found(table, key)
+            return json_response(200, self._project(table, row, request.query.get("$select"), request))
+        if request.method == "PATCH":
+            return self._patch(table, key, request, content_ids)
+        if request.method == "DELETE":
+            row = self._find(table, key)
+            if row is None:
+                raise self._not_found(table, key)
+            del table.rows[str(row[table.primary_key]).lower()]
+            return Response(204, headers={"OData-Version": "4.0"})
+        raise DataverseError(405, "0x80060888", f"The HTTP method '{request.method}' is not allowed here.")
+
+    # -- keys ---------------------------------------------------------------------
+
+    def _parse_key(self, table: Table, text: str) -> dict[str, Any]:
+        if _GUID.match(text):
+            return {table.primary_key: text.lower()}
+        pairs: dict[str, Any] = {}
+        for part in re.findall(r"([A-Za-z_][A-Za-z0-9_]*)=('(?:[^']|'')*'|[^,]+)", text):
+            name, raw = part
+            pairs[name] = raw[1:-1].replace("''", "'") if raw.startswith("'") else _number_or_text(raw)
+        if not pairs:
+            raise DataverseError(400, "0x80060888", f"Bad Request - Error in query syntax: key '{text}'.")
+        if tuple(sorted(pairs)) not in {tuple(sorted(cols)) for cols in table.alternate_keys.values()}:
+            raise DataverseError(
+                400, "0x80060888",
+                f"The key '{','.join(pairs)}' is not an alternate key of '{table.logical_name}': define it first.",
+            )
+        return pairs
+
+    def _find(self, table: Table, key: dict[str, Any]) -> dict[str, Any] | None:
+        if list(key) == [table.primary_key]:
+            return table.rows.get(str(key[table.primary_key]).lower())
+        for row in table.rows.values():
+            if all(_same(row.get(k), v) for k, v in key.items()):
+                return row
+        return None
+
+    def _not_found(self, table: Table, key: dict[str, Any]) -> DataverseError:
+        described = ",".join(f"{k}={v}" for k, v in key.items())
+        return DataverseError(404, "0x80040217", f"{table.logical_name} With Ids = {described} Does Not Exist")
+
+    def _check_unique(self, table: Table, row: dict[str, Any], own_id: str | None) -> None:
+        for key_name, columns in table.alternate_keys.items():
+            if any(row.get(c) is None for c in columns):
+                continue
+            for other_id, other in table.rows.items():
+                if other_id != own_id and all(_same(other.get(c), row.get(c)) for c in columns):
+                    raise DataverseError(
+                        412, "0x80060892",
+                        f"A record that has the attribute values {', '.join(str(row[c]) for c in columns)} already "
+                        f"exists. The entity key {key_name} requires that this set of attributes contains unique values.",
+                    )
+
+    # -- reads --------------------------------------------------------------------
+
+    def _project(self, table: Table, row: dict[str, Any], select: str | None, request: Request) -> dict[str, Any]:
+        names = [c.strip() for c in select.split(",")] if select else sorted(table.columns)
+        for name in names:
+            if not table.has_column(name):
+                raise DataverseError(
+                    400, "0x80060888",
+                    f"Could not find a property named '{name}' on type 'Microsoft.Dynamics.CRM.{table.logical_name}'.",
+                )
+        annotations = "include-annotations" in request.headers.get("prefer", "")
+        out: dict[str, Any] = {"@odata.etag": f'W/"{row.get("versionnumber", 0)}"'}
+        for name in names:
+            out[name] = row.get(name)
+            if annotations and name.startswith("_") and name.endswith("_value") and row.get(name):
+                out[f"{name}@Microsoft.Dynamics.CRM.lookuplogicalname"] = row.get(f"{name}@lookuplogicalname", "systemuser")
+        out[table.primary_key] = row[table.primary_key]
+        return out
+
+    def _query(self, table: Table, request: Request) -> Response:
+        query = request.query
+        skip = int(query.get("$skiptoken", "0") or 0)
+        predicate = None
+        if query.get("$filter"):
+            try:
+                predicate = compile_filter(query["$filter"], table.has_column)
+            except UnknownColumn as error:
+                raise DataverseError(
+                    400, "0x80060888",
+                    f"Could not find a property named '{error.name}' on type 'Microsoft.Dynamics.CRM.{table.logical_name}'.",
+                ) from None
+        rows = [r for r in table.rows.values() if predicate is None or predicate(r)]
+        for part in reversed([p.strip() for p in query.get("$orderby", "").split(",") if p.strip()]):
+            name, _, direction = part.partition(" ")
+            if not table.has_column(name):
+                raise DataverseError(400, "0x80060888", f"Could not find a property named '{name}'.")
+            rows.sort(key=lambda r: (r.get(name) is not None, r.get(name) or ""), reverse=direction.strip() == "desc")
+        prefer = request.headers.get("prefer", "")
+        page_match = re.search(r"odata\.maxpagesize=(\d+)", prefer)
+        headers: dict[str, str] = {"OData-Version": "4.0"}
+        if page_match:
+            page_size = min(int(page_match.group(1)), 5000)
+            headers["Preference-Applied"] = f"odata.maxpagesize={page_size}"
+        else:
+            page_size = 5000
+            if query.get("$top"):
+                rows = rows[: int(query["$top"])]
+        page = rows[skip: skip + page_size]
+        payload: dict[str, Any] = {
+            "@odata.context": f"{self.url}{API_PREFIX}$metadata#{table.entity_set}",
+            "value": [self._with_expand(table, r, request) for r in page],
+        }
+        if skip + page_size < len(rows):
+            params = [(k, v) for k, v in parse_qsl(request.raw_query, keep_blank_values=True) if k != "$skiptoken"]
+            params.append(("$skiptoken", str(skip + page_size)))
+            payload["@odata.nextLink"] = (
+                f"{self.url}{request.raw_path}?" + "&".join(f"{k}={quote(v, safe=chr(39) + '(),/:@$*')}" for k, v in params)
+            )
+        return json_response(200, payload, headers)
+
+    def _with_expand(self, table: Table, row: dict[str, Any], request: Request) -> dict[str, Any]:
+        out = self._project(table, row, request.query.get("$select"), request)
+        expand = request.query.get("$expand", "")
+        for name in [e.split("(")[0].strip() for e in expand.split(",") if e.strip()]:
+            if (table.entity_set, name) not in COLLECTIONS:
+                raise DataverseError(400, "0x80060888", f"Could not find a property named '{name}' to expand.")
+            child_set, lookup = COLLECTIONS[(table.entity_set, name)]
+            child = self.table(child_set)
+            own_id = row[table.primary_key]
+            out[name] = [
+                {k: v for k, v in r.items() if not k.endswith("@lookuplogicalname")}
+                for r in child.rows.values()
+                if r.get(lookup) == own_id
+            ]
+        return out
+
+    # -- writes -------------------------------------------------------------------
+
+    def _apply(self, table: Table, row: dict[str, Any], body: dict[str, Any], *, creating: bool,
+               content_ids: dict[str, str]) -> list[tuple[str, str, list[dict[str, Any]]]]:
+        """Copy ``body`` into ``row`` (validating names and binds); return deep-insert children."""
+        children = []
+        for name, value in body.items():
+            if name.endswith("@odata.bind"):
+                nav = name[: -len("@odata.bind")]
+                attribute = self._lookup_attribute(table, nav)
+                target_set, target_id = self._resolve_bind(value, content_ids)
+                row[f"_{attribute}_value"] = target_id
+                row[f"_{attribute}_value@lookuplogicalname"] = self.table(target_set).logical_name
+            elif (table.entity_set, name) in COLLECTIONS:
+                if not creating:
+                    raise DataverseError(400, "0x80060888", f"Deep insert of '{name}' is only allowed on create.")
+                child_set, lookup = COLLECTIONS[(table.entity_set, name)]
+                children.append((child_set, lookup, list(value)))
+            elif name.startswith("@") or "@" in name:
+                continue
+            elif not table.has_column(name) or (name.startswith("_") and name.endswith("_value")):
+                raise DataverseError(
+                    400, "0x80048d19",
+                    f"Invalid property '{name}' was found in entity 'Microsoft.Dynamics.CRM.{table.logical_name}'.",
+                )
+            elif creating and name == "statecode" and table.entity_set == "phonecalls":
+                raise DataverseError(
+                    400, "0x80040203",
+                    "statecode is not valid on create for an activity: create it open, then update its state.",
+                )
+            else:
+                row[name] = value
+        return children
+
+    def _lookup_attribute(self, table: Table, nav: str) -> str:
+        parts = nav.split("_")
+        for end in range(len(parts), 0, -1):
+            candidate = "_".join(parts[:end])
+            if f"_{candidate}_value" in table.columns:
+                return candidate
+        raise DataverseError(
+            400, "0x80060888",
+            f"An undeclared property '{nav}' which only has property annotations in the payload was found "
+            f"on type 'Microsoft.Dynamics.CRM.{table.logical_name}'.",
+        )
+
+    def _resolve_bind(self, value: Any, content_ids: dict[str, str]) -> tuple[str, str]:
+        text = str(value)
+        if text.startswith("$") and text in content_ids:
+            text = content_ids[text]
+        match = re.search(r"([A-Za-z_][A-Za-z0-9_]*)\(([^)]*)\)$", text)
+        if not match:
+            raise DataverseError(400, "0x80060888", f"Invalid @odata.bind value '{text}'.")
+        target = self.table(match.group(1))
+        key = self._parse_key(target, match.group(2))
+        row = self._find(target, key)
+        if row is None:
+            raise self._not_found(target, key)
+        return target.entity_set, str(row[target.primary_key])
+
+    def _insert(self, table: Table, body: dict[str, Any], content_ids: dict[str, str],
+                preset: dict[str, Any] | None = None) -> dict[str, Any]:
+        row: dict[str, Any] = dict(preset or {})
+        children = self._apply(table, row, body, creating=True, content_ids=content_ids)
+        new_id = str(body.get(table.primary_key) or uuid.uuid4()).lower()
+        if new_id in table.rows:
+            raise DataverseError(412, "0x80040237", f"Cannot insert duplicate key: {table.logical_name} {new_id}.")
+        row[table.primary_key] = new_id
+        now = _now()
+        row.setdefault("createdon", now)
+        row["modifiedon"] = now
+        row["versionnumber"] = self._next_version()
+        if "statecode" in table.columns:
+            row.setdefault("statecode", 0)
+            row.setdefault("statuscode", 1)
+        if "_ownerid_value" in table.columns:
+            row.setdefault("_ownerid_value", APPLICATION_USER_ID)
+        self._check_unique(table, row, None)
+        table.rows[new_id] = row
+        for child_set, lookup, items in children:
+            child_table = self.table(child_set)
+            for item in items:
+                self._insert(child_table, item, content_ids, preset={lookup: new_id})
+        return row
+
+    def _entity_headers(self, table: Table, row: dict[str, Any]) -> dict[str, str]:
+        location = f"{self.url}{API_PREFIX}{table.entity_set}({row[table.primary_key]})"
+        return {"OData-Version": "4.0", "OData-EntityId": location, "Location": location}
+
+    def _create(self, table: Table, request: Request, content_ids: dict[str, str]) -> Response:
+        body = request.json()
+        if not isinstance(body, dict):
+            raise DataverseError(400, "0x80060888", "The request body must be a JSON object.")
+        row = self._insert(table, body, content_ids)
+        return self._write_answer(table, row, request, 201, 204)
+
+    def _write_answer(self, table: Table, row: dict[str, Any], request: Request, created: int, plain: int) -> Response:
+        headers = self._entity_headers(table, row)
+        if "return=representation" in request.headers.get("prefer", ""):
+            payload = self._project(table, row, request.query.get("$select"), request)
+            return json_response(created, payload, headers)
+        return Response(plain, headers=headers)
+
+    def _patch(self, table: Table, key: dict[str, Any], request: Request, content_ids: dict[str, str]) -> Response:
+        body = request.json()
+        if not isinstance(body, dict):
+            raise DataverseError(400, "0x80060888", "The request body must be a JSON object.")
+        row = self._find(table, key)
+        if_match = request.headers.get("if-match")
+        if_none_match = request.headers.get("if-none-match")
+        if row is None:
+            if if_match == "*":
+                raise self._not_found(table, key)
+            preset = {} if list(key) == [table.primary_key] else dict(key)
+            if list(key) == [table.primary_key]:
+                body = {**body, table.primary_key: key[table.primary_key]}
+            new_row = self._insert(table, body, content_ids, preset=preset)
+            return self._write_answer(table, new_row, request, 201, 204)
+        if if_none_match == "*":
+            raise DataverseError(412, "0x80040237", "A record with matching key values already exists.")
+        if if_match and if_match != "*" and if_match != f'W/"{row.get("versionnumber")}"':
+            raise DataverseError(412, "0x80060882", "The version of the existing record doesn't match the If-Match header.")
+        candidate = dict(row)
+        self._apply(table, candidate, body, creating=False, content_ids=content_ids)
+        self._check_unique(table, candidate, str(row[table.primary_key]).lower())
+        candidate["modifiedon"] = _now()
+        candidate["versionnumber"] = self._next_version()
+        row.clear()
+        row.update(candidate)
+        return self._write_answer(table, row, request, 200, 204)
+
+    # -- $batch -------------------------------------------------------------------
+
+    def _batch(self, request: Request) -> Response:
+        content_type = request.headers.get("content-type", "")
+        if not content_type.startswith("multipart/mixed") or "boundary=" not in content_type:
+            raise DataverseError(400, "0x80060888", "A $batch request needs Content-Type multipart/mixed with a boundary.")
+        message = email.message_from_bytes(
+            f"Content-Type: {content_type}\r\n\r\n".encode() + request.body, policy=email.policy.HTTP
+        )
+        parts = message.get_payload()
+        if not isinstance(parts, list):
+            raise DataverseError(400, "0x80060888", "The $batch body has no parts.")
+        count = sum(len(p.get_payload()) if p.get_content_type() == "multipart/mixed" else 1 for p in parts)
+        if count > 1000:
+            raise DataverseError(400, "0x80060888", "The number of requests in a $batch exceeds 1000.")
+        continue_on_error = "odata.continue-on-error" in request.headers.get("prefer", "")
+        boundary = f"batchresponse_{uuid.uuid4()}"
+        out: list[str] = []
+        for part in parts:
+            if part.get_content_type() == "multipart/mixed":
+                ok, text = self._changeset(part, request)
+                out.append(f"--{boundary}\r\n{text}")
+            else:
+                inner = self._inner_request(part, request, {})
+                if inner.method != "GET":
+                    raise DataverseError(400, "0x80060888", "Only GET is allowed outside a change set in a $batch.")
+                response = self._safe_execute(inner, {})
+                ok = response.status < 400
+                out.append(f"--{boundary}\r\n{_http_part(response, None)}")
+            if not ok and not continue_on_error:
+                break
+        body = "".join(out) + f"--{boundary}--\r\n"
+        return Response(200, body.encode("utf-8"), {
+            "Content-Type": f"multipart/mixed; boundary={boundary}", "OData-Version": "4.0",
+        })
+
+    def _changeset(self, part: email.message.Message, outer: Request) -> tuple[bool, str]:
+        snapshot = {name: copy.deepcopy(t.rows) for name, t in self.tables.items()}
+        boundary = f"changesetresponse_{uuid.uuid4()}"
+        content_ids: dict[str, str] = {}
+        answers: list[str] = []
+        for sub in part.get_payload():  # type: ignore[union-attr]
+            content_id = sub.get("Content-ID")
+            inner = self._inner_request(sub, outer, content_ids)
+            if inner.method == "GET":
+                raise DataverseError(400, "0x80060888", "A change set cannot contain a GET request.")
+            response = self._safe_execute(inner, content_ids)
+            if response.status >= 400:
+                for name, rows in snapshot.items():
+                    self.tables[name].rows = rows
+                return False, _http_part(response, content_id)
+            if content_id and "OData-EntityId" in response.headers:
+                content_ids[f"${content_id}"] = response.headers["OData-EntityId"]
+            answers.append(f"--{boundary}\r\n{_http_part(response, content_id)}")
+        text = f"Content-Type: multipart/mixed; boundary={boundary}\r\n\r\n" + "".join(answers) + f"--{boundary}--\r\n"
+        return True, text
+
+    def _inner_request(self, part: email.message.Message, outer: Request, content_ids: dict[str, str]) -> Request:
+        payload = part.get_payload(decode=False)
+        text = payload if isinstance(payload, str) else str(payload)
+        blank = re.search(r"\r?\n\r?\n", text)
+        head, body = (text[: blank.start()], text[blank.end() :]) if blank else (text, "")
+        lines = re.split(r"\r?\n", head.strip())
+        method, url, _version = (lines[0].split(" ") + ["", "", ""])[:3]
+        headers = {}
+        for line in lines[1:]:
+            if ":" in line:
+                name, value = line.split(":", 1)
+                headers[name.strip().lower()] = value.strip()
+        if url.startswith("$"):
+            ref, _, rest = url.partition("/")
+            if ref not in content_ids:
+                raise DataverseError(400, "0x80060888", f"Content-ID reference {ref} is unknown in this change set.")
+            url = content_ids[ref] + ("/" + rest if rest else "")
+        split = urlsplit(url)
+        path = split.path if split.path.startswith("/") else API_PREFIX + split.path
+        for header in ("authorization",):
+            headers.setdefault(header, outer.headers.get(header, ""))
+        return Request(
+            method=method.upper(), path=unquote(path), raw_path=path,
+            query={k: v for k, v in parse_qsl(split.query, keep_blank_values=True)}, raw_query=split.query,
+            headers=headers, body=body.strip().encode("utf-8"),
+        )
+
+    def _safe_execute(self, request: Request, content_ids: dict[str, str]) -> Response:
+        if not request.path.startswith(API_PREFIX):
+            return DataverseError(404, "0x80060888", f"No HTTP resource was found that matches {request.path}").response()
+        try:
+            return self._execute(request, content_ids)
+        except DataverseError as error:
+            return error.response()
+        except (FilterSyntaxError, ValueError) as error:
+            return DataverseError(400, "0x80060888", str(error)).response()
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, str) and isinstance(b, str):
+        return a.casefold() == b.casefold()
+    return bool(a == b)
+
+
+def _number_or_text(raw: str) -> Any:
+    try:
+        return int(raw)
+    except ValueError:
+        return raw.lower() if _GUID.match(raw) else raw
+
+
+_REASONS = {200: "OK", 201: "Created", 204: "No Content", 400: "Bad Request", 401: "Unauthorized",
+            403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 412: "Precondition Failed",
+            429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
+
+
+def _http_part(response: Response, content_id: str | None) -> str:
+    lines = ["Content-Type: application/http", "Content-Transfer-Encoding: binary"]
+    if content_id:
+        lines.append(f"Content-ID: {content_id}")
+    lines += ["", f"HTTP/1.1 {response.status} {_REASONS.get(response.status, '')}"]
+    lines += [f"{k}: {v}" for k, v in response.headers.items()]
+    lines += ["", response.body.decode("utf-8"), ""]
+    return "\r\n".join(lines)
