@@ -1,0 +1,12 @@
+"""Azure Functions entry point (Python v2 model): only glue, one Blueprint per package.
+
+Keep imports here cheap: the host imports this module on every cold start. Each
+blueprint imports its business logic inside the function bodies.
+"""
+
+import azure.functions as func
+
+from health.blueprint import bp as health_bp
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+app.register_functions(health_bp)

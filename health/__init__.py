@@ -1,0 +1,1 @@
+"""Liveness probe: ``GET /api/health`` answers whether the app's settings are complete."""

@@ -1,0 +1,93 @@
+"""``python -m sandbox``: the whole app on this machine, against the built-in emulators.
+
+Starts the token service, the Dataverse emulator (default port 7072, under
+/api/data/v9.2/), the Enreach emulator (7073), Azurite (Table storage), and a
+local Functions host on 7071 serving the app's HTTP functions at /api/<route>
+and POST /admin/functions/<name> for timers. Settings set in the environment win.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import signal
+import sys
+import threading
+
+from core.settings import SettingsError, load_settings
+
+from .services import Services, load_data
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__.splitlines()[0])
+    parser.add_argument("--data", help="JSON data file (default: the bundled Finnish sample)")
+    parser.add_argument("--port", type=int, default=7071, help="the app's port (default 7071)")
+    parser.add_argument("--dataverse-port", type=int, default=7072)
+    parser.add_argument("--enreach-port", type=int, default=7073)
+    parser.add_argument("--no-azurite", action="store_true", help="do not start Azurite (storage-free runs)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    try:
+        data = load_data(args.data)
+    except (OSError, ValueError) as error:
+        print(f"sandbox: cannot read the data file: {error}", file=sys.stderr)
+        return 2
+    services = Services(
+        data=data, dataverse_port=args.dataverse_port, enreach_port=args.enreach_port,
+        with_azurite=not args.no_azurite,
+    )
+    try:
+        services.start()
+    except (OSError, RuntimeError) as error:
+        print(f"sandbox: could not start the emulators: {error}", file=sys.stderr)
+        services.stop()
+        return 2
+    settings = services.app_settings()
+    if not os.environ.get("ROUTING_API_KEY") and not os.environ.get("ROUTING_BASIC_USER"):
+        settings["ROUTING_API_KEY"] = secrets.token_urlsafe(24)
+    os.environ.update(settings)
+    try:
+        load_settings()
+    except SettingsError as error:
+        print(f"sandbox: {error}", file=sys.stderr)
+        services.stop()
+        return 2
+
+    from function_app import app  # after the environment is complete, as in the host
+
+    from .host import LocalFunctionsHost
+
+    try:
+        host = LocalFunctionsHost(app, port=args.port).start()
+    except OSError as error:
+        print(f"sandbox: cannot listen on port {args.port}: {error}", file=sys.stderr)
+        services.stop()
+        return 2
+    print(f"Dataverse emulator: {services.dataverse.url}/api/data/v9.2/")
+    print(f"Enreach emulator:   {services.enreach.url}")
+    if services.azurite is not None:
+        print(f"Azurite (tables):   http://127.0.0.1:{services.azurite.port}")
+    print("Functions:")
+    for line in host.describe():
+        print(f"  {line}")
+    if os.environ.get("ROUTING_API_KEY"):
+        print(f"Routing API key (X-Benemen-APIKey): {os.environ['ROUTING_API_KEY']}")
+    print("Ready. Ctrl+C stops.", flush=True)
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    host.stop()
+    services.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

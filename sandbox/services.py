@@ -1,0 +1,168 @@
+"""Start the emulated world the app talks to: tokens, Dataverse, Enreach, and Azurite for storage.
+
+Used by ``python -m sandbox`` and by the tests, so both run the app against the same parts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from emulators.dataverse import DataverseEmulator
+from emulators.enreach import EnreachEmulator
+from emulators.tokens import TestCA, TokenIssuer, TokenServer
+
+__all__ = ["Services", "Azurite", "SAMPLE_DATA", "load_data", "SANDBOX_CREDENTIALS"]
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_DATA = Path(__file__).resolve().parent / "sample_data.json"
+
+# The sandbox's own app registration and Enreach API user (emulated; not secrets of anyone).
+SANDBOX_CREDENTIALS = {
+    "AZURE_TENANT_ID": "7e4b1c52-5f0a-4d47-9c55-0a1b2c3d4e5f",
+    "AZURE_CLIENT_ID": "5a1d0c4e-8b2f-4e61-a7d3-6f5e4d3c2b1a",
+    "AZURE_CLIENT_SECRET": "sandbox-client-secret",
+    "ENREACH_USER": "api.user@example.fi",
+    "ENREACH_SECRET_KEY": "sandbox-enreach-secret",
+}
+
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def load_data(path: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """The sandbox data file (``{"dataverse": {...}, "enreach": {...}}``); the bundled sample by default."""
+    with open(path or SAMPLE_DATA, encoding="utf-8") as handle:
+        data = json.load(handle)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: the data file must hold one JSON object with 'dataverse' and 'enreach'")
+    unknown = set(data) - {"dataverse", "enreach", "$comment"}
+    if unknown:
+        raise ValueError(f"{path}: unknown top-level keys {sorted(unknown)}; use 'dataverse' and 'enreach'")
+    return data
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Azurite:
+    """Azurite's Table service (npm package ``azurite``) in memory on loopback."""
+
+    def __init__(self, *, port: int = 0) -> None:
+        self.port = port or _free_port()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._workdir = tempfile.mkdtemp(prefix="azurite-")
+
+    @staticmethod
+    def executable() -> str | None:
+        local = ROOT / "node_modules" / ".bin" / "azurite-table"
+        return str(local) if local.exists() else shutil.which("azurite-table")
+
+    @property
+    def connection_string(self) -> str:
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+            f"TableEndpoint=http://127.0.0.1:{self.port}/{AZURITE_ACCOUNT};"
+        )
+
+    def start(self, timeout: float = 30.0) -> Azurite:
+        executable = self.executable()
+        if executable is None:
+            raise RuntimeError("Azurite is not installed: run `npm ci` in the project folder (see README)")
+        self._process = subprocess.Popen(
+            [executable, "--tableHost", "127.0.0.1", "--tablePort", str(self.port), "--inMemoryPersistence",
+             "--skipApiVersionCheck", "--disableProductStyleUrl", "--silent", "--location", self._workdir],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                error = self._process.stderr.read().decode() if self._process.stderr else ""
+                raise RuntimeError(f"Azurite exited at start: {error.strip()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"Azurite did not listen on port {self.port} within {timeout:.0f}s")
+
+    def stop(self) -> None:
+        if self._process and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+        self._process = None
+        shutil.rmtree(self._workdir, ignore_errors=True)
+
+
+@dataclass
+class Services:
+    """Token service, Dataverse and Enreach emulators, and (optionally) Azurite, started together."""
+
+    data: dict[str, Any] = field(default_factory=dict)
+    dataverse_port: int = 0
+    enreach_port: int = 0
+    with_azurite: bool = True
+    environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+
+    def start(self) -> Services:
+        env = self.environ
+        self.ca = TestCA()
+        client_id = env.get("AZURE_CLIENT_ID") or SANDBOX_CREDENTIALS["AZURE_CLIENT_ID"]
+        secret = env.get("AZURE_CLIENT_SECRET") or SANDBOX_CREDENTIALS["AZURE_CLIENT_SECRET"]
+        self.issuer = TokenIssuer({client_id: secret})
+        self.tokens = TokenServer(self.issuer, self.ca).start()
+        self.dataverse = DataverseEmulator(self.issuer, self.data.get("dataverse"), port=self.dataverse_port).start()
+        enreach_data = dict(self.data.get("enreach") or {})
+        user = env.get("ENREACH_USER") or SANDBOX_CREDENTIALS["ENREACH_USER"]
+        key = env.get("ENREACH_SECRET_KEY") or SANDBOX_CREDENTIALS["ENREACH_SECRET_KEY"]
+        enreach_data["credentials"] = {**(enreach_data.get("credentials") or {}), user: key}
+        self.enreach = EnreachEmulator(enreach_data, port=self.enreach_port).start()
+        self.azurite: Azurite | None = Azurite().start() if self.with_azurite else None
+        return self
+
+    def app_settings(self, overrides: dict[str, str] | None = None) -> dict[str, str]:
+        """The app settings pointing the app at these services; set values in ``environ`` win."""
+        env = self.environ
+        settings = {
+            "DATAVERSE_URL": self.dataverse.url,
+            "AZURE_AUTHORITY_HOST": self.tokens.url,
+            "REQUESTS_CA_BUNDLE": self.ca.bundle_path,
+            "ENREACH_DISCOVERY_URL": self.enreach.url + "/discovery",
+            "PHONE_DEFAULT_REGION": "FI",
+            **SANDBOX_CREDENTIALS,
+        }
+        if self.azurite is not None:
+            settings["AzureWebJobsStorage"] = self.azurite.connection_string
+        else:
+            settings["AzureWebJobsStorage"] = "UseDevelopmentStorage=true"
+        for name in list(settings):
+            if name in env and env[name] and name not in ("REQUESTS_CA_BUNDLE",):
+                settings[name] = env[name]
+        for name in ("ROUTING_API_KEY", "ROUTING_BASIC_USER", "ROUTING_BASIC_PASSWORD", "ENREACH_API_URL",
+                     "HTTP_TIMEOUT_SECONDS"):
+            if env.get(name):
+                settings[name] = env[name]
+        settings.update(overrides or {})
+        return settings
+
+    def stop(self) -> None:
+        for service in (getattr(self, "tokens", None), getattr(self, "dataverse", None), getattr(self, "enreach", None)):
+            if service is not None:
+                service.stop()
+        if getattr(self, "azurite", None) is not None:
+            self.azurite.stop()  # type: ignore[union-attr]
