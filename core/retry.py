@@ -20,7 +20,7 @@ from typing import Any
 
 import requests
 
-__all__ = ["RetryPolicy", "RetryExhausted", "DeadlineExceeded", "send_with_retry", "retry_after_seconds"]
+__all__ = ["DeadlineExceeded", "RetryExhausted", "RetryPolicy", "retry_after_seconds", "send_with_retry"]
 
 log = logging.getLogger(__name__)
 
@@ -87,32 +87,33 @@ def send_with_retry(
             if remaining <= 0.01:
                 raise DeadlineExceeded(f"{method} {_path(url)}: deadline passed before attempt {attempt}")
             attempt_timeout = min(timeout, remaining)
-        wait: float | None
+        wait: float | None = None
+        last: requests.Response | None = None
         try:
-            response = session.request(method, url, timeout=attempt_timeout, **kwargs)
+            last = session.request(method, url, timeout=attempt_timeout, **kwargs)
         except requests.ConnectTimeout as exc:
-            reason, response, wait = f"connect timeout ({exc.__class__.__name__})", None, None
+            reason = f"connect timeout ({exc.__class__.__name__})"
         except (requests.ConnectionError, requests.Timeout) as exc:
             # The server may have acted on it: only an idempotent request is sent again.
             if not idempotent:
                 raise
-            reason, response, wait = f"{exc.__class__.__name__}", None, None
+            reason = exc.__class__.__name__
         else:
-            if response.status_code not in RETRY_STATUSES:
-                return response
-            reason = f"HTTP {response.status_code}"
-            wait = retry_after_seconds(response)
+            if last.status_code not in RETRY_STATUSES:
+                return last
+            reason = f"HTTP {last.status_code}"
+            wait = retry_after_seconds(last)
             if wait is not None and wait > policy.max_retry_after_seconds:
                 raise RetryExhausted(
                     f"{method} {_path(url)}: server asked to wait {wait:.0f}s, over the "
                     f"{policy.max_retry_after_seconds:.0f}s cap",
-                    response,
+                    last,
                 )
         if attempt >= policy.max_attempts:
-            raise RetryExhausted(f"{method} {_path(url)}: {reason} after {attempt} attempts", response)
+            raise RetryExhausted(f"{method} {_path(url)}: {reason} after {attempt} attempts", last)
         delay = policy.backoff(attempt) if wait is None else wait
         if deadline is not None and time.monotonic() + delay >= deadline:
-            raise DeadlineExceeded(f"{method} {_path(url)}: {reason}; retrying would pass the deadline", response)
+            raise DeadlineExceeded(f"{method} {_path(url)}: {reason}; retrying would pass the deadline", last)
         log.warning("retrying %s %s in %.2fs: %s (attempt %d)", method, _path(url), delay, reason, attempt)
         sleep(delay)
 

@@ -92,9 +92,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             return ""
         return value
 
-    dataverse_url = required(
-        "DATAVERSE_URL", "set it to your environment URL, e.g. https://contoso.crm4.dynamics.com"
-    )
+    dataverse_url = required("DATAVERSE_URL", "set it to your environment URL, e.g. https://contoso.crm4.dynamics.com")
     if dataverse_url:
         dataverse_url = _url("DATAVERSE_URL", dataverse_url, problems)
         if urlsplit(dataverse_url).path not in ("", "/"):

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
     from core.settings import Settings
 
-__all__ = ["credential_from_settings", "TokenProvider"]
+__all__ = ["TokenProvider", "credential_from_settings"]
 
 # Refresh this long before expiry, so a token never dies in flight.
 _REFRESH_MARGIN_SECONDS = 300

@@ -7,11 +7,11 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from ._errors import DataverseError, error_from_response
 
-__all__ = ["BatchRequest", "ChangeSet", "BatchResponse", "encode_batch", "decode_batch"]
+__all__ = ["BatchRequest", "BatchResponse", "ChangeSet", "decode_batch", "encode_batch"]
 
 MAX_BATCH_REQUESTS = 1000
 
@@ -60,7 +60,7 @@ class BatchResponse:
         return match.group(1) if match else None
 
 
-BatchItem = Union[BatchRequest, ChangeSet]
+BatchItem = BatchRequest | ChangeSet
 
 
 def _encode_request(request: BatchRequest, api_root: str) -> list[str]:

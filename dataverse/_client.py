@@ -22,11 +22,12 @@ from ._filters import Value, column, literal
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
-__all__ = ["DataverseClient", "Page", "UpsertResult", "DeadlineExceeded", "TokenUnavailable", "key_path"]
+__all__ = ["DataverseClient", "DeadlineExceeded", "Page", "TokenUnavailable", "UpsertResult", "key_path"]
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 _ENTITY_SET = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _QUERY_SAFE = "'(),/:@*$"
+_KEY_SAFE = "'(),=:@*$"
 _IDEMPOTENT = frozenset({"GET", "PUT", "PATCH", "DELETE", "HEAD"})
 _ODATA_HEADERS = {
     "Accept": "application/json",
@@ -69,7 +70,7 @@ def key_path(entity_set: str, key: str | uuid.UUID | Mapping[str, Value]) -> str
         if not _GUID.match(text):
             raise ValueError(f"a primary key must be a GUID (got {text!r}); pass a dict for an alternate key")
         inner = text
-    return f"{entity_set}({quote(inner, safe=_QUERY_SAFE + '=')})"
+    return f"{entity_set}({quote(inner, safe=_KEY_SAFE)})"
 
 
 def _query_string(params: Mapping[str, str]) -> str:
@@ -173,17 +174,27 @@ class DataverseClient:
                 raise ServiceUnavailable(0, None, str(exc), method=method, path=path) from exc
             except requests.RequestException as exc:
                 raise ServiceUnavailable(
-                    0, None, f"{exc.__class__.__name__}: the request may or may not have been applied",
-                    method=method, path=path,
+                    0,
+                    None,
+                    f"{exc.__class__.__name__}: the request may or may not have been applied",
+                    method=method,
+                    path=path,
                 ) from exc
             if response.status_code == 401 and attempt == 1:
                 token = self._token(stale=token)  # expired or revoked: one fresh token, one more try
                 continue
+            if response.status_code == 401:
+                error = error_from_response(401, _body(response))
+                raise AuthenticationFailed(
+                    401,
+                    error.code,
+                    f"{error.message} (a fresh token was refused too: check that an enabled application user "
+                    "exists in Dataverse for AZURE_CLIENT_ID)",
+                    method=method,
+                    path=path,
+                )
             if response.status_code >= 400:
-                error = error_from_response(response.status_code, _body(response), method=method, path=path)
-                if isinstance(error, AuthenticationFailed):
-                    error.message += " (a fresh token was refused too: check the application user in Dataverse)"
-                raise error
+                raise error_from_response(response.status_code, _body(response), method=method, path=path)
             return response
         raise AssertionError("unreachable")
 
@@ -302,9 +313,7 @@ class DataverseClient:
         headers = {"Content-Type": content_type}
         if continue_on_error:
             headers["Prefer"] = "odata.continue-on-error"
-        response = self.request(
-            "POST", "$batch", data=body, headers=headers, idempotent=idempotent, deadline=deadline
-        )
+        response = self.request("POST", "$batch", data=body, headers=headers, idempotent=idempotent, deadline=deadline)
         return decode_batch(response.headers.get("Content-Type", ""), response.content)
 
 
@@ -323,4 +332,3 @@ def _entity_id(response: requests.Response, *, required: bool = True) -> str:
     if required:
         raise DataverseError(response.status_code, None, "Dataverse answered without the new record's id")
     return ""
-

@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
-    "DataverseError",
     "AuthenticationFailed",
+    "DataverseError",
+    "DuplicateKey",
     "Forbidden",
     "NotFound",
-    "DuplicateKey",
     "PreconditionFailed",
-    "Throttled",
     "ServiceUnavailable",
+    "Throttled",
     "error_from_response",
 ]
 

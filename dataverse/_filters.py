@@ -12,29 +12,28 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable
-from datetime import date, datetime, timezone
-from typing import Union
+from datetime import UTC, date, datetime
 
 __all__ = [
     "Filter",
-    "literal",
-    "column",
-    "eq",
-    "ne",
-    "gt",
-    "ge",
-    "lt",
-    "le",
-    "in_",
     "and_",
-    "or_",
-    "not_",
+    "column",
     "contains",
-    "startswith",
     "endswith",
+    "eq",
+    "ge",
+    "gt",
+    "in_",
+    "le",
+    "literal",
+    "lt",
+    "ne",
+    "not_",
+    "or_",
+    "startswith",
 ]
 
-Value = Union[str, int, float, bool, None, uuid.UUID, datetime, date]
+Value = str | int | float | bool | None | uuid.UUID | datetime | date
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)?$")
 
 
@@ -66,7 +65,7 @@ def literal(value: Value) -> str:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise ValueError("datetimes sent to Dataverse must be timezone-aware")
-        return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, str):
@@ -107,9 +106,7 @@ def in_(name: str, values: Iterable[Value]) -> Filter:
     items = [literal(v) for v in values]
     if not items:
         raise ValueError("in_() needs at least one value")
-    return Filter(
-        f"Microsoft.Dynamics.CRM.In(PropertyName={literal(column(name))},PropertyValues=[{','.join(items)}])"
-    )
+    return Filter(f"Microsoft.Dynamics.CRM.In(PropertyName={literal(column(name))},PropertyValues=[{','.join(items)}])")
 
 
 def _join(op: str, parts: Iterable[Filter]) -> Filter:

@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-__all__ = ["Request", "Response", "EmulatorServer", "FaultRule", "json_response"]
+__all__ = ["EmulatorServer", "FaultRule", "Request", "Response", "json_response"]
 
 
 @dataclass
@@ -128,9 +128,7 @@ class EmulatorServer:
     def request_count(self, path_contains: str = "", method: str = "") -> int:
         with self._log_lock:
             return sum(
-                1
-                for r in self.requests
-                if path_contains in r["path"] and (not method or r["method"] == method.upper())
+                1 for r in self.requests if path_contains in r["path"] and (not method or r["method"] == method.upper())
             )
 
     def reset_requests(self) -> None:

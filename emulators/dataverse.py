@@ -14,13 +14,12 @@ from __future__ import annotations
 import copy
 import email
 import email.policy
-import json
 import re
 import threading
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
@@ -28,47 +27,155 @@ from ._server import EmulatorServer, Request, Response, json_response
 from .odata import FilterSyntaxError, UnknownColumn, compile_filter
 from .tokens import TokenIssuer
 
-__all__ = ["DataverseEmulator", "Table", "BASE_SCHEMA", "APPLICATION_USER_ID"]
+__all__ = ["APPLICATION_USER_ID", "BASE_SCHEMA", "DataverseEmulator", "Table"]
 
 API_PREFIX = "/api/data/v9.2/"
 APPLICATION_USER_ID = "00000000-0000-0000-0000-00000000a99e"
 BUSINESS_UNIT_ID = "00000000-0000-0000-0000-0000000000b0"
 ORGANIZATION_ID = "00000000-0000-0000-0000-0000000000c0"
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
-_COMMON = {"createdon", "modifiedon", "versionnumber", "statecode", "statuscode", "_ownerid_value",
-           "_createdby_value", "_modifiedby_value", "_owningbusinessunit_value"}
-_ACTIVITY = {"subject", "description", "actualstart", "actualend", "actualdurationminutes", "scheduledstart",
-             "scheduledend", "_regardingobjectid_value", "activitytypecode", "prioritycode"}
+_COMMON = {
+    "createdon",
+    "modifiedon",
+    "versionnumber",
+    "statecode",
+    "statuscode",
+    "_ownerid_value",
+    "_createdby_value",
+    "_modifiedby_value",
+    "_owningbusinessunit_value",
+}
+_ACTIVITY = {
+    "subject",
+    "description",
+    "actualstart",
+    "actualend",
+    "actualdurationminutes",
+    "scheduledstart",
+    "scheduledend",
+    "_regardingobjectid_value",
+    "activitytypecode",
+    "prioritycode",
+}
 
 # entity set -> (logical name, primary key, columns)
 BASE_SCHEMA: dict[str, tuple[str, str, set[str]]] = {
-    "contacts": ("contact", "contactid", _COMMON | {
-        "fullname", "firstname", "lastname", "emailaddress1", "telephone1", "telephone2", "telephone3",
-        "mobilephone", "address1_telephone1", "address1_telephone2", "address1_telephone3",
-        "_parentcustomerid_value", "preferredcontactmethodcode", "new_preferredlanguage", "jobtitle"}),
-    "accounts": ("account", "accountid", _COMMON | {
-        "name", "accountnumber", "emailaddress1", "telephone1", "telephone2", "telephone3",
-        "address1_telephone1", "address1_telephone2", "address1_telephone3", "_primarycontactid_value",
-        "customertypecode", "accountcategorycode", "industrycode"}),
-    "leads": ("lead", "leadid", _COMMON | {
-        "fullname", "firstname", "lastname", "subject", "companyname", "emailaddress1",
-        "telephone1", "telephone2", "telephone3", "mobilephone", "address1_telephone1"}),
-    "systemusers": ("systemuser", "systemuserid", {
-        "createdon", "modifiedon", "versionnumber", "fullname", "firstname", "lastname", "domainname",
-        "internalemailaddress", "address1_telephone1", "mobilephone", "isdisabled", "accessmode",
-        "applicationid", "_businessunitid_value", "azureactivedirectoryobjectid"}),
+    "contacts": (
+        "contact",
+        "contactid",
+        _COMMON
+        | {
+            "fullname",
+            "firstname",
+            "lastname",
+            "emailaddress1",
+            "telephone1",
+            "telephone2",
+            "telephone3",
+            "mobilephone",
+            "address1_telephone1",
+            "address1_telephone2",
+            "address1_telephone3",
+            "_parentcustomerid_value",
+            "preferredcontactmethodcode",
+            "new_preferredlanguage",
+            "jobtitle",
+        },
+    ),
+    "accounts": (
+        "account",
+        "accountid",
+        _COMMON
+        | {
+            "name",
+            "accountnumber",
+            "emailaddress1",
+            "telephone1",
+            "telephone2",
+            "telephone3",
+            "address1_telephone1",
+            "address1_telephone2",
+            "address1_telephone3",
+            "_primarycontactid_value",
+            "customertypecode",
+            "accountcategorycode",
+            "industrycode",
+        },
+    ),
+    "leads": (
+        "lead",
+        "leadid",
+        _COMMON
+        | {
+            "fullname",
+            "firstname",
+            "lastname",
+            "subject",
+            "companyname",
+            "emailaddress1",
+            "telephone1",
+            "telephone2",
+            "telephone3",
+            "mobilephone",
+            "address1_telephone1",
+        },
+    ),
+    "systemusers": (
+        "systemuser",
+        "systemuserid",
+        {
+            "createdon",
+            "modifiedon",
+            "versionnumber",
+            "fullname",
+            "firstname",
+            "lastname",
+            "domainname",
+            "internalemailaddress",
+            "address1_telephone1",
+            "mobilephone",
+            "isdisabled",
+            "accessmode",
+            "applicationid",
+            "_businessunitid_value",
+            "azureactivedirectoryobjectid",
+        },
+    ),
     "teams": ("team", "teamid", {"createdon", "modifiedon", "versionnumber", "name", "_businessunitid_value"}),
-    "incidents": ("incident", "incidentid", _COMMON | {"title", "ticketnumber", "_customerid_value",
-                                                        "prioritycode", "caseorigincode"}),
+    "incidents": (
+        "incident",
+        "incidentid",
+        _COMMON | {"title", "ticketnumber", "_customerid_value", "prioritycode", "caseorigincode"},
+    ),
     "phonecalls": ("phonecall", "activityid", _COMMON | _ACTIVITY | {"phonenumber", "directioncode"}),
-    "activityparties": ("activityparty", "activitypartyid", {
-        "_activityid_value", "_partyid_value", "participationtypemask", "addressused"}),
-    "msdyn_presences": ("msdyn_presence", "msdyn_presenceid", _COMMON | {
-        "msdyn_name", "msdyn_presencestatustext", "msdyn_basepresencestatus", "msdyn_canuserset",
-        "msdyn_presencecolor"}),
-    "msdyn_agentstatuses": ("msdyn_agentstatus", "msdyn_agentstatusid", _COMMON | {
-        "_msdyn_agentid_value", "_msdyn_currentpresenceid_value", "msdyn_isagentloggedin",
-        "msdyn_presencemodifiedon"}),
+    "activityparties": (
+        "activityparty",
+        "activitypartyid",
+        {"_activityid_value", "_partyid_value", "participationtypemask", "addressused"},
+    ),
+    "msdyn_presences": (
+        "msdyn_presence",
+        "msdyn_presenceid",
+        _COMMON
+        | {
+            "msdyn_name",
+            "msdyn_presencestatustext",
+            "msdyn_basepresencestatus",
+            "msdyn_canuserset",
+            "msdyn_presencecolor",
+        },
+    ),
+    "msdyn_agentstatuses": (
+        "msdyn_agentstatus",
+        "msdyn_agentstatusid",
+        _COMMON
+        | {
+            "_msdyn_agentid_value",
+            "_msdyn_currentpresenceid_value",
+            "msdyn_isagentloggedin",
+            "msdyn_presencemodifiedon",
+        },
+    ),
 }
 
 # collection-valued navigation properties: (entity set, name) -> (child set, child lookup column)
@@ -98,7 +205,7 @@ class DataverseError(Exception):
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class DataverseEmulator(EmulatorServer):
@@ -115,19 +222,30 @@ class DataverseEmulator(EmulatorServer):
         super().__init__(host=host, port=port)
         self.issuer = issuer
         self.lock = threading.RLock()
-        self.tables: dict[str, Table] = {
-            name: Table(name, logical, key, set(columns)) for name, (logical, key, columns) in BASE_SCHEMA.items()
-        }
         self._version = 1000
-        self.table("systemusers").rows[APPLICATION_USER_ID] = {
-            "systemuserid": APPLICATION_USER_ID, "fullname": "# Enreach bridge (application user)",
-            "isdisabled": False, "accessmode": 4, "_businessunitid_value": BUSINESS_UNIT_ID,
-            "createdon": _now(), "modifiedon": _now(), "versionnumber": 1,
-        }
+        self.tables: dict[str, Table] = {}
+        self.reset()
         if data:
             self.load(data)
 
     # -- Python API for tests and the sandbox ---------------------------------------
+
+    def reset(self) -> None:
+        """Back to the bare schema with only the application user (tests start from here)."""
+        with self.lock:
+            self.tables = {
+                name: Table(name, logical, key, set(columns)) for name, (logical, key, columns) in BASE_SCHEMA.items()
+            }
+            self.table("systemusers").rows[APPLICATION_USER_ID] = {
+                "systemuserid": APPLICATION_USER_ID,
+                "fullname": "# Enreach bridge (application user)",
+                "isdisabled": False,
+                "accessmode": 4,
+                "_businessunitid_value": BUSINESS_UNIT_ID,
+                "createdon": _now(),
+                "modifiedon": _now(),
+                "versionnumber": 1,
+            }
 
     def table(self, entity_set: str) -> Table:
         try:
@@ -207,7 +325,9 @@ class DataverseEmulator(EmulatorServer):
                 {"WWW-Authenticate": 'Bearer error="invalid_token", error_description="expired or unknown token"'},
             )
         if not request.path.startswith(API_PREFIX):
-            return DataverseError(404, "0x80060888", f"No HTTP resource was found that matches {request.path}").response()
+            return DataverseError(
+                404, "0x80060888", f"No HTTP resource was found that matches {request.path}"
+            ).response()
         with self.lock:
             try:
                 return self._execute(request, content_ids={})
@@ -217,12 +337,17 @@ class DataverseEmulator(EmulatorServer):
                 return DataverseError(400, "0x80060888", str(error)).response()
 
     def _execute(self, request: Request, content_ids: dict[str, str]) -> Response:
-        resource = request.path[len(API_PREFIX):]
+        resource = request.path[len(API_PREFIX) :]
         if resource == "WhoAmI" and request.method == "GET":
-            return json_response(200, {
-                "@odata.context": f"{self.url}{API_PREFIX}$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse",
-                "BusinessUnitId": BUSINESS_UNIT_ID, "UserId": APPLICATION_USER_ID, "OrganizationId": ORGANIZATION_ID,
-            })
+            return json_response(
+                200,
+                {
+                    "@odata.context": f"{self.url}{API_PREFIX}$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse",
+                    "BusinessUnitId": BUSINESS_UNIT_ID,
+                    "UserId": APPLICATION_USER_ID,
+                    "OrganizationId": ORGANIZATION_ID,
+                },
+            )
         if resource == "$batch" and request.method == "POST":
             return self._batch(request)
         match = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)(?:\((.*)\))?", resource, re.S)
@@ -235,7 +360,9 @@ class DataverseEmulator(EmulatorServer):
                 return self._query(table, request)
             if request.method == "POST":
                 return self._create(table, request, content_ids)
-            raise DataverseError(405, "0x80060888", f"The HTTP method '{request.method}' is not allowed on a collection.")
+            raise DataverseError(
+                405, "0x80060888", f"The HTTP method '{request.method}' is not allowed on a collection."
+            )
         key = self._parse_key(table, key_text)
         if request.method == "GET":
             row = self._find(table, key)
@@ -265,7 +392,8 @@ class DataverseEmulator(EmulatorServer):
             raise DataverseError(400, "0x80060888", f"Bad Request - Error in query syntax: key '{text}'.")
         if tuple(sorted(pairs)) not in {tuple(sorted(cols)) for cols in table.alternate_keys.values()}:
             raise DataverseError(
-                400, "0x80060888",
+                400,
+                "0x80060888",
                 f"The key '{','.join(pairs)}' is not an alternate key of '{table.logical_name}': define it first.",
             )
         return pairs
@@ -289,32 +417,43 @@ class DataverseEmulator(EmulatorServer):
             for other_id, other in table.rows.items():
                 if other_id != own_id and all(_same(other.get(c), row.get(c)) for c in columns):
                     raise DataverseError(
-                        412, "0x80060892",
+                        412,
+                        "0x80060892",
                         f"A record that has the attribute values {', '.join(str(row[c]) for c in columns)} already "
-                        f"exists. The entity key {key_name} requires that this set of attributes contains unique values.",
+                        f"exists. The entity key {key_name} requires that this set of attributes "
+                        "contains unique values.",
                     )
 
     # -- reads --------------------------------------------------------------------
 
-    def _project(self, table: Table, row: dict[str, Any], select: str | None, request: Request) -> dict[str, Any]:
+    @staticmethod
+    def _selected(table: Table, select: str | None) -> list[str]:
         names = [c.strip() for c in select.split(",")] if select else sorted(table.columns)
         for name in names:
             if not table.has_column(name):
                 raise DataverseError(
-                    400, "0x80060888",
+                    400,
+                    "0x80060888",
                     f"Could not find a property named '{name}' on type 'Microsoft.Dynamics.CRM.{table.logical_name}'.",
                 )
+        return names
+
+    def _project(self, table: Table, row: dict[str, Any], select: str | None, request: Request) -> dict[str, Any]:
+        names = self._selected(table, select)
         annotations = "include-annotations" in request.headers.get("prefer", "")
         out: dict[str, Any] = {"@odata.etag": f'W/"{row.get("versionnumber", 0)}"'}
         for name in names:
             out[name] = row.get(name)
             if annotations and name.startswith("_") and name.endswith("_value") and row.get(name):
-                out[f"{name}@Microsoft.Dynamics.CRM.lookuplogicalname"] = row.get(f"{name}@lookuplogicalname", "systemuser")
+                out[f"{name}@Microsoft.Dynamics.CRM.lookuplogicalname"] = row.get(
+                    f"{name}@lookuplogicalname", "systemuser"
+                )
         out[table.primary_key] = row[table.primary_key]
         return out
 
     def _query(self, table: Table, request: Request) -> Response:
         query = request.query
+        self._selected(table, query.get("$select"))
         skip = int(query.get("$skiptoken", "0") or 0)
         predicate = None
         if query.get("$filter"):
@@ -322,8 +461,10 @@ class DataverseEmulator(EmulatorServer):
                 predicate = compile_filter(query["$filter"], table.has_column)
             except UnknownColumn as error:
                 raise DataverseError(
-                    400, "0x80060888",
-                    f"Could not find a property named '{error.name}' on type 'Microsoft.Dynamics.CRM.{table.logical_name}'.",
+                    400,
+                    "0x80060888",
+                    f"Could not find a property named '{error.name}' on type "
+                    f"'Microsoft.Dynamics.CRM.{table.logical_name}'.",
                 ) from None
         rows = [r for r in table.rows.values() if predicate is None or predicate(r)]
         for part in reversed([p.strip() for p in query.get("$orderby", "").split(",") if p.strip()]):
@@ -341,7 +482,7 @@ class DataverseEmulator(EmulatorServer):
             page_size = 5000
             if query.get("$top"):
                 rows = rows[: int(query["$top"])]
-        page = rows[skip: skip + page_size]
+        page = rows[skip : skip + page_size]
         payload: dict[str, Any] = {
             "@odata.context": f"{self.url}{API_PREFIX}$metadata#{table.entity_set}",
             "value": [self._with_expand(table, r, request) for r in page],
@@ -349,8 +490,8 @@ class DataverseEmulator(EmulatorServer):
         if skip + page_size < len(rows):
             params = [(k, v) for k, v in parse_qsl(request.raw_query, keep_blank_values=True) if k != "$skiptoken"]
             params.append(("$skiptoken", str(skip + page_size)))
-            payload["@odata.nextLink"] = (
-                f"{self.url}{request.raw_path}?" + "&".join(f"{k}={quote(v, safe=chr(39) + '(),/:@$*')}" for k, v in params)
+            payload["@odata.nextLink"] = f"{self.url}{request.raw_path}?" + "&".join(
+                f"{k}={quote(v, safe=chr(39) + '(),/:@$*')}" for k, v in params
             )
         return json_response(200, payload, headers)
 
@@ -372,8 +513,9 @@ class DataverseEmulator(EmulatorServer):
 
     # -- writes -------------------------------------------------------------------
 
-    def _apply(self, table: Table, row: dict[str, Any], body: dict[str, Any], *, creating: bool,
-               content_ids: dict[str, str]) -> list[tuple[str, str, list[dict[str, Any]]]]:
+    def _apply(
+        self, table: Table, row: dict[str, Any], body: dict[str, Any], *, creating: bool, content_ids: dict[str, str]
+    ) -> list[tuple[str, str, list[dict[str, Any]]]]:
         """Copy ``body`` into ``row`` (validating names and binds); return deep-insert children."""
         children = []
         for name, value in body.items():
@@ -392,12 +534,14 @@ class DataverseEmulator(EmulatorServer):
                 continue
             elif not table.has_column(name) or (name.startswith("_") and name.endswith("_value")):
                 raise DataverseError(
-                    400, "0x80048d19",
+                    400,
+                    "0x80048d19",
                     f"Invalid property '{name}' was found in entity 'Microsoft.Dynamics.CRM.{table.logical_name}'.",
                 )
             elif creating and name == "statecode" and table.entity_set == "phonecalls":
                 raise DataverseError(
-                    400, "0x80040203",
+                    400,
+                    "0x80040203",
                     "statecode is not valid on create for an activity: create it open, then update its state.",
                 )
             else:
@@ -411,7 +555,8 @@ class DataverseEmulator(EmulatorServer):
             if f"_{candidate}_value" in table.columns:
                 return candidate
         raise DataverseError(
-            400, "0x80060888",
+            400,
+            "0x80060888",
             f"An undeclared property '{nav}' which only has property annotations in the payload was found "
             f"on type 'Microsoft.Dynamics.CRM.{table.logical_name}'.",
         )
@@ -430,8 +575,9 @@ class DataverseEmulator(EmulatorServer):
             raise self._not_found(target, key)
         return target.entity_set, str(row[target.primary_key])
 
-    def _insert(self, table: Table, body: dict[str, Any], content_ids: dict[str, str],
-                preset: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _insert(
+        self, table: Table, body: dict[str, Any], content_ids: dict[str, str], preset: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         row: dict[str, Any] = dict(preset or {})
         children = self._apply(table, row, body, creating=True, content_ids=content_ids)
         new_id = str(body.get(table.primary_key) or uuid.uuid4()).lower()
@@ -491,7 +637,9 @@ class DataverseEmulator(EmulatorServer):
         if if_none_match == "*":
             raise DataverseError(412, "0x80040237", "A record with matching key values already exists.")
         if if_match and if_match != "*" and if_match != f'W/"{row.get("versionnumber")}"':
-            raise DataverseError(412, "0x80060882", "The version of the existing record doesn't match the If-Match header.")
+            raise DataverseError(
+                412, "0x80060882", "The version of the existing record doesn't match the If-Match header."
+            )
         candidate = dict(row)
         self._apply(table, candidate, body, creating=False, content_ids=content_ids)
         self._check_unique(table, candidate, str(row[table.primary_key]).lower())
@@ -506,7 +654,9 @@ class DataverseEmulator(EmulatorServer):
     def _batch(self, request: Request) -> Response:
         content_type = request.headers.get("content-type", "")
         if not content_type.startswith("multipart/mixed") or "boundary=" not in content_type:
-            raise DataverseError(400, "0x80060888", "A $batch request needs Content-Type multipart/mixed with a boundary.")
+            raise DataverseError(
+                400, "0x80060888", "A $batch request needs Content-Type multipart/mixed with a boundary."
+            )
         message = email.message_from_bytes(
             f"Content-Type: {content_type}\r\n\r\n".encode() + request.body, policy=email.policy.HTTP
         )
@@ -533,9 +683,14 @@ class DataverseEmulator(EmulatorServer):
             if not ok and not continue_on_error:
                 break
         body = "".join(out) + f"--{boundary}--\r\n"
-        return Response(200, body.encode("utf-8"), {
-            "Content-Type": f"multipart/mixed; boundary={boundary}", "OData-Version": "4.0",
-        })
+        return Response(
+            200,
+            body.encode("utf-8"),
+            {
+                "Content-Type": f"multipart/mixed; boundary={boundary}",
+                "OData-Version": "4.0",
+            },
+        )
 
     def _changeset(self, part: email.message.Message, outer: Request) -> tuple[bool, str]:
         snapshot = {name: copy.deepcopy(t.rows) for name, t in self.tables.items()}
@@ -564,7 +719,7 @@ class DataverseEmulator(EmulatorServer):
         blank = re.search(r"\r?\n\r?\n", text)
         head, body = (text[: blank.start()], text[blank.end() :]) if blank else (text, "")
         lines = re.split(r"\r?\n", head.strip())
-        method, url, _version = (lines[0].split(" ") + ["", "", ""])[:3]
+        method, url, _version = [*lines[0].split(" "), "", "", ""][:3]
         headers = {}
         for line in lines[1:]:
             if ":" in line:
@@ -580,14 +735,20 @@ class DataverseEmulator(EmulatorServer):
         for header in ("authorization",):
             headers.setdefault(header, outer.headers.get(header, ""))
         return Request(
-            method=method.upper(), path=unquote(path), raw_path=path,
-            query={k: v for k, v in parse_qsl(split.query, keep_blank_values=True)}, raw_query=split.query,
-            headers=headers, body=body.strip().encode("utf-8"),
+            method=method.upper(),
+            path=unquote(path),
+            raw_path=path,
+            query={k: v for k, v in parse_qsl(split.query, keep_blank_values=True)},
+            raw_query=split.query,
+            headers=headers,
+            body=body.strip().encode("utf-8"),
         )
 
     def _safe_execute(self, request: Request, content_ids: dict[str, str]) -> Response:
         if not request.path.startswith(API_PREFIX):
-            return DataverseError(404, "0x80060888", f"No HTTP resource was found that matches {request.path}").response()
+            return DataverseError(
+                404, "0x80060888", f"No HTTP resource was found that matches {request.path}"
+            ).response()
         try:
             return self._execute(request, content_ids)
         except DataverseError as error:
@@ -609,9 +770,20 @@ def _number_or_text(raw: str) -> Any:
         return raw.lower() if _GUID.match(raw) else raw
 
 
-_REASONS = {200: "OK", 201: "Created", 204: "No Content", 400: "Bad Request", 401: "Unauthorized",
-            403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 412: "Precondition Failed",
-            429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    201: "Created",
+    204: "No Content",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    412: "Precondition Failed",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 
 
 def _http_part(response: Response, content_id: str | None) -> str:

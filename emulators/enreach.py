@@ -42,12 +42,17 @@ class EnreachEmulator(EmulatorServer):
         super().__init__(host=host, port=port)
         self.lock = threading.Lock()
         self.credentials: dict[str, str] = {}
-        self.users: list[dict[str, Any]] = []
-        self.calls: list[dict[str, Any]] = []
-        self.callbacks: list[dict[str, Any]] = []
-        self.queues: list[dict[str, Any]] = []
+        self.reset()
         if data:
             self.load(data)
+
+    def reset(self) -> None:
+        """Forget users, calls, callbacks and queues (credentials stay)."""
+        with self.lock:
+            self.users: list[dict[str, Any]] = []
+            self.calls: list[dict[str, Any]] = []
+            self.callbacks: list[dict[str, Any]] = []
+            self.queues: list[dict[str, Any]] = []
 
     def load(self, data: dict[str, Any]) -> None:
         with self.lock:
@@ -74,15 +79,27 @@ class EnreachEmulator(EmulatorServer):
                 email = str((request.json() or {}).get("user", "")).lower()
             if email not in self.credentials and not any(u.get("Email", "").lower() == email for u in self.users):
                 return json_response(200, [])
-            return json_response(200, [{
-                "siloName": "emulator", "username": email, "apiEndpoint": self.url + "/",
-                "uiEndpoint": self.url + "/ui/", "authority": None, "authorityIdPHint": None,
-                "basicAuthEndpoint": self.url + "/",
-            }])
+            return json_response(
+                200,
+                [
+                    {
+                        "siloName": "emulator",
+                        "username": email,
+                        "apiEndpoint": self.url + "/",
+                        "uiEndpoint": self.url + "/ui/",
+                        "authority": None,
+                        "authorityIdPHint": None,
+                        "basicAuthEndpoint": self.url + "/",
+                    }
+                ],
+            )
         caller = self._authenticated_user(request)
         if caller is None:
-            return json_response(401, {"Message": "Authorization has been denied for this request."},
-                                 {"WWW-Authenticate": 'Basic realm="EnreachAPI"'})
+            return json_response(
+                401,
+                {"Message": "Authorization has been denied for this request."},
+                {"WWW-Authenticate": 'Basic realm="EnreachAPI"'},
+            )
         parts = [p for p in request.path.split("/") if p]
         with self.lock:
             if parts == ["users", "me"]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -19,13 +19,13 @@ import requests
 from core.retry import RetryExhausted, RetryPolicy, send_with_retry
 
 __all__ = [
+    "Availability",
+    "EnreachAuthError",
+    "EnreachCall",
     "EnreachClient",
     "EnreachError",
-    "EnreachAuthError",
     "EnreachUnavailable",
     "EnreachUser",
-    "EnreachCall",
-    "Availability",
     "discover_api_url",
 ]
 
@@ -118,13 +118,13 @@ class EnreachCall:
 def format_time(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise ValueError("pass timezone-aware datetimes to the Enreach client")
-    return moment.astimezone(timezone.utc).strftime(TIME_FORMAT)
+    return moment.astimezone(UTC).strftime(TIME_FORMAT)
 
 
 def parse_time(text: str) -> datetime:
     """Enreach times are UTC; accept ``YYYY-MM-DD HH:MM:SS`` and ISO 8601."""
     value = datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "T"))
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _raise_for(response: requests.Response) -> None:
@@ -287,7 +287,10 @@ class EnreachClient:
         while window_start < end:
             window_end = min(end, window_start + MAX_CALL_RANGE)
             params = {names[0]: format_time(window_start), names[1]: format_time(window_end)}
-            calls += [EnreachCall.from_api(item) for item in self._call("GET", "calls", params=params, deadline=deadline) or []]
+            calls += [
+                EnreachCall.from_api(item)
+                for item in self._call("GET", "calls", params=params, deadline=deadline) or []
+            ]
             window_start = window_end
         return calls
 

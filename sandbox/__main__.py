@@ -37,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sandbox: cannot read the data file: {error}", file=sys.stderr)
         return 2
     services = Services(
-        data=data, dataverse_port=args.dataverse_port, enreach_port=args.enreach_port,
+        data=data,
+        dataverse_port=args.dataverse_port,
+        enreach_port=args.enreach_port,
         with_azurite=not args.no_azurite,
     )
     try:

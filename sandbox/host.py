@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import azure.functions as func
 
-__all__ = ["LocalFunctionsHost", "HttpRoute"]
+__all__ = ["HttpRoute", "LocalFunctionsHost"]
 
 log = logging.getLogger("sandbox.host")
 
@@ -74,8 +74,9 @@ class LocalFunctionsHost:
             if trigger.get_binding_name() == "httpTrigger":
                 route = getattr(trigger, "route", None) or name
                 methods = {str(getattr(m, "value", m)).upper() for m in (getattr(trigger, "methods", None) or [])}
-                self.routes.append(HttpRoute(name, route, _route_regex(route), methods or {"GET", "POST"},
-                                             user_function, trigger.name))
+                self.routes.append(
+                    HttpRoute(name, route, _route_regex(route), methods or {"GET", "POST"}, user_function, trigger.name)
+                )
         self._server: ThreadingHTTPServer | None = None
 
     def describe(self) -> list[str]:
@@ -97,7 +98,9 @@ class LocalFunctionsHost:
         else:
             raise ValueError(f"{name} is a {trigger_type} function: call its route instead")
 
-    def handle(self, method: str, raw_url: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+    def handle(
+        self, method: str, raw_url: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
         split = urlsplit(raw_url)
         path = split.path
         admin = re.fullmatch(r"/admin/functions/([^/]+)", path)
@@ -114,7 +117,7 @@ class LocalFunctionsHost:
             return 202, {}, b""
         if not path.startswith("/api/"):
             return 404, {}, b""
-        sub = path[len("/api/"):]
+        sub = path[len("/api/") :]
         for route in self.routes:
             match = route.pattern.match(sub)
             if match and method in route.methods:

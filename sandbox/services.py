@@ -20,7 +20,7 @@ from emulators.dataverse import DataverseEmulator
 from emulators.enreach import EnreachEmulator
 from emulators.tokens import TestCA, TokenIssuer, TokenServer
 
-__all__ = ["Services", "Azurite", "SAMPLE_DATA", "load_data", "SANDBOX_CREDENTIALS"]
+__all__ = ["SAMPLE_DATA", "SANDBOX_CREDENTIALS", "Azurite", "Services", "load_data"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DATA = Path(__file__).resolve().parent / "sample_data.json"
@@ -81,9 +81,20 @@ class Azurite:
         if executable is None:
             raise RuntimeError("Azurite is not installed: run `npm ci` in the project folder (see README)")
         self._process = subprocess.Popen(
-            [executable, "--tableHost", "127.0.0.1", "--tablePort", str(self.port), "--inMemoryPersistence",
-             "--skipApiVersionCheck", "--disableProductStyleUrl", "--silent", "--location", self._workdir],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            [
+                executable,
+                "--tableHost",
+                "127.0.0.1",
+                "--tablePort",
+                str(self.port),
+                "--inMemoryPersistence",
+                "--skipApiVersionCheck",
+                "--disableProductStyleUrl",
+                "--silent",
+            ],
+            cwd=self._workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -153,15 +164,24 @@ class Services:
         for name in list(settings):
             if name in env and env[name] and name not in ("REQUESTS_CA_BUNDLE",):
                 settings[name] = env[name]
-        for name in ("ROUTING_API_KEY", "ROUTING_BASIC_USER", "ROUTING_BASIC_PASSWORD", "ENREACH_API_URL",
-                     "HTTP_TIMEOUT_SECONDS"):
+        for name in (
+            "ROUTING_API_KEY",
+            "ROUTING_BASIC_USER",
+            "ROUTING_BASIC_PASSWORD",
+            "ENREACH_API_URL",
+            "HTTP_TIMEOUT_SECONDS",
+        ):
             if env.get(name):
                 settings[name] = env[name]
         settings.update(overrides or {})
         return settings
 
     def stop(self) -> None:
-        for service in (getattr(self, "tokens", None), getattr(self, "dataverse", None), getattr(self, "enreach", None)):
+        for service in (
+            getattr(self, "tokens", None),
+            getattr(self, "dataverse", None),
+            getattr(self, "enreach", None),
+        ):
             if service is not None:
                 service.stop()
         if getattr(self, "azurite", None) is not None:

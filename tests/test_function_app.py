@@ -1,0 +1,67 @@
+"""The app indexes as the Functions host sees it: names, triggers, routes, schedules."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from functools import lru_cache
+
+EXPECTED_HTTP = {
+    # name: (route, methods, auth level)
+    "health": ("health", ["GET"], "ANONYMOUS"),
+}
+EXPECTED_TIMERS: dict[str, str] = {
+    # name: schedule (an app-setting expression, resolved by the host)
+}
+
+
+@lru_cache(maxsize=1)
+def _functions():
+    """``get_functions()`` validates names on every call and refuses a second call: index once, like the host."""
+    from function_app import app
+
+    return {function.get_function_name(): function for function in app.get_functions()}
+
+
+def _index():
+    return {name: json.loads(function.get_function_json()) for name, function in _functions().items()}
+
+
+def test_every_function_is_registered_with_its_route_and_schedule():
+    found = _index()
+    assert set(found) == set(EXPECTED_HTTP) | set(EXPECTED_TIMERS)
+    for name, (route, methods, auth) in EXPECTED_HTTP.items():
+        trigger = found[name]["bindings"][0]
+        assert trigger["type"] == "httpTrigger"
+        assert (trigger["route"], trigger["methods"], trigger["authLevel"]) == (route, methods, auth)
+    for name, schedule in EXPECTED_TIMERS.items():
+        trigger = found[name]["bindings"][0]
+        assert trigger["type"] == "timerTrigger" and trigger["schedule"] == schedule
+        assert trigger.get("runOnStartup") is False
+
+
+def test_importing_the_app_needs_no_settings_and_loads_no_heavy_modules():
+    code = (
+        "import sys, function_app; "
+        "heavy = [m for m in ('requests', 'azure.identity', 'msal', 'phonenumbers', 'azure.data.tables') "
+        "if m in sys.modules]; print(heavy)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PATH": ""}, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_health_reports_misconfiguration_without_details(monkeypatch):
+    import azure.functions as func
+
+    from core.settings import get_settings
+
+    health = _functions()["health"].get_user_function()
+    monkeypatch.delenv("DATAVERSE_URL", raising=False)
+    get_settings.cache_clear()
+    response = health(func.HttpRequest("GET", "/api/health", body=b""))
+    get_settings.cache_clear()
+    assert response.status_code == 503
+    body = json.loads(response.get_body())
+    assert body["status"] == "misconfigured" and body["problems"] >= 1
+    assert "DATAVERSE_URL" not in response.get_body().decode()

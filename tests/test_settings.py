@@ -1,0 +1,84 @@
+"""The typed settings object: every problem is named, with how to fix it."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.settings import SettingsError, load_settings
+
+GOOD = {
+    "DATAVERSE_URL": "https://contoso.crm4.dynamics.com/",
+    "AZURE_TENANT_ID": "7e4b1c52-5f0a-4d47-9c55-0a1b2c3d4e5f",
+    "AZURE_CLIENT_ID": "5a1d0c4e-8b2f-4e61-a7d3-6f5e4d3c2b1a",
+    "AZURE_CLIENT_SECRET": "s",
+    "ENREACH_USER": "api@example.fi",
+    "ENREACH_SECRET_KEY": "k",
+    "ROUTING_API_KEY": "0123456789abcdef0123",
+    "PHONE_DEFAULT_REGION": "fi",
+    "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+}
+
+
+def test_complete_settings_load_with_defaults():
+    settings = load_settings(GOOD)
+    assert settings.dataverse_url == "https://contoso.crm4.dynamics.com"
+    assert settings.dataverse_scope == "https://contoso.crm4.dynamics.com/.default"
+    assert settings.phone_default_region == "FI"
+    assert settings.credential_kind == "client_secret"
+    assert settings.enreach_discovery_url == "https://discover.enreachvoice.com"
+    assert settings.http_timeout_seconds == 10.0
+
+
+def test_repr_never_shows_secrets():
+    settings = load_settings(
+        {**GOOD, "AZURE_CLIENT_SECRET": "very-secret-value", "ENREACH_SECRET_KEY": "enreach-key-xyz"}
+    )
+    assert "very-secret-value" not in repr(settings) and "enreach-key-xyz" not in repr(settings)
+
+
+def test_every_missing_setting_is_named_at_once():
+    with pytest.raises(SettingsError) as caught:
+        load_settings({})
+    text = str(caught.value)
+    for name in (
+        "DATAVERSE_URL",
+        "ENREACH_USER",
+        "ENREACH_SECRET_KEY",
+        "ROUTING_API_KEY",
+        "PHONE_DEFAULT_REGION",
+        "AzureWebJobsStorage",
+    ):
+        assert name in text
+    assert "local.settings.json" in text
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"DATAVERSE_URL": "contoso.crm4.dynamics.com"}, "DATAVERSE_URL must be an absolute URL"),
+        ({"DATAVERSE_URL": "http://contoso.crm4.dynamics.com"}, "DATAVERSE_URL must use https"),
+        ({"DATAVERSE_URL": "https://contoso.crm4.dynamics.com/api/data/v9.2"}, "environment root"),
+        ({"AZURE_CLIENT_ID": "my-app"}, "AZURE_CLIENT_ID must be a GUID"),
+        ({"AZURE_TENANT_ID": ""}, "AZURE_TENANT_ID is not set"),
+        ({"AZURE_CLIENT_CERTIFICATE_PATH": "/nope.pem"}, "only one of AZURE_CLIENT_SECRET"),
+        ({"ENREACH_USER": "apiuser"}, "ENREACH_USER must be an e-mail"),
+        ({"PHONE_DEFAULT_REGION": "XX"}, "PHONE_DEFAULT_REGION 'XX'"),
+        ({"ROUTING_API_KEY": "short"}, "ROUTING_API_KEY is too short"),
+        ({"ROUTING_API_KEY": "", "ROUTING_BASIC_USER": "enreach"}, "ROUTING_BASIC_PASSWORD"),
+        ({"HTTP_TIMEOUT_SECONDS": "soon"}, "HTTP_TIMEOUT_SECONDS"),
+    ],
+)
+def test_malformed_settings_are_named(change, named):
+    with pytest.raises(SettingsError) as caught:
+        load_settings({**GOOD, **change})
+    assert named in str(caught.value)
+
+
+def test_no_secret_and_no_certificate_means_managed_identity():
+    settings = load_settings({k: v for k, v in GOOD.items() if k != "AZURE_CLIENT_SECRET"})
+    assert settings.credential_kind == "managed_identity"
+
+
+def test_basic_auth_alone_is_enough_for_routing():
+    settings = load_settings({**GOOD, "ROUTING_API_KEY": "", "ROUTING_BASIC_USER": "u", "ROUTING_BASIC_PASSWORD": "p"})
+    assert settings.routing_api_key is None and settings.routing_basic_user == "u"
