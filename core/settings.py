@@ -12,11 +12,47 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-__all__ = ["Settings", "SettingsError", "get_settings", "load_settings"]
+if TYPE_CHECKING:
+    from routing.rules import Rule
+
+__all__ = ["SETTING_NAMES", "Settings", "SettingsError", "get_settings", "load_settings"]
+
+# Every app setting the app reads (README and local.settings.sample.json list them too).
+SETTING_NAMES = (
+    "DATAVERSE_URL",
+    "AZURE_TENANT_ID",
+    "AZURE_CLIENT_ID",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_CLIENT_CERTIFICATE_PATH",
+    "AZURE_AUTHORITY_HOST",
+    "ENREACH_USER",
+    "ENREACH_SECRET_KEY",
+    "ENREACH_API_URL",
+    "ENREACH_DISCOVERY_URL",
+    "ROUTING_API_KEY",
+    "ROUTING_BASIC_USER",
+    "ROUTING_BASIC_PASSWORD",
+    "ROUTING_RULES",
+    "ROUTING_TIME_BUDGET_SECONDS",
+    "ROUTING_CACHE_TTL_SECONDS",
+    "ROUTING_OWNER_PHONE_COLUMN",
+    "ROUTING_PHONE_COLUMNS",
+    "PHONE_INDEX_SCHEDULE",
+    "PHONE_DEFAULT_REGION",
+    "AzureWebJobsStorage",
+    "HTTP_TIMEOUT_SECONDS",
+)
 
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+_COLUMN = re.compile(r"^[a-z_][a-z0-9_]*$")
+DEFAULT_PHONE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "contact": ("telephone1", "telephone2", "telephone3", "mobilephone"),
+    "account": ("telephone1", "telephone2", "telephone3"),
+    "lead": ("telephone1", "telephone2", "telephone3", "mobilephone"),
+}
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 
 
@@ -49,6 +85,12 @@ class Settings:
     phone_default_region: str
     storage_connection_string: str
     http_timeout_seconds: float
+    routing_rules: tuple[Rule, ...]
+    routing_time_budget_seconds: float
+    routing_cache_ttl_seconds: float
+    routing_owner_phone_column: str
+    routing_phone_columns: dict[str, tuple[str, ...]]
+    phone_index_schedule: str
 
     @property
     def dataverse_scope(self) -> str:
@@ -148,14 +190,40 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "AzureWebJobsStorage", "set the storage account connection string (UseDevelopmentStorage=true for Azurite)"
     )
 
-    timeout_text = get("HTTP_TIMEOUT_SECONDS") or "10"
+    def seconds(name: str, default: float, low: float, high: float) -> float:
+        text = get(name) or str(default)
+        try:
+            value = float(text)
+            if not low < value <= high:
+                raise ValueError
+        except ValueError:
+            problems.append(f"{name} must be a number of seconds in ({low:g}, {high:g}] (got {text!r})")
+            return default
+        return value
+
+    timeout = seconds("HTTP_TIMEOUT_SECONDS", 10.0, 0, 230)
+    budget = seconds("ROUTING_TIME_BUDGET_SECONDS", 1.5, 0, 4.5)
+    cache_ttl = seconds("ROUTING_CACHE_TTL_SECONDS", 60.0, -1, 86400)
+
+    from routing.rules import RuleError, parse_rules
+
     try:
-        timeout = float(timeout_text)
-        if not 0 < timeout <= 230:
-            raise ValueError
-    except ValueError:
-        problems.append(f"HTTP_TIMEOUT_SECONDS must be a number of seconds in (0, 230] (got {timeout_text!r})")
-        timeout = 10.0
+        rules = parse_rules(get("ROUTING_RULES"))
+    except RuleError as error:
+        problems.append(str(error))
+        rules = ()
+    owner_column = get("ROUTING_OWNER_PHONE_COLUMN") or "address1_telephone1"
+    if not _COLUMN.match(owner_column):
+        problems.append(f"ROUTING_OWNER_PHONE_COLUMN must be a logical column name (got {owner_column!r})")
+    phone_columns = dict(DEFAULT_PHONE_COLUMNS)
+    columns_text = get("ROUTING_PHONE_COLUMNS")
+    if columns_text:
+        phone_columns = _phone_columns(columns_text, problems)
+    schedule = get("PHONE_INDEX_SCHEDULE") or ""
+    if not schedule:
+        problems.append("PHONE_INDEX_SCHEDULE is not set: set an NCRONTAB schedule, e.g. 0 */5 * * * * (every 5 min)")
+    elif len(schedule.split()) != 6:
+        problems.append(f"PHONE_INDEX_SCHEDULE must have six NCRONTAB fields (got {schedule!r})")
 
     if problems:
         raise SettingsError(problems)
@@ -176,7 +244,36 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         phone_default_region=region,
         storage_connection_string=storage,
         http_timeout_seconds=timeout,
+        routing_rules=rules,
+        routing_time_budget_seconds=budget,
+        routing_cache_ttl_seconds=cache_ttl,
+        routing_owner_phone_column=owner_column,
+        routing_phone_columns=phone_columns,
+        phone_index_schedule=schedule,
     )
+
+
+def _phone_columns(text: str, problems: list[str]) -> dict[str, tuple[str, ...]]:
+    """ROUTING_PHONE_COLUMNS: JSON like {"contact": ["telephone1", "mobilephone"], "account": [...]}."""
+    import json
+
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict) or not value or set(value) - set(DEFAULT_PHONE_COLUMNS):
+        problems.append(
+            'ROUTING_PHONE_COLUMNS must be JSON like {"contact": ["telephone1", "mobilephone"], '
+            '"account": ["telephone1"], "lead": ["mobilephone"]} (tables: contact, account, lead)'
+        )
+        return dict(DEFAULT_PHONE_COLUMNS)
+    result: dict[str, tuple[str, ...]] = {}
+    for table, columns in value.items():
+        if not isinstance(columns, list) or not all(isinstance(c, str) and _COLUMN.match(c) for c in columns):
+            problems.append(f"ROUTING_PHONE_COLUMNS[{table!r}] must be a list of logical column names")
+            continue
+        result[table] = tuple(columns)
+    return result
 
 
 def _is_region(region: str) -> bool:

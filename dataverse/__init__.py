@@ -7,7 +7,7 @@ the ``$batch`` types, and typed errors. Nothing here imports Azure Functions.
 from . import _filters as filters
 from ._auth import TokenProvider, credential_from_settings
 from ._batch import BatchRequest, BatchResponse, ChangeSet
-from ._client import DataverseClient, DeadlineExceeded, Page, TokenUnavailable, UpsertResult, key_path
+from ._client import DataverseClient, DeadlineExceeded, Page, TokenUnavailable, UpsertResult, key_path, query_path
 from ._errors import (
     AuthenticationFailed,
     DataverseError,
@@ -40,4 +40,5 @@ __all__ = [
     "credential_from_settings",
     "filters",
     "key_path",
+    "query_path",
 ]

@@ -73,6 +73,36 @@ def key_path(entity_set: str, key: str | uuid.UUID | Mapping[str, Value]) -> str
     return f"{entity_set}({quote(inner, safe=_KEY_SAFE)})"
 
 
+def query_path(
+    entity_set: str,
+    *,
+    select: Sequence[str],
+    filter: str | None = None,
+    top: int | None = None,
+    orderby: str | None = None,
+    expand: str | None = None,
+) -> str:
+    """``contacts?$select=...&$filter=...``: a query URL relative to the API root, URL-encoded.
+
+    ``filter`` must come from ``dataverse.filters``; ``expand`` and ``orderby`` are built by
+    the app from checked column names, never from request input.
+    """
+    if not _ENTITY_SET.match(entity_set):
+        raise ValueError(f"not an entity set name: {entity_set!r}")
+    if not select:
+        raise ValueError("always $select the columns you need")
+    params = {"$select": ",".join(column(c) for c in select)}
+    if filter:
+        params["$filter"] = filter
+    if top is not None:
+        params["$top"] = str(int(top))
+    if orderby:
+        params["$orderby"] = orderby
+    if expand:
+        params["$expand"] = expand
+    return f"{entity_set}?{_query_string(params)}"
+
+
 def _query_string(params: Mapping[str, str]) -> str:
     return "&".join(f"{name}={quote(value, safe=_QUERY_SAFE)}" for name, value in params.items())
 
@@ -220,27 +250,24 @@ class DataverseClient:
         deadline: float | None = None,
     ) -> Page:
         """One page of a query; pass the returned ``next_link`` back for the next one."""
+        path = next_link or query_path(
+            entity_set, select=select, filter=filter, top=top, orderby=orderby, expand=expand
+        )
+        return self.get_page(path, page_size=page_size, annotations=annotations, deadline=deadline)
+
+    def get_page(
+        self,
+        path: str,
+        *,
+        page_size: int | None = None,
+        annotations: bool = False,
+        deadline: float | None = None,
+    ) -> Page:
+        """One page of a query given as a ``query_path()`` or an ``@odata.nextLink``."""
         prefer = [f"odata.maxpagesize={page_size or self._page_size}"]
         if annotations:
             prefer.append('odata.include-annotations="*"')
-        headers = {"Prefer": ",".join(prefer)}
-        if next_link:
-            response = self.request("GET", next_link, headers=headers, deadline=deadline)
-        else:
-            if not select:
-                raise ValueError("always $select the columns you need")
-            params = {"$select": ",".join(column(c) for c in select)}
-            if filter:
-                params["$filter"] = filter
-            if top is not None:
-                params["$top"] = str(int(top))
-            if orderby:
-                params["$orderby"] = orderby
-            if expand:
-                params["$expand"] = expand
-            if not _ENTITY_SET.match(entity_set):
-                raise ValueError(f"not an entity set name: {entity_set!r}")
-            response = self.request("GET", entity_set, params=params, headers=headers, deadline=deadline)
+        response = self.request("GET", path, headers={"Prefer": ",".join(prefer)}, deadline=deadline)
         body = response.json()
         return Page(body.get("value", []), body.get("@odata.nextLink"))
 

@@ -179,7 +179,11 @@ BASE_SCHEMA: dict[str, tuple[str, str, set[str]]] = {
 }
 
 # collection-valued navigation properties: (entity set, name) -> (child set, child lookup column)
-COLLECTIONS = {("phonecalls", "phonecall_activity_parties"): ("activityparties", "_activityid_value")}
+COLLECTIONS = {
+    ("phonecalls", "phonecall_activity_parties"): ("activityparties", "_activityid_value"),
+    ("contacts", "incident_customer_contacts"): ("incidents", "_customerid_value"),
+    ("accounts", "incident_customer_accounts"): ("incidents", "_customerid_value"),
+}
 
 
 @dataclass
@@ -252,6 +256,14 @@ class DataverseEmulator(EmulatorServer):
             return self.tables[entity_set]
         except KeyError:
             raise DataverseError(404, "0x80060888", f"Resource not found for the segment '{entity_set}'.") from None
+
+    def add_table(self, entity_set: str, logical_name: str, primary_key: str, columns: Iterable[str]) -> None:
+        """Create a (custom) table, as provisioning does through the metadata API; no-op if it exists."""
+        with self.lock:
+            if entity_set not in self.tables:
+                self.tables[entity_set] = Table(entity_set, logical_name, primary_key, {
+                    "createdon", "modifiedon", "versionnumber", "statecode", "statuscode", *columns,
+                })
 
     def add_column(self, entity_set: str, name: str) -> None:
         with self.lock:
@@ -496,20 +508,55 @@ class DataverseEmulator(EmulatorServer):
         return json_response(200, payload, headers)
 
     def _with_expand(self, table: Table, row: dict[str, Any], request: Request) -> dict[str, Any]:
-        out = self._project(table, row, request.query.get("$select"), request)
-        expand = request.query.get("$expand", "")
-        for name in [e.split("(")[0].strip() for e in expand.split(",") if e.strip()]:
-            if (table.entity_set, name) not in COLLECTIONS:
-                raise DataverseError(400, "0x80060888", f"Could not find a property named '{name}' to expand.")
-            child_set, lookup = COLLECTIONS[(table.entity_set, name)]
-            child = self.table(child_set)
-            own_id = row[table.primary_key]
-            out[name] = [
-                {k: v for k, v in r.items() if not k.endswith("@lookuplogicalname")}
-                for r in child.rows.values()
-                if r.get(lookup) == own_id
-            ]
+        return self._expanded(table, row, request.query.get("$select"), request.query.get("$expand", ""), request)
+
+    def _expanded(
+        self, table: Table, row: dict[str, Any], select: str | None, expand: str, request: Request
+    ) -> dict[str, Any]:
+        """Project ``row`` and add ``$expand``-ed navigation properties (nested options allowed)."""
+        out = self._project(table, row, select, request)
+        for item in _split_top(expand, ","):
+            name, _, rest = item.partition("(")
+            name = name.strip()
+            options = dict(
+                (k.strip(), v) for k, _, v in (o.partition("=") for o in _split_top(rest[:-1] if rest else "", ";"))
+            )
+            if (table.entity_set, name) in COLLECTIONS:
+                child_set, lookup = COLLECTIONS[(table.entity_set, name)]
+                child = self.table(child_set)
+                predicate = compile_filter(options["$filter"], child.has_column) if options.get("$filter") else None
+                own_id = row[table.primary_key]
+                out[name] = [
+                    self._expanded(child, r, options.get("$select"), options.get("$expand", ""), request)
+                    for r in child.rows.values()
+                    if r.get(lookup) == own_id and (predicate is None or predicate(r))
+                ]
+                continue
+            target_set, target_id = self._navigate(table, row, name)
+            target_row = self.table(target_set).rows.get(target_id) if target_set and target_id else None
+            out[name] = (
+                None
+                if target_row is None
+                else self._expanded(
+                    self.table(target_set), target_row, options.get("$select"), options.get("$expand", ""), request
+                )
+            )
         return out
+
+    def _navigate(self, table: Table, row: dict[str, Any], nav: str) -> tuple[str | None, str | None]:
+        """Where a single-valued navigation property of ``row`` points: (entity set, id)."""
+        if nav == "owninguser":
+            kind = row.get("_ownerid_value@lookuplogicalname", "systemuser")
+            return ("systemusers", row.get("_ownerid_value")) if kind == "systemuser" else (None, None)
+        attribute = self._lookup_attribute(table, nav)
+        target_id = row.get(f"_{attribute}_value")
+        if not target_id:
+            return None, None
+        logical = row.get(f"_{attribute}_value@lookuplogicalname") or nav[len(attribute) + 1 :] or None
+        for candidate in self.tables.values():
+            if (logical is None or candidate.logical_name == logical) and str(target_id).lower() in candidate.rows:
+                return candidate.entity_set, str(target_id).lower()
+        return None, None
 
     # -- writes -------------------------------------------------------------------
 
@@ -755,6 +802,26 @@ class DataverseEmulator(EmulatorServer):
             return error.response()
         except (FilterSyntaxError, ValueError) as error:
             return DataverseError(400, "0x80060888", str(error)).response()
+
+
+def _split_top(text: str, separator: str) -> list[str]:
+    """Split on ``separator`` outside parentheses and quotes (``$expand`` option lists)."""
+    parts, depth, quoted, current = [], 0, False, ""
+    for char in text:
+        if char == "'":
+            quoted = not quoted
+        elif not quoted and char == "(":
+            depth += 1
+        elif not quoted and char == ")":
+            depth -= 1
+        if char == separator and depth == 0 and not quoted:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    if current.strip():
+        parts.append(current)
+    return [p.strip() for p in parts if p.strip()]
 
 
 def _same(a: Any, b: Any) -> bool:

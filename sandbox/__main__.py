@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-azurite", action="store_true", help="do not start Azurite (storage-free runs)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("azure").setLevel(logging.WARNING)  # the SDKs log every HTTP exchange at INFO
 
     try:
         data = load_data(args.data)
@@ -73,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Enreach emulator:   {services.enreach.url}")
     if services.azurite is not None:
         print(f"Azurite (tables):   http://127.0.0.1:{services.azurite.port}")
+    if services.azurite is not None:
+        host.run_function("sync_phone_index")  # lookups work on freshly loaded data at once
+    else:
+        print("No Azurite: sync_phone_index did not run; routing uses exact-format lookups only.")
     print("Functions:")
     for line in host.describe():
         print(f"  {line}")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.settings import SETTING_NAMES
 from emulators.dataverse import DataverseEmulator
 from emulators.enreach import EnreachEmulator
 from emulators.tokens import TestCA, TokenIssuer, TokenServer
@@ -48,6 +49,21 @@ def load_data(path: str | os.PathLike[str] | None) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"{path}: unknown top-level keys {sorted(unknown)}; use 'dataverse' and 'enreach'")
     return data
+
+
+def provision_app_schema(emulator: DataverseEmulator) -> None:
+    """Give the emulator the tables, columns and keys the app adds to an environment.
+
+    Stands in for the provisioning command (metadata API) until that exists.
+    """
+    from core.schema import CUSTOMER_TABLES, PHONE_INDEX
+
+    emulator.add_table(
+        PHONE_INDEX.entity_set, PHONE_INDEX.logical_name, PHONE_INDEX.primary_key,
+        ["enr_name", PHONE_INDEX.number_column, PHONE_INDEX.source_column,
+         *(f"_{t.index_lookup}_value" for t in CUSTOMER_TABLES)],
+    )
+    emulator.add_alternate_key(PHONE_INDEX.entity_set, PHONE_INDEX.key_name, [PHONE_INDEX.key_column])
 
 
 def _free_port() -> int:
@@ -128,6 +144,7 @@ class Services:
     dataverse_port: int = 0
     enreach_port: int = 0
     with_azurite: bool = True
+    provision: bool = True
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
 
     def start(self) -> Services:
@@ -138,6 +155,8 @@ class Services:
         self.issuer = TokenIssuer({client_id: secret})
         self.tokens = TokenServer(self.issuer, self.ca).start()
         self.dataverse = DataverseEmulator(self.issuer, self.data.get("dataverse"), port=self.dataverse_port).start()
+        if self.provision:
+            provision_app_schema(self.dataverse)
         enreach_data = dict(self.data.get("enreach") or {})
         user = env.get("ENREACH_USER") or SANDBOX_CREDENTIALS["ENREACH_USER"]
         key = env.get("ENREACH_SECRET_KEY") or SANDBOX_CREDENTIALS["ENREACH_SECRET_KEY"]
@@ -155,22 +174,14 @@ class Services:
             "REQUESTS_CA_BUNDLE": self.ca.bundle_path,
             "ENREACH_DISCOVERY_URL": self.enreach.url + "/discovery",
             "PHONE_DEFAULT_REGION": "FI",
+            "PHONE_INDEX_SCHEDULE": "0 */5 * * * *",
             **SANDBOX_CREDENTIALS,
         }
         if self.azurite is not None:
             settings["AzureWebJobsStorage"] = self.azurite.connection_string
         else:
             settings["AzureWebJobsStorage"] = "UseDevelopmentStorage=true"
-        for name in list(settings):
-            if name in env and env[name] and name not in ("REQUESTS_CA_BUNDLE",):
-                settings[name] = env[name]
-        for name in (
-            "ROUTING_API_KEY",
-            "ROUTING_BASIC_USER",
-            "ROUTING_BASIC_PASSWORD",
-            "ENREACH_API_URL",
-            "HTTP_TIMEOUT_SECONDS",
-        ):
+        for name in SETTING_NAMES:
             if env.get(name):
                 settings[name] = env[name]
         settings.update(overrides or {})

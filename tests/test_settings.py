@@ -16,6 +16,7 @@ GOOD = {
     "ROUTING_API_KEY": "0123456789abcdef0123",
     "PHONE_DEFAULT_REGION": "fi",
     "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+    "PHONE_INDEX_SCHEDULE": "0 */5 * * * *",
 }
 
 

@@ -1,0 +1,51 @@
+"""The Dataverse schema the app adds to an environment (created by provisioning, issue 6).
+
+Kept as data so the provisioning command, the doctor, the emulator and the jobs agree.
+Logical names use the publisher prefix ``enr``; navigation properties equal the lookups'
+logical names (schema names are created lower-case).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["PHONE_INDEX", "PhoneIndexSchema", "CUSTOMER_TABLES", "CustomerTable"]
+
+
+@dataclass(frozen=True)
+class CustomerTable:
+    """A table whose rows can be callers: contact, account, lead."""
+
+    logical_name: str
+    entity_set: str
+    primary_key: str
+    name_column: str
+    index_lookup: str  # lookup column on the phone index that points at this table
+
+
+CUSTOMER_TABLES: tuple[CustomerTable, ...] = (
+    CustomerTable("contact", "contacts", "contactid", "fullname", "enr_contact"),
+    CustomerTable("account", "accounts", "accountid", "name", "enr_account"),
+    CustomerTable("lead", "leads", "leadid", "fullname", "enr_lead"),
+)
+
+
+@dataclass(frozen=True)
+class PhoneIndexSchema:
+    """One row per (record, phone column) holding the number normalised to E.164.
+
+    ``enr_e164`` is what routing matches with ``eq`` (add it to the table's Quick Find
+    view so Dataverse indexes it); ``enr_key`` (``<table>:<record id>:<column>``) is the
+    alternate key the index job upserts by.
+    """
+
+    logical_name: str = "enr_phoneindex"
+    entity_set: str = "enr_phoneindexes"
+    primary_key: str = "enr_phoneindexid"
+    key_column: str = "enr_key"
+    key_name: str = "enr_key_unique"
+    number_column: str = "enr_e164"
+    source_column: str = "enr_column"
+
+
+PHONE_INDEX = PhoneIndexSchema()

@@ -1,0 +1,62 @@
+"""Durable state in Azure Table Storage (``AzureWebJobsStorage``): checkpoints with optimistic concurrency."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["CheckpointStore", "Checkpoint", "CheckpointConflict"]
+
+
+class CheckpointConflict(Exception):
+    """Another run moved the checkpoint since it was read; this run's write was refused."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    value: str | None
+    etag: str | None
+
+
+class CheckpointStore:
+    """Named checkpoints (one row each) in a storage table, created on first use."""
+
+    def __init__(self, connection_string: str, *, table_name: str = "bridgecheckpoints") -> None:
+        from azure.data.tables import TableServiceClient
+
+        self._service = TableServiceClient.from_connection_string(connection_string)
+        self._table_name = table_name
+        self._table: Any = None
+
+    def _client(self) -> Any:
+        if self._table is None:
+            self._table = self._service.create_table_if_not_exists(self._table_name)
+        return self._table
+
+    def read(self, name: str) -> Checkpoint:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            entity = self._client().get_entity("checkpoint", name)
+        except ResourceNotFoundError:
+            return Checkpoint(None, None)
+        return Checkpoint(entity.get("Value"), entity.metadata["etag"])
+
+    def write(self, name: str, value: str, *, expected: Checkpoint) -> Checkpoint:
+        """Move the checkpoint from ``expected`` to ``value``; refuse if someone else moved it."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
+        from azure.data.tables import UpdateMode
+
+        entity = {"PartitionKey": "checkpoint", "RowKey": name, "Value": value}
+        table = self._client()
+        try:
+            if expected.etag is None:
+                metadata = table.create_entity(entity)
+            else:
+                metadata = table.update_entity(
+                    entity, mode=UpdateMode.REPLACE, etag=expected.etag, match_condition=MatchConditions.IfNotModified
+                )
+        except (ResourceExistsError, ResourceModifiedError) as exc:
+            raise CheckpointConflict(f"checkpoint {name!r} was moved by another run") from exc
+        return Checkpoint(value, metadata["etag"])

@@ -1,0 +1,55 @@
+"""Trigger glue of the routing package: the SmartRouting webhook and the phone index timer."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+bp = func.Blueprint()
+
+
+@bp.function_name("routing")
+@bp.route(route="routing", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def routing(req: func.HttpRequest) -> func.HttpResponse:
+    """Enreach SmartRouting: 200 {"InitialTarget": ...} to route, 204 to leave the call alone."""
+    from core.settings import get_settings
+
+    from .http import handle_routing_request
+    from .runtime import router
+
+    settings = get_settings()
+    result = handle_routing_request(
+        method=req.method,
+        headers=dict(req.headers),
+        params=dict(req.params),
+        body=req.get_body(),
+        router=router,
+        api_key=settings.routing_api_key,
+        basic_user=settings.routing_basic_user,
+        basic_password=settings.routing_basic_password,
+    )
+    return func.HttpResponse(
+        body=result.body or None, status_code=result.status, mimetype=result.content_type,
+        headers=dict(result.headers or {}),
+    )
+
+
+@bp.function_name("sync_phone_index")
+@bp.timer_trigger(schedule="%PHONE_INDEX_SCHEDULE%", arg_name="timer", run_on_startup=False)
+def sync_phone_index(timer: func.TimerRequest) -> None:
+    """Keep the E.164 phone index of contacts, accounts and leads current."""
+    from core.settings import get_settings
+
+    from .index_sync import sync_phone_index as run
+    from .runtime import checkpoint_store, dataverse_client
+
+    settings = get_settings()
+    if timer.past_due:
+        logging.getLogger("routing.index").info("sync_phone_index is running late (past due)")
+    run(
+        dataverse_client(),
+        checkpoint_store(),
+        phone_columns=settings.routing_phone_columns,
+        region=settings.phone_default_region,
+    )

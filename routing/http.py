@@ -1,0 +1,118 @@
+"""The SmartRouting webhook's HTTP contract, without Azure types: authenticate, validate, decide, answer."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .service import Decision, Router, log_decision
+
+__all__ = ["HttpResult", "handle_routing_request", "authenticate", "MAX_BODY_BYTES"]
+
+MAX_BODY_BYTES = 16 * 1024
+MAX_NUMBER_LENGTH = 32
+
+
+@dataclass(frozen=True)
+class HttpResult:
+    status: int
+    body: bytes = b""
+    content_type: str | None = None
+    headers: Mapping[str, str] | None = None
+
+
+def _json(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> HttpResult:
+    return HttpResult(status, json.dumps(payload).encode("utf-8"), "application/json", headers)
+
+
+def _error(status: int, message: str, field: str | None = None) -> HttpResult:
+    error: dict[str, Any] = {"error": message}
+    if field is not None:
+        error["field"] = field
+    headers = {"WWW-Authenticate": 'Basic realm="routing"'} if status == 401 else None
+    return _json(status, error, headers)
+
+
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+def authenticate(
+    headers: Mapping[str, str], *, api_key: str | None, basic_user: str | None, basic_password: str | None
+) -> bool:
+    """Enreach's ``X-Benemen-APIKey`` header or HTTP Basic, compared in constant time."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    given_key = lowered.get("x-benemen-apikey")
+    if api_key and given_key is not None and _same(given_key, api_key):
+        return True
+    authorization = lowered.get("authorization", "")
+    if basic_user and basic_password and authorization[:6].lower() == "basic ":
+        try:
+            user, _, password = base64.b64decode(authorization[6:].strip(), validate=True).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        return _same(user, basic_user) & _same(password, basic_password)
+    return False
+
+
+def _parse(headers: Mapping[str, str], body: bytes) -> tuple[str, str] | HttpResult:
+    lowered = {k.lower(): v for k, v in headers.items()}
+    content_type = lowered.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        return _error(415, "send the call information as JSON (Content-Type: application/json)", "Content-Type")
+    if len(body) > MAX_BODY_BYTES:
+        return _error(413, f"the body is over {MAX_BODY_BYTES} bytes", "body")
+    try:
+        payload = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return _error(400, "the body is not valid JSON", "body")
+    if not isinstance(payload, dict):
+        return _error(400, "the body must be a JSON object with anum and bnum", "body")
+    numbers = []
+    for name in ("anum", "bnum"):
+        value = payload.get(name)
+        if value is None:
+            return _error(400, f"{name} is missing", name)
+        if not isinstance(value, str) or not value.strip():
+            return _error(400, f"{name} must be a non-empty string (an E.164 number)", name)
+        if len(value) > MAX_NUMBER_LENGTH:
+            return _error(400, f"{name} is longer than {MAX_NUMBER_LENGTH} characters", name)
+        numbers.append(value.strip())
+    if "targetid" in payload and payload["targetid"] is not None and not isinstance(payload["targetid"], str):
+        return _error(400, "targetid must be a string", "targetid")
+    if "extradata" in payload and payload["extradata"] is not None and not isinstance(payload["extradata"], dict):
+        return _error(400, "extradata must be a JSON object", "extradata")
+    return numbers[0], numbers[1]
+
+
+def handle_routing_request(
+    *,
+    method: str,
+    headers: Mapping[str, str],
+    params: Mapping[str, str],
+    body: bytes,
+    router: Callable[[], Router],
+    api_key: str | None,
+    basic_user: str | None,
+    basic_password: str | None,
+) -> HttpResult:
+    """Answer one SmartRouting webhook call. ``router`` is called only for authenticated, valid requests."""
+    if not authenticate(headers, api_key=api_key, basic_user=basic_user, basic_password=basic_password):
+        return _error(401, "authenticate with the X-Benemen-APIKey header or HTTP Basic")
+    if method.upper() != "POST":
+        return _error(405, "use POST", "method")
+    parsed = _parse(headers, body)
+    if isinstance(parsed, HttpResult):
+        return parsed
+    anum, bnum = parsed
+    decision: Decision = router().route(anum, bnum)
+    log_decision(decision, bnum)
+    if params.get("explain", "").lower() in ("1", "true", "yes"):
+        return _json(200, decision.explain())
+    answer = decision.answer()
+    return _json(200, answer) if answer else HttpResult(204)
