@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["PHONE_INDEX", "PhoneIndexSchema", "CUSTOMER_TABLES", "CustomerTable"]
+__all__ = ["CUSTOMER_TABLES", "PHONE_INDEX", "CustomerTable", "PhoneIndexSchema"]
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CheckpointStore", "Checkpoint", "CheckpointConflict"]
+__all__ = ["Checkpoint", "CheckpointConflict", "CheckpointStore"]
 
 
 class CheckpointConflict(Exception):

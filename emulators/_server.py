@@ -231,10 +231,13 @@ class EmulatorServer:
 
     @staticmethod
     def _write(handler: BaseHTTPRequestHandler, response: Response) -> None:
-        handler.send_response(response.status)
-        for name, value in response.headers.items():
-            handler.send_header(name, value)
-        handler.send_header("Content-Length", str(len(response.body)))
-        handler.end_headers()
-        if response.body:
-            handler.wfile.write(response.body)
+        try:
+            handler.send_response(response.status)
+            for name, value in response.headers.items():
+                handler.send_header(name, value)
+            handler.send_header("Content-Length", str(len(response.body)))
+            handler.end_headers()
+            if response.body:
+                handler.wfile.write(response.body)
+        except (BrokenPipeError, ConnectionResetError):
+            handler.close_connection = True  # the client gave up (its timeout): nothing to answer

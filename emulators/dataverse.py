@@ -261,9 +261,19 @@ class DataverseEmulator(EmulatorServer):
         """Create a (custom) table, as provisioning does through the metadata API; no-op if it exists."""
         with self.lock:
             if entity_set not in self.tables:
-                self.tables[entity_set] = Table(entity_set, logical_name, primary_key, {
-                    "createdon", "modifiedon", "versionnumber", "statecode", "statuscode", *columns,
-                })
+                self.tables[entity_set] = Table(
+                    entity_set,
+                    logical_name,
+                    primary_key,
+                    {
+                        "createdon",
+                        "modifiedon",
+                        "versionnumber",
+                        "statecode",
+                        "statuscode",
+                        *columns,
+                    },
+                )
 
     def add_column(self, entity_set: str, name: str) -> None:
         with self.lock:

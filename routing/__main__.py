@@ -39,8 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     from .index_sync import sync_phone_index
 
     report = sync_phone_index(
-        dataverse_client(), checkpoint_store(), phone_columns=settings.routing_phone_columns,
-        region=settings.phone_default_region, full=args.full,
+        dataverse_client(),
+        checkpoint_store(),
+        phone_columns=settings.routing_phone_columns,
+        region=settings.phone_default_region,
+        full=args.full,
     )
     print(report.summary())
     return 1 if report.failed else 0

@@ -30,7 +30,9 @@ def routing(req: func.HttpRequest) -> func.HttpResponse:
         basic_password=settings.routing_basic_password,
     )
     return func.HttpResponse(
-        body=result.body or None, status_code=result.status, mimetype=result.content_type,
+        body=result.body or None,
+        status_code=result.status,
+        mimetype=result.content_type,
         headers=dict(result.headers or {}),
     )
 

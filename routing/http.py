@@ -12,7 +12,7 @@ from typing import Any
 
 from .service import Decision, Router, log_decision
 
-__all__ = ["HttpResult", "handle_routing_request", "authenticate", "MAX_BODY_BYTES"]
+__all__ = ["MAX_BODY_BYTES", "HttpResult", "authenticate", "handle_routing_request"]
 
 MAX_BODY_BYTES = 16 * 1024
 MAX_NUMBER_LENGTH = 32
@@ -53,7 +53,9 @@ def authenticate(
     authorization = lowered.get("authorization", "")
     if basic_user and basic_password and authorization[:6].lower() == "basic ":
         try:
-            user, _, password = base64.b64decode(authorization[6:].strip(), validate=True).decode("utf-8").partition(":")
+            user, _, password = (
+                base64.b64decode(authorization[6:].strip(), validate=True).decode("utf-8").partition(":")
+            )
         except (binascii.Error, UnicodeDecodeError):
             return False
         return _same(user, basic_user) & _same(password, basic_password)

@@ -22,7 +22,7 @@ from dataverse import filters as f
 
 from .numbers import to_e164
 
-__all__ = ["IndexSyncReport", "sync_phone_index", "CHECKPOINT_NAME"]
+__all__ = ["CHECKPOINT_NAME", "IndexSyncReport", "sync_phone_index"]
 
 log = logging.getLogger("routing.index")
 CHECKPOINT_NAME = "phone_index"
@@ -135,11 +135,17 @@ def sync_phone_index(
                 elif existing.get(key) == e164:
                     report.unchanged += 1
                 else:
-                    operations.append(BatchRequest("PATCH", path, {
-                        PHONE_INDEX.number_column: e164,
-                        PHONE_INDEX.source_column: column,
-                        f"{table.index_lookup}@odata.bind": f"/{table.entity_set}({record_id})",
-                    }))
+                    operations.append(
+                        BatchRequest(
+                            "PATCH",
+                            path,
+                            {
+                                PHONE_INDEX.number_column: e164,
+                                PHONE_INDEX.source_column: column,
+                                f"{table.index_lookup}@odata.bind": f"/{table.entity_set}({record_id})",
+                            },
+                        )
+                    )
                     report.written += 1
             report.failed += _write(client, operations, batch_size)
     if report.failed == 0 and newest is not None:

@@ -89,8 +89,12 @@ class CallerLookup:
                 continue
             condition = f.or_(*(f.in_(column, forms) for column in columns))
             queries.append(
-                (table, query_path(table.entity_set, select=self._select(table), filter=condition,
-                                   expand=self._owner_expand()))
+                (
+                    table,
+                    query_path(
+                        table.entity_set, select=self._select(table), filter=condition, expand=self._owner_expand()
+                    ),
+                )
             )
         return queries
 

@@ -11,7 +11,7 @@ import re
 
 import phonenumbers
 
-__all__ = ["to_e164", "stored_forms", "looks_like_e164"]
+__all__ = ["looks_like_e164", "stored_forms", "to_e164"]
 
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 

@@ -31,7 +31,7 @@ from typing import Any
 
 from .numbers import looks_like_e164
 
-__all__ = ["Rule", "RuleError", "parse_rules", "DEFAULT_RULES", "Candidate", "evaluate"]
+__all__ = ["DEFAULT_RULES", "Candidate", "Rule", "RuleError", "evaluate", "parse_rules"]
 
 TABLES = ("contact", "account", "lead")
 _COLUMN = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -114,7 +114,8 @@ def parse_rules(text: str | None) -> tuple[Rule, ...]:
             if not isinstance(tables, list) or not tables:
                 raise RuleError(f"{where}: 'tables' must be a non-empty list")
             rule = Rule(
-                name, kind,
+                name,
+                kind,
                 column=_column(item["column"], where) if "column" in item else None,
                 tables=tuple(_table(t, where) for t in tables),
             )
@@ -124,8 +125,14 @@ def parse_rules(text: str | None) -> tuple[Rule, ...]:
                 raise RuleError(f"{where}: 'equals' is missing (the value that selects these callers)")
             if not isinstance(item["equals"], (str, int, float, bool)):
                 raise RuleError(f"{where}: 'equals' must be a string, number or boolean")
-            rule = Rule(name, kind, target=_e164(item.get("target"), where), table=_table(item.get("table"), where),
-                        column=_column(item.get("column"), where), equals=item["equals"])
+            rule = Rule(
+                name,
+                kind,
+                target=_e164(item.get("target"), where),
+                table=_table(item.get("table"), where),
+                column=_column(item.get("column"), where),
+                equals=item["equals"],
+            )
         elif kind == "open_case":
             allowed |= {"target"}
             target = item.get("target", "owner")
@@ -135,8 +142,13 @@ def parse_rules(text: str | None) -> tuple[Rule, ...]:
             targets = item.get("targets")
             if not isinstance(targets, dict) or not targets:
                 raise RuleError(f"{where}: 'targets' must map language values to E.164 numbers")
-            rule = Rule(name, kind, table=_table(item.get("table"), where), column=_column(item.get("column"), where),
-                        targets={str(k).casefold(): _e164(v, where) for k, v in targets.items()})
+            rule = Rule(
+                name,
+                kind,
+                table=_table(item.get("table"), where),
+                column=_column(item.get("column"), where),
+                targets={str(k).casefold(): _e164(v, where) for k, v in targets.items()},
+            )
         elif kind == "default":
             allowed |= {"target"}
             rule = Rule(name, kind, target=_e164(item.get("target"), where))

@@ -11,7 +11,7 @@ from dataverse import DataverseClient, credential_from_settings
 from .lookup import CallerLookup
 from .service import Router
 
-__all__ = ["build_router", "dataverse_client", "router", "checkpoint_store"]
+__all__ = ["build_router", "checkpoint_store", "dataverse_client", "router"]
 
 
 @lru_cache(maxsize=1)

@@ -19,7 +19,7 @@ from .lookup import CallerLookup, LookupResult
 from .numbers import looks_like_e164, to_e164
 from .rules import Candidate, Rule, evaluate
 
-__all__ = ["Router", "Decision", "LookupCache"]
+__all__ = ["Decision", "LookupCache", "Router"]
 
 log = logging.getLogger("routing")
 
@@ -55,8 +55,8 @@ class Decision:
             "caller": self.caller,
             "rule": self.rule,
             "matches": [
-                {"table": c.table, "id": c.id, "name": c.name, **r} for c, r in zip(self.candidates, self.per_record,
-                                                                                     strict=False)
+                {"table": c.table, "id": c.id, "name": c.name, **r}
+                for c, r in zip(self.candidates, self.per_record, strict=False)
             ],
             "cached": self.cached,
             "used_index": self.used_index,
@@ -66,20 +66,22 @@ class Decision:
 
     def log_line(self, pool: str) -> str:
         """One structured line: numbers masked, record ids (not names) only."""
-        return json.dumps({
-            "event": "routing_decision",
-            "status": self.status,
-            "caller": mask_phone(self.caller) if self.caller else None,
-            "pool": mask_phone(pool),
-            "target": mask_phone(self.target) if self.target else None,
-            "rule": self.rule,
-            "reason": mask_phones_in(self.reason),
-            "matches": [f"{c.table}:{c.id}" for c in self.candidates],
-            "cached": self.cached,
-            "used_index": self.used_index,
-            "dataverse_requests": self.dataverse_requests,
-            "elapsed_ms": round(self.elapsed_ms, 1),
-        })
+        return json.dumps(
+            {
+                "event": "routing_decision",
+                "status": self.status,
+                "caller": mask_phone(self.caller) if self.caller else None,
+                "pool": mask_phone(pool),
+                "target": mask_phone(self.target) if self.target else None,
+                "rule": self.rule,
+                "reason": mask_phones_in(self.reason),
+                "matches": [f"{c.table}:{c.id}" for c in self.candidates],
+                "cached": self.cached,
+                "used_index": self.used_index,
+                "dataverse_requests": self.dataverse_requests,
+                "elapsed_ms": round(self.elapsed_ms, 1),
+            }
+        )
 
 
 class LookupCache:
@@ -198,14 +200,19 @@ class Router:
         targets = {r["target"] for r in per_record}
         if len(targets) != 1 or None in targets:
             reason = (
-                "no rule routes this caller" if targets == {None}
+                "no rule routes this caller"
+                if targets == {None}
                 else f"{len(candidates)} records match and do not lead to one target (ambiguous)"
             )
             return Decision(None, reason, caller, candidates=candidates, per_record=per_record)
         rules = {r["rule"] for r in per_record}
         return Decision(
-            targets.pop(), "routed", caller, rule=",".join(sorted(str(r) for r in rules)),
-            candidates=candidates, per_record=per_record,
+            targets.pop(),
+            "routed",
+            caller,
+            rule=",".join(sorted(str(r) for r in rules)),
+            candidates=candidates,
+            per_record=per_record,
         )
 
 

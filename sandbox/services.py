@@ -59,9 +59,15 @@ def provision_app_schema(emulator: DataverseEmulator) -> None:
     from core.schema import CUSTOMER_TABLES, PHONE_INDEX
 
     emulator.add_table(
-        PHONE_INDEX.entity_set, PHONE_INDEX.logical_name, PHONE_INDEX.primary_key,
-        ["enr_name", PHONE_INDEX.number_column, PHONE_INDEX.source_column,
-         *(f"_{t.index_lookup}_value" for t in CUSTOMER_TABLES)],
+        PHONE_INDEX.entity_set,
+        PHONE_INDEX.logical_name,
+        PHONE_INDEX.primary_key,
+        [
+            "enr_name",
+            PHONE_INDEX.number_column,
+            PHONE_INDEX.source_column,
+            *(f"_{t.index_lookup}_value" for t in CUSTOMER_TABLES),
+        ],
     )
     emulator.add_alternate_key(PHONE_INDEX.entity_set, PHONE_INDEX.key_name, [PHONE_INDEX.key_column])
 

@@ -10,9 +10,11 @@ from functools import lru_cache
 EXPECTED_HTTP = {
     # name: (route, methods, auth level)
     "health": ("health", ["GET"], "ANONYMOUS"),
+    "routing": ("routing", ["POST"], "FUNCTION"),
 }
 EXPECTED_TIMERS: dict[str, str] = {
     # name: schedule (an app-setting expression, resolved by the host)
+    "sync_phone_index": "%PHONE_INDEX_SCHEDULE%",
 }
 
 
@@ -65,3 +67,16 @@ def test_health_reports_misconfiguration_without_details(monkeypatch):
     body = json.loads(response.get_body())
     assert body["status"] == "misconfigured" and body["problems"] >= 1
     assert "DATAVERSE_URL" not in response.get_body().decode()
+
+
+def test_every_setting_is_in_the_sample_and_the_readme():
+    from pathlib import Path
+
+    from core.settings import SETTING_NAMES
+
+    root = Path(__file__).resolve().parent.parent
+    sample = json.loads((root / "local.settings.sample.json").read_text())["Values"]
+    readme = (root / "README.md").read_text()
+    for name in SETTING_NAMES:
+        assert name in sample, f"{name} missing from local.settings.sample.json"
+        assert f"`{name}`" in readme, f"{name} missing from the README's settings table"

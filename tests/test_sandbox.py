@@ -99,3 +99,41 @@ def test_unknown_routes_and_functions_are_404(sandbox):
     with pytest.raises(HTTPError) as caught:
         urlopen(Request(sandbox["app"] + "/admin/functions/nope", method="POST", data=b""), timeout=10)
     assert caught.value.code == 404
+
+
+def _post(url: str, body: dict, key: str = "sandbox-test-key-0123456789") -> tuple[int, bytes]:
+    request = Request(
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", "X-Benemen-APIKey": key},
+    )
+    with urlopen(request, timeout=10) as response:
+        return response.status, response.read()
+
+
+def test_routing_webhook_routes_the_sample_callers(sandbox):
+    url = sandbox["app"] + "/api/routing"
+    pool = "+358942420000"
+    # Rautakauppa Nieminen Oy, stored "+358 50 123 4567", owned by Aino (+358 9 4242 1001)
+    assert _post(url, {"anum": "+358501234567", "bnum": pool}) == (200, b'{"InitialTarget": "+358942421001"}')
+    # Kahvila Aalto, stored "(09) 123 456", owned by Mikko
+    assert _post(url, {"anum": "+3589123456", "bnum": pool}) == (200, b'{"InitialTarget": "+358942421002"}')
+    # Tuomas Laine shares the last seven digits with Lähettipalvelu Laine but is Aino's customer
+    assert _post(url, {"anum": "+358441234567", "bnum": pool})[1] == b'{"InitialTarget": "+358942421001"}'
+    assert _post(url, {"anum": "+358451234567", "bnum": pool})[1] == b'{"InitialTarget": "+358942421003"}'
+    assert _post(url, {"anum": "+358409999999", "bnum": pool}) == (204, b"")
+
+
+def test_routing_webhook_refuses_a_wrong_key(sandbox):
+    from urllib.error import HTTPError
+
+    with pytest.raises(HTTPError) as caught:
+        _post(sandbox["app"] + "/api/routing", {"anum": "+358501234567", "bnum": "+358942420000"}, key="wrong")
+    assert caught.value.code == 401
+
+
+def test_timer_runs_through_the_admin_endpoint(sandbox):
+    request = Request(sandbox["app"] + "/admin/functions/sync_phone_index", method="POST", data=b"")
+    with urlopen(request, timeout=30) as response:
+        assert response.status == 202
