@@ -34,6 +34,7 @@ test: setup lint
 bench: setup
 	$(BIN)/python benchmarks/import_time.py
 	$(BIN)/python benchmarks/routing.py
+	$(BIN)/python benchmarks/call_sync.py
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["CUSTOMER_TABLES", "PHONE_INDEX", "CustomerTable", "PhoneIndexSchema"]
+__all__ = ["CALL_SYNC", "CUSTOMER_TABLES", "PHONE_INDEX", "CallSyncSchema", "CustomerTable", "PhoneIndexSchema"]
 
 
 @dataclass(frozen=True)
@@ -49,3 +49,17 @@ class PhoneIndexSchema:
 
 
 PHONE_INDEX = PhoneIndexSchema()
+
+
+@dataclass(frozen=True)
+class CallSyncSchema:
+    """Columns the call and user id syncs add: the Enreach call id (alternate key) on phonecall,
+    the Enreach user id and e-mail override on systemuser."""
+
+    call_id_column: str = "enr_enreachcallid"
+    call_key_name: str = "enr_enreachcallid_key"
+    user_id_column: str = "enr_enreachuserid"
+    user_email_column: str = "enr_enreachemail"
+
+
+CALL_SYNC = CallSyncSchema()

@@ -41,6 +41,12 @@ SETTING_NAMES = (
     "ROUTING_OWNER_PHONE_COLUMN",
     "ROUTING_PHONE_COLUMNS",
     "PHONE_INDEX_SCHEDULE",
+    "PHONE_CALL_SYNC_SCHEDULE",
+    "USER_ID_SYNC_SCHEDULE",
+    "CALL_DURATION_LIMIT",
+    "DEFAULT_CRM_ASSIGNEE",
+    "CALL_SYNC_OVERLAP_MINUTES",
+    "CALL_SYNC_BATCH_SIZE",
     "PHONE_DEFAULT_REGION",
     "AzureWebJobsStorage",
     "HTTP_TIMEOUT_SECONDS",
@@ -91,6 +97,12 @@ class Settings:
     routing_owner_phone_column: str
     routing_phone_columns: dict[str, tuple[str, ...]]
     phone_index_schedule: str
+    phone_call_sync_schedule: str
+    user_id_sync_schedule: str
+    call_duration_limit_seconds: int
+    default_crm_assignee: str | None
+    call_sync_overlap_minutes: int
+    call_sync_batch_size: int
 
     @property
     def dataverse_scope(self) -> str:
@@ -219,11 +231,35 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     columns_text = get("ROUTING_PHONE_COLUMNS")
     if columns_text:
         phone_columns = _phone_columns(columns_text, problems)
-    schedule = get("PHONE_INDEX_SCHEDULE") or ""
-    if not schedule:
-        problems.append("PHONE_INDEX_SCHEDULE is not set: set an NCRONTAB schedule, e.g. 0 */5 * * * * (every 5 min)")
-    elif len(schedule.split()) != 6:
-        problems.append(f"PHONE_INDEX_SCHEDULE must have six NCRONTAB fields (got {schedule!r})")
+
+    def schedule(name: str) -> str:
+        value = get(name) or ""
+        if not value:
+            problems.append(f"{name} is not set: set an NCRONTAB schedule, e.g. 0 */5 * * * * (every 5 min)")
+        elif len(value.split()) != 6:
+            problems.append(f"{name} must have six NCRONTAB fields, e.g. 0 */5 * * * * (got {value!r})")
+        return value
+
+    def integer(name: str, default: int, low: int, high: int) -> int:
+        text = get(name) or str(default)
+        try:
+            value = int(text)
+            if not low <= value <= high:
+                raise ValueError
+        except ValueError:
+            problems.append(f"{name} must be a whole number from {low} to {high} (got {text!r})")
+            return default
+        return value
+
+    index_schedule = schedule("PHONE_INDEX_SCHEDULE")
+    call_schedule = schedule("PHONE_CALL_SYNC_SCHEDULE")
+    user_schedule = schedule("USER_ID_SYNC_SCHEDULE")
+    duration_limit = integer("CALL_DURATION_LIMIT", 0, 0, 86400)
+    overlap = integer("CALL_SYNC_OVERLAP_MINUTES", 15, 0, 1440)
+    batch_size = integer("CALL_SYNC_BATCH_SIZE", 100, 1, 500)
+    assignee = get("DEFAULT_CRM_ASSIGNEE")
+    if assignee and not _GUID.match(assignee):
+        problems.append("DEFAULT_CRM_ASSIGNEE must be the systemuserid (a GUID) of the user who owns unmapped calls")
 
     if problems:
         raise SettingsError(problems)
@@ -249,7 +285,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         routing_cache_ttl_seconds=cache_ttl,
         routing_owner_phone_column=owner_column,
         routing_phone_columns=phone_columns,
-        phone_index_schedule=schedule,
+        phone_index_schedule=index_schedule,
+        phone_call_sync_schedule=call_schedule,
+        user_id_sync_schedule=user_schedule,
+        call_duration_limit_seconds=duration_limit,
+        default_crm_assignee=assignee.lower() if assignee else None,
+        call_sync_overlap_minutes=overlap,
+        call_sync_batch_size=batch_size,
     )
 
 

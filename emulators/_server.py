@@ -4,7 +4,8 @@ Control endpoints (never counted, never faulted):
   GET    /_emulator/requests   -> {"count": n, "requests": [{"method", "path", "query"}]}
   DELETE /_emulator/requests   -> reset the log
   POST   /_emulator/faults     -> {"latency_ms": 20, "rules": [{"status": 429, "retry_after": 1,
-                                   "count": 2, "path": "contacts", "method": "GET"}],
+                                   "count": 2, "path": "contacts", "method": "GET",
+                                   "after": false}],
                                    "drop": 0}  ("status": 0 drops the connection)
   DELETE /_emulator/faults     -> clear faults
 """
@@ -58,6 +59,7 @@ class FaultRule:
     path: str = ""  # substring of the path that must match ("" = any)
     method: str = ""  # "" = any
     body: dict[str, Any] | None = None
+    after: bool = False  # with status 0: handle the request, then drop the connection unanswered
 
 
 class EmulatorServer:
@@ -209,6 +211,9 @@ class EmulatorServer:
         if latency:
             time.sleep(latency / 1000.0)
         fault = self._take_fault(request)
+        if fault is not None and fault.after:
+            self.handle(request)  # the work is done; the answer is lost, as when a client dies
+            fault = FaultRule(status=0)
         if fault is not None:
             if fault.status == 0:
                 handler.close_connection = True

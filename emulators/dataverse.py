@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import email
-import email.policy
 import re
 import threading
 import uuid
@@ -178,6 +177,9 @@ BASE_SCHEMA: dict[str, tuple[str, str, set[str]]] = {
     ),
 }
 
+# column defaults Dataverse fills in when a row is created without them
+DEFAULTS: dict[str, dict[str, Any]] = {"systemusers": {"isdisabled": False, "accessmode": 0}}
+
 # collection-valued navigation properties: (entity set, name) -> (child set, child lookup column)
 COLLECTIONS = {
     ("phonecalls", "phonecall_activity_parties"): ("activityparties", "_activityid_value"),
@@ -194,9 +196,52 @@ class Table:
     columns: set[str]
     alternate_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # alternate key name -> key values -> row id (what Dataverse's unique index does)
+    key_index: dict[str, dict[tuple[Any, ...], str]] = field(default_factory=dict)
+    # while a change set runs: (table, row id, row before) entries to undo it
+    journal: list[tuple[Table, str, dict[str, Any] | None]] | None = None
 
     def has_column(self, name: str) -> bool:
         return name == self.primary_key or name in self.columns
+
+    def key_values(self, key_name: str, row: dict[str, Any]) -> tuple[Any, ...] | None:
+        values = [row.get(c) for c in self.alternate_keys[key_name]]
+        if any(v is None for v in values):
+            return None
+        return tuple(v.casefold() if isinstance(v, str) else v for v in values)
+
+    def reindex(self) -> None:
+        self.key_index = {name: {} for name in self.alternate_keys}
+        for row_id, row in self.rows.items():
+            self._index(row_id, row, add=True)
+
+    def _index(self, row_id: str, row: dict[str, Any], *, add: bool) -> None:
+        for name in self.alternate_keys:
+            values = self.key_values(name, row)
+            if values is None:
+                continue
+            entries = self.key_index.setdefault(name, {})
+            if add:
+                entries[values] = row_id
+            elif entries.get(values) == row_id:
+                del entries[values]
+
+    def put(self, row_id: str, row: dict[str, Any]) -> None:
+        old = self.rows.get(row_id)
+        if self.journal is not None:
+            self.journal.append((self, row_id, copy.deepcopy(old) if old is not None else None))
+        if old is not None:
+            self._index(row_id, old, add=False)
+        self.rows[row_id] = row
+        self._index(row_id, row, add=True)
+
+    def remove(self, row_id: str) -> None:
+        old = self.rows.pop(row_id, None)
+        if old is None:
+            return
+        if self.journal is not None:
+            self.journal.append((self, row_id, copy.deepcopy(old)))
+        self._index(row_id, old, add=False)
 
 
 class DataverseError(Exception):
@@ -284,6 +329,7 @@ class DataverseEmulator(EmulatorServer):
             table = self.table(entity_set)
             table.columns.update(columns)
             table.alternate_keys[key_name] = tuple(columns)
+            table.reindex()
 
     def rows(self, entity_set: str) -> list[dict[str, Any]]:
         with self.lock:
@@ -308,6 +354,8 @@ class DataverseEmulator(EmulatorServer):
                     for name in row:
                         if not name.startswith("@") and "@" not in name:
                             table.columns.add(name)
+                    for name, value in DEFAULTS.get(entity_set, {}).items():
+                        row.setdefault(name, value)
                     row.setdefault("createdon", _now())
                     row.setdefault("modifiedon", row["createdon"])
                     if "_ownerid_value" in table.columns and table.entity_set not in ("systemusers", "teams"):
@@ -315,15 +363,14 @@ class DataverseEmulator(EmulatorServer):
                     if "statecode" in table.columns:
                         row.setdefault("statecode", 0)
                     row["versionnumber"] = self._next_version()
-                    table.rows[str(row[table.primary_key]).lower()] = row
+                    table.put(str(row[table.primary_key]).lower(), row)
 
     def touch(self, entity_set: str, key: str, **changes: Any) -> None:
         """Change a row as a user would in the UI (modifiedon moves)."""
         with self.lock:
-            row = self.table(entity_set).rows[key.lower()]
-            row.update(changes)
-            row["modifiedon"] = _now()
-            row["versionnumber"] = self._next_version()
+            table = self.table(entity_set)
+            row = {**table.rows[key.lower()], **changes, "modifiedon": _now(), "versionnumber": self._next_version()}
+            table.put(key.lower(), row)
 
     def _next_version(self) -> int:
         self._version += 1
@@ -397,7 +444,7 @@ class DataverseEmulator(EmulatorServer):
             row = self._find(table, key)
             if row is None:
                 raise self._not_found(table, key)
-            del table.rows[str(row[table.primary_key]).lower()]
+            table.remove(str(row[table.primary_key]).lower())
             return Response(204, headers={"OData-Version": "4.0"})
         raise DataverseError(405, "0x80060888", f"The HTTP method '{request.method}' is not allowed here.")
 
@@ -423,6 +470,11 @@ class DataverseEmulator(EmulatorServer):
     def _find(self, table: Table, key: dict[str, Any]) -> dict[str, Any] | None:
         if list(key) == [table.primary_key]:
             return table.rows.get(str(key[table.primary_key]).lower())
+        for name, columns in table.alternate_keys.items():
+            if sorted(columns) == sorted(key):
+                values = table.key_values(name, key)
+                row_id = table.key_index.get(name, {}).get(values) if values is not None else None
+                return table.rows.get(row_id) if row_id else None
         for row in table.rows.values():
             if all(_same(row.get(k), v) for k, v in key.items()):
                 return row
@@ -434,17 +486,16 @@ class DataverseEmulator(EmulatorServer):
 
     def _check_unique(self, table: Table, row: dict[str, Any], own_id: str | None) -> None:
         for key_name, columns in table.alternate_keys.items():
-            if any(row.get(c) is None for c in columns):
-                continue
-            for other_id, other in table.rows.items():
-                if other_id != own_id and all(_same(other.get(c), row.get(c)) for c in columns):
-                    raise DataverseError(
-                        412,
-                        "0x80060892",
-                        f"A record that has the attribute values {', '.join(str(row[c]) for c in columns)} already "
-                        f"exists. The entity key {key_name} requires that this set of attributes "
-                        "contains unique values.",
-                    )
+            values = table.key_values(key_name, row)
+            other = table.key_index.get(key_name, {}).get(values) if values is not None else None
+            if other is not None and other != own_id:
+                raise DataverseError(
+                    412,
+                    "0x80060892",
+                    f"A record that has the attribute values {', '.join(str(row[c]) for c in columns)} already "
+                    f"exists. The entity key {key_name} requires that this set of attributes "
+                    "contains unique values.",
+                )
 
     # -- reads --------------------------------------------------------------------
 
@@ -641,6 +692,8 @@ class DataverseEmulator(EmulatorServer):
         if new_id in table.rows:
             raise DataverseError(412, "0x80040237", f"Cannot insert duplicate key: {table.logical_name} {new_id}.")
         row[table.primary_key] = new_id
+        for name, value in DEFAULTS.get(table.entity_set, {}).items():
+            row.setdefault(name, value)
         now = _now()
         row.setdefault("createdon", now)
         row["modifiedon"] = now
@@ -651,7 +704,7 @@ class DataverseEmulator(EmulatorServer):
         if "_ownerid_value" in table.columns:
             row.setdefault("_ownerid_value", APPLICATION_USER_ID)
         self._check_unique(table, row, None)
-        table.rows[new_id] = row
+        table.put(new_id, row)
         for child_set, lookup, items in children:
             child_table = self.table(child_set)
             for item in items:
@@ -702,9 +755,8 @@ class DataverseEmulator(EmulatorServer):
         self._check_unique(table, candidate, str(row[table.primary_key]).lower())
         candidate["modifiedon"] = _now()
         candidate["versionnumber"] = self._next_version()
-        row.clear()
-        row.update(candidate)
-        return self._write_answer(table, row, request, 200, 204)
+        table.put(str(row[table.primary_key]).lower(), candidate)
+        return self._write_answer(table, candidate, request, 200, 204)
 
     # -- $batch -------------------------------------------------------------------
 
@@ -714,9 +766,7 @@ class DataverseEmulator(EmulatorServer):
             raise DataverseError(
                 400, "0x80060888", "A $batch request needs Content-Type multipart/mixed with a boundary."
             )
-        message = email.message_from_bytes(
-            f"Content-Type: {content_type}\r\n\r\n".encode() + request.body, policy=email.policy.HTTP
-        )
+        message = email.message_from_bytes(f"Content-Type: {content_type}\r\n\r\n".encode() + request.body)
         parts = message.get_payload()
         if not isinstance(parts, list):
             raise DataverseError(400, "0x80060888", "The $batch body has no parts.")
@@ -750,7 +800,18 @@ class DataverseEmulator(EmulatorServer):
         )
 
     def _changeset(self, part: email.message.Message, outer: Request) -> tuple[bool, str]:
-        snapshot = {name: copy.deepcopy(t.rows) for name, t in self.tables.items()}
+        journal: list[tuple[Table, str, dict[str, Any] | None]] = []
+        for table in self.tables.values():
+            table.journal = journal
+        try:
+            return self._run_changeset(part, outer, journal)
+        finally:
+            for table in self.tables.values():
+                table.journal = None
+
+    def _run_changeset(
+        self, part: email.message.Message, outer: Request, journal: list[tuple[Table, str, dict[str, Any] | None]]
+    ) -> tuple[bool, str]:
         boundary = f"changesetresponse_{uuid.uuid4()}"
         content_ids: dict[str, str] = {}
         answers: list[str] = []
@@ -761,8 +822,13 @@ class DataverseEmulator(EmulatorServer):
                 raise DataverseError(400, "0x80060888", "A change set cannot contain a GET request.")
             response = self._safe_execute(inner, content_ids)
             if response.status >= 400:
-                for name, rows in snapshot.items():
-                    self.tables[name].rows = rows
+                for table in self.tables.values():
+                    table.journal = None
+                for table, row_id, before in reversed(journal):  # roll the whole change set back
+                    if before is None:
+                        table.remove(row_id)
+                    else:
+                        table.put(row_id, before)
                 return False, _http_part(response, content_id)
             if content_id and "OData-EntityId" in response.headers:
                 content_ids[f"${content_id}"] = response.headers["OData-EntityId"]

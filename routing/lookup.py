@@ -26,6 +26,7 @@ from .rules import Candidate, Rule, columns_needed, user_columns_needed
 __all__ = ["CallerLookup", "LookupResult"]
 
 INDEX_RECHECK_SECONDS = 600.0
+MAX_BATCH_GETS = 1000  # Dataverse's limit of requests in one $batch
 _CASE_TABLES = {"contact": "contacts", "account": "accounts"}
 
 
@@ -66,6 +67,9 @@ class CallerLookup:
         return f"owninguser($select={','.join(self._user_columns)})" if self._user_columns else None
 
     def index_query(self, e164: str) -> str:
+        return self._index_path(f.eq(PHONE_INDEX.number_column, e164))
+
+    def _index_path(self, condition: f.Filter) -> str:
         owner = self._owner_expand()
         parts = []
         for table in CUSTOMER_TABLES:
@@ -75,8 +79,8 @@ class CallerLookup:
             parts.append(f"{table.index_lookup}({options})")
         return query_path(
             PHONE_INDEX.entity_set,
-            select=[PHONE_INDEX.key_column],
-            filter=f.eq(PHONE_INDEX.number_column, e164),
+            select=[PHONE_INDEX.key_column, PHONE_INDEX.number_column],
+            filter=condition,
             expand=",".join(parts),
         )
 
@@ -138,6 +142,44 @@ class CallerLookup:
             candidates = self._with_open_cases(candidates, deadline)
             requests += 1
         return LookupResult(candidates, used_index=state is True, requests=requests)
+
+    def find_many(self, numbers: Sequence[str], *, chunk: int = 100) -> dict[str, tuple[Candidate, ...]]:
+        """Candidates for many E.164 numbers (a page of calls): one query per ``chunk`` numbers
+        through the index, or one ``$batch`` of exact-form GETs per ``chunk`` numbers without it."""
+        wanted = list(dict.fromkeys(numbers))
+        found: dict[str, dict[tuple[str, str], Candidate]] = {n: {} for n in wanted}
+        if not wanted:
+            return {}
+        if self._index_state() is None:
+            answer = self._client.batch(
+                [BatchRequest("GET", self._index_path(f.eq(PHONE_INDEX.number_column, "")))],
+                continue_on_error=True,
+                idempotent=True,
+            )
+            self._settle_index(bool(answer) and answer[0].ok)
+        for start in range(0, len(wanted), chunk):
+            part = wanted[start : start + chunk]
+            if self._index_state():
+                path: str | None = self._index_path(f.in_(PHONE_INDEX.number_column, part))
+                while path:
+                    page = self._client.get_page(path)
+                    for row in page.records:
+                        bucket = found.get(str(row.get(PHONE_INDEX.number_column)))
+                        if bucket is not None:
+                            self._collect_index([row], bucket)
+                    path = page.next_link
+                continue
+            requests = [(number, table, path) for number in part for table, path in self.forms_queries(number)]
+            for first in range(0, len(requests), MAX_BATCH_GETS):
+                group = requests[first : first + MAX_BATCH_GETS]
+                responses = self._client.batch(
+                    [BatchRequest("GET", p) for _, _, p in group], continue_on_error=True, idempotent=True
+                )
+                for (number, table, _), response in zip(group, responses, strict=True):
+                    response.raise_for_status()
+                    for record in response.body.get("value", []):
+                        self._add(found[number], table, record)
+        return {number: tuple(bucket.values()) for number, bucket in found.items()}
 
     def _collect_index(self, rows: Sequence[Mapping[str, Any]], found: dict[tuple[str, str], Candidate]) -> None:
         for row in rows:

@@ -56,7 +56,7 @@ def provision_app_schema(emulator: DataverseEmulator) -> None:
 
     Stands in for the provisioning command (metadata API) until that exists.
     """
-    from core.schema import CUSTOMER_TABLES, PHONE_INDEX
+    from core.schema import CALL_SYNC, CUSTOMER_TABLES, PHONE_INDEX
 
     emulator.add_table(
         PHONE_INDEX.entity_set,
@@ -70,6 +70,9 @@ def provision_app_schema(emulator: DataverseEmulator) -> None:
         ],
     )
     emulator.add_alternate_key(PHONE_INDEX.entity_set, PHONE_INDEX.key_name, [PHONE_INDEX.key_column])
+    emulator.add_alternate_key("phonecalls", CALL_SYNC.call_key_name, [CALL_SYNC.call_id_column])
+    emulator.add_column("systemusers", CALL_SYNC.user_id_column)
+    emulator.add_column("systemusers", CALL_SYNC.user_email_column)
 
 
 def _free_port() -> int:
@@ -181,6 +184,8 @@ class Services:
             "ENREACH_DISCOVERY_URL": self.enreach.url + "/discovery",
             "PHONE_DEFAULT_REGION": "FI",
             "PHONE_INDEX_SCHEDULE": "0 */5 * * * *",
+            "PHONE_CALL_SYNC_SCHEDULE": "0 */5 * * * *",
+            "USER_ID_SYNC_SCHEDULE": "0 0 * * * *",
             **SANDBOX_CREDENTIALS,
         }
         if self.azurite is not None:

@@ -15,6 +15,8 @@ EXPECTED_HTTP = {
 EXPECTED_TIMERS: dict[str, str] = {
     # name: schedule (an app-setting expression, resolved by the host)
     "sync_phone_index": "%PHONE_INDEX_SCHEDULE%",
+    "sync_phone_calls": "%PHONE_CALL_SYNC_SCHEDULE%",
+    "sync_enreach_user_ids": "%USER_ID_SYNC_SCHEDULE%",
 }
 
 

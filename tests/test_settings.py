@@ -17,6 +17,8 @@ GOOD = {
     "PHONE_DEFAULT_REGION": "fi",
     "AzureWebJobsStorage": "UseDevelopmentStorage=true",
     "PHONE_INDEX_SCHEDULE": "0 */5 * * * *",
+    "PHONE_CALL_SYNC_SCHEDULE": "0 */5 * * * *",
+    "USER_ID_SYNC_SCHEDULE": "0 0 * * * *",
 }
 
 

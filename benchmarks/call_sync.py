@@ -1,0 +1,184 @@
+"""Phone call sync cost: 10,000 Enreach calls into the Dataverse emulator with injected latency.
+
+Reports Dataverse requests per 1,000 calls (goal <= 4) and the wall time (goal <= 15 s) of
+the real sync (batched lookups and $batch writes), beside a naive baseline measured in the
+same run: one request per operation (lookup GET, create POST, complete PATCH per call). The
+baseline runs on a sample of the calls (it is slow by design) and is reported per 1,000 calls.
+Run: python benchmarks/call_sync.py [--calls 10000] [--baseline-calls 300] [--batch-size 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from call_sync.calls import (
+    CallSyncOptions,
+    CallSyncReport,
+    UserDirectory,
+    _changeset,
+    _customer,
+    call_key,
+    phonecall_body,
+    sync_calls,
+)
+from core.schema import CALL_SYNC
+from core.settings import load_settings
+from core.state import CheckpointStore
+from dataverse import DataverseClient, credential_from_settings
+from dataverse import filters as f
+from enreach import EnreachCall
+from routing.index_sync import sync_phone_index
+from routing.lookup import CallerLookup
+from routing.numbers import to_e164
+from sandbox.services import Services, provision_app_schema
+
+UTC = UTC
+
+
+def make_calls(count: int, users: list[str], customers: int) -> list[EnreachCall]:
+    start = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
+    calls = []
+    for i in range(count):
+        begin = start + timedelta(seconds=3 * i)
+        calls.append(
+            EnreachCall.from_api(
+                {
+                    "CallId": f"bench-{i:06d}",
+                    "UserId": users[i % len(users)],
+                    "StartTime": begin.strftime("%Y-%m-%d %H:%M:%S"),
+                    "EndTime": (begin + timedelta(seconds=90)).strftime("%Y-%m-%d %H:%M:%S"),
+                    "Direction": "in" if i % 2 else "out",
+                    "OtherNumber": f"+3585012{i % customers:05d}",
+                    "DurationInSeconds": 90,
+                    "Classification": "Work",
+                    "IsMobile": False,
+                    "Modified": (begin + timedelta(seconds=91)).strftime("%Y-%m-%d %H:%M:%S"),
+                }
+            )
+        )
+    return calls
+
+
+def naive(calls: list[EnreachCall], client: DataverseClient, users: UserDirectory, region: str) -> None:
+    """One request per operation: what a straightforward port of the vendor's plugin would do."""
+    from call_sync.calls import _ENTITY_SET
+    from routing.rules import Candidate
+
+    for call in calls:
+        owner = users.by_enreach_id[call.user_id or ""]
+        number = to_e164(call.other_number, region)
+        found = []
+        for table, entity_set, key, name in (("account", "accounts", "accountid", "name"),):
+            for row in client.query(entity_set, select=[key, name], filter=f.eq("telephone1", number)):
+                found.append(Candidate(table, row[key], row.get(name), {}, None))
+        body = phonecall_body(call, owner, number, _customer(found))
+        new_id = client.create("phonecalls", body)
+        status = 2 if call.direction == "out" else 4
+        client.update("phonecalls", new_id, {"statecode": 1, "statuscode": status})
+    assert _ENTITY_SET and _changeset
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--calls", type=int, default=10_000)
+    parser.add_argument("--baseline-calls", type=int, default=300)
+    parser.add_argument("--customers", type=int, default=2_000)
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--latency-ms", type=float, default=20.0)
+    args = parser.parse_args()
+
+    users = [f"00000000-0000-4000-8000-{i:012d}" for i in range(20)]
+    enreach_ids = [f"e-{i}" for i in range(20)]
+    data = {
+        "dataverse": {
+            "systemusers": [
+                {"systemuserid": u, "fullname": f"User {i}", CALL_SYNC.user_id_column: enreach_ids[i]}
+                for i, u in enumerate(users)
+            ],
+            "accounts": [{"name": f"Customer {i}", "telephone1": f"+358 50 12{i:05d}"} for i in range(args.customers)],
+        }
+    }
+    services = Services(data=data, environ={}).start()
+    os.environ["REQUESTS_CA_BUNDLE"] = services.ca.bundle_path
+    provision_app_schema(services.dataverse)
+    try:
+        settings = load_settings(services.app_settings({"ROUTING_API_KEY": "benchmark-key-0123456789"}))
+        client = DataverseClient(settings.dataverse_url, credential=credential_from_settings(settings))
+        sync_phone_index(
+            client,
+            CheckpointStore(settings.storage_connection_string, table_name="b" + uuid.uuid4().hex[:8]),
+            phone_columns=settings.routing_phone_columns,
+            region="FI",
+        )
+        lookup = CallerLookup(
+            client,
+            rules=(),
+            owner_column="address1_telephone1",
+            phone_columns=settings.routing_phone_columns,
+            region="FI",
+        )
+        directory = UserDirectory.load(client, "FI")
+        lookup.find_many(["+358501200000"])  # settle the index state and the token before timing
+        services.dataverse.inject(latency_ms=args.latency_ms)
+
+        calls = make_calls(args.calls, enreach_ids, args.customers)
+        services.dataverse.reset_requests()
+        report = CallSyncReport()
+        started = time.perf_counter()
+        directory = UserDirectory.load(client, "FI")  # part of a run
+        failed = sync_calls(
+            calls,
+            client=client,
+            lookup=lookup,
+            users=directory,
+            enreach_users={},
+            options=CallSyncOptions(region="FI", batch_size=args.batch_size),
+            report=report,
+        )
+        batched_seconds = time.perf_counter() - started
+        batched_requests = services.dataverse.request_count()
+        assert not failed and report.created == args.calls, report.summary()
+        synced = {r[CALL_SYNC.call_id_column] for r in services.dataverse.rows("phonecalls")}
+        assert synced == {call_key(c) for c in calls}, "every call exactly once"
+
+        sample = make_calls(args.baseline_calls, enreach_ids, args.customers)
+        sample = [EnreachCall(**{**c.__dict__, "call_id": "naive-" + c.call_id}) for c in sample]
+        services.dataverse.reset_requests()
+        started = time.perf_counter()
+        naive(sample, client, directory, "FI")
+        naive_seconds = time.perf_counter() - started
+        naive_requests = services.dataverse.request_count()
+
+        per_k = batched_requests * 1000 / args.calls
+        naive_per_k = naive_requests * 1000 / len(sample)
+        naive_time_k = naive_seconds * 1000 / len(sample)
+        print(
+            f"{args.calls} calls, {args.customers} customers, batch size {args.batch_size}, "
+            f"{args.latency_ms:g} ms injected latency per Dataverse request"
+        )
+        print(
+            f"batched sync:   {batched_requests} Dataverse requests = {per_k:.2f} per 1,000 calls (goal <= 4); "
+            f"wall time {batched_seconds:.1f} s (goal <= 15 s)"
+        )
+        print(
+            f"naive baseline: {naive_per_k:.0f} requests per 1,000 calls; {naive_time_k:.1f} s per 1,000 calls "
+            f"(measured on {len(sample)} calls in this run)"
+        )
+        print(
+            f"ratio: {naive_per_k / per_k:.0f}x fewer requests; "
+            f"{naive_time_k * args.calls / 1000 / batched_seconds:.1f}x faster than the baseline would take"
+        )
+    finally:
+        services.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""Process-wide objects of the call sync package, built on first use from the settings."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import lru_cache
+
+from core.settings import Settings, get_settings
+from enreach import EnreachClient
+from routing.lookup import CallerLookup
+from routing.runtime import checkpoint_store, dataverse_client
+
+from .calls import CallSyncOptions
+
+__all__ = ["call_lookup", "checkpoint_store", "dataverse_client", "enreach_client", "options"]
+
+
+@lru_cache(maxsize=1)
+def enreach_client() -> EnreachClient:
+    settings = get_settings()
+    return EnreachClient(
+        settings.enreach_user,
+        settings.enreach_secret_key,
+        api_url=settings.enreach_api_url,
+        discovery_url=settings.enreach_discovery_url,
+        timeout=settings.http_timeout_seconds,
+    )
+
+
+def options(settings: Settings, *, dry_run: bool = False) -> CallSyncOptions:
+    return CallSyncOptions(
+        region=settings.phone_default_region,
+        duration_limit_seconds=settings.call_duration_limit_seconds,
+        default_assignee=settings.default_crm_assignee,
+        overlap=timedelta(minutes=settings.call_sync_overlap_minutes),
+        batch_size=settings.call_sync_batch_size,
+        dry_run=dry_run,
+    )
+
+
+def lookup_for(settings: Settings) -> CallerLookup:
+    return CallerLookup(
+        dataverse_client(),
+        rules=(),
+        owner_column=settings.routing_owner_phone_column,
+        phone_columns=settings.routing_phone_columns,
+        region=settings.phone_default_region,
+    )
+
+
+@lru_cache(maxsize=1)
+def call_lookup() -> CallerLookup:
+    return lookup_for(get_settings())
