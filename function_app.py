@@ -8,9 +8,11 @@ import azure.functions as func
 
 from call_sync.blueprint import bp as call_sync_bp
 from health.blueprint import bp as health_bp
+from presence_sync.blueprint import bp as presence_bp
 from routing.blueprint import bp as routing_bp
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(health_bp)
 app.register_functions(routing_bp)
 app.register_functions(call_sync_bp)
+app.register_functions(presence_bp)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
+    from presence_sync.mapping import PresenceMapping
     from routing.rules import Rule
 
 __all__ = ["SETTING_NAMES", "Settings", "SettingsError", "get_settings", "load_settings"]
@@ -47,6 +48,10 @@ SETTING_NAMES = (
     "DEFAULT_CRM_ASSIGNEE",
     "CALL_SYNC_OVERLAP_MINUTES",
     "CALL_SYNC_BATCH_SIZE",
+    "PRESENCE_WEBHOOK_KEY",
+    "PRESENCE_MAPPING",
+    "PRESENCE_IDS",
+    "PRESENCE_ECHO_TTL_SECONDS",
     "PHONE_DEFAULT_REGION",
     "AzureWebJobsStorage",
     "HTTP_TIMEOUT_SECONDS",
@@ -103,6 +108,9 @@ class Settings:
     default_crm_assignee: str | None
     call_sync_overlap_minutes: int
     call_sync_batch_size: int
+    presence_webhook_key: str
+    presence_mapping: PresenceMapping
+    presence_echo_ttl_seconds: float
 
     @property
     def dataverse_scope(self) -> str:
@@ -261,6 +269,22 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if assignee and not _GUID.match(assignee):
         problems.append("DEFAULT_CRM_ASSIGNEE must be the systemuserid (a GUID) of the user who owns unmapped calls")
 
+    presence_key = get("PRESENCE_WEBHOOK_KEY") or ""
+    if not presence_key:
+        problems.append(
+            "PRESENCE_WEBHOOK_KEY is not set: set 16+ random characters; the Dataverse webhook "
+            "for msdyn_agentstatus sends it in the X-Presence-Key header"
+        )
+    elif len(presence_key) < 16:
+        problems.append("PRESENCE_WEBHOOK_KEY is too short: use at least 16 random characters")
+    from presence_sync.mapping import MappingError, parse_mapping
+
+    try:
+        presence_mapping = parse_mapping(get("PRESENCE_MAPPING"), get("PRESENCE_IDS"))
+    except MappingError as error:
+        problems.append(str(error))
+    echo_ttl = seconds("PRESENCE_ECHO_TTL_SECONDS", 30.0, 0, 600)
+
     if problems:
         raise SettingsError(problems)
     return Settings(
@@ -292,6 +316,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         default_crm_assignee=assignee.lower() if assignee else None,
         call_sync_overlap_minutes=overlap,
         call_sync_batch_size=batch_size,
+        presence_webhook_key=presence_key,
+        presence_mapping=presence_mapping,
+        presence_echo_ttl_seconds=echo_ttl,
     )
 
 

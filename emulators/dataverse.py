@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from ._server import EmulatorServer, Request, Response, json_response
+from ._webhooks import WebhookSender
 from .odata import FilterSyntaxError, UnknownColumn, compile_filter
 from .tokens import TokenIssuer
 
@@ -177,6 +178,14 @@ BASE_SCHEMA: dict[str, tuple[str, str, set[str]]] = {
     ),
 }
 
+OMNICHANNEL_PRESENCES = {
+    "Available": ("f523f628-c07a-e811-8162-000d3aa11f50", 192360000),
+    "Busy": ("efdeb843-c07a-e811-8162-000d3aa11f50", 192360001),
+    "Busy - DND": ("08971864-c07a-e811-8162-000d3aa11f50", 192360002),
+    "Away": ("3dacae76-c07a-e811-8162-000d3aa11f50", 192360003),
+    "Offline": ("70139190-c07a-e811-8162-000d3aa11f50", 192360004),
+}
+
 # column defaults Dataverse fills in when a row is created without them
 DEFAULTS: dict[str, dict[str, Any]] = {"systemusers": {"isdisabled": False, "accessmode": 0}}
 
@@ -273,6 +282,7 @@ class DataverseEmulator(EmulatorServer):
         self.lock = threading.RLock()
         self._version = 1000
         self.tables: dict[str, Table] = {}
+        self.presence_webhook = WebhookSender()  # the service endpoint on msdyn_agentstatus Update
         self.reset()
         if data:
             self.load(data)
@@ -285,6 +295,19 @@ class DataverseEmulator(EmulatorServer):
             self.tables = {
                 name: Table(name, logical, key, set(columns)) for name, (logical, key, columns) in BASE_SCHEMA.items()
             }
+            # Omnichannel's built-in presences (the solution is installed in the environment)
+            for name, (presence_id, base) in OMNICHANNEL_PRESENCES.items():
+                self.table("msdyn_presences").rows[presence_id] = {
+                    "msdyn_presenceid": presence_id,
+                    "msdyn_name": name,
+                    "msdyn_presencestatustext": name,
+                    "msdyn_basepresencestatus": base,
+                    "msdyn_canuserset": True,
+                    "statecode": 0,
+                    "createdon": _now(),
+                    "modifiedon": _now(),
+                    "versionnumber": 1,
+                }
             self.table("systemusers").rows[APPLICATION_USER_ID] = {
                 "systemuserid": APPLICATION_USER_ID,
                 "fullname": "# Enreach bridge (application user)",
@@ -365,6 +388,27 @@ class DataverseEmulator(EmulatorServer):
                     row["versionnumber"] = self._next_version()
                     table.put(str(row[table.primary_key]).lower(), row)
 
+    def set_presence(self, agent: str, presence_id: str) -> None:
+        """An agent picks a presence in Omnichannel (or the action sets it): row updated, webhook fired."""
+        with self.lock:
+            table = self.table("msdyn_agentstatuses")
+            agent = agent.lower()
+            row_id = next((i for i, r in table.rows.items() if r.get("_msdyn_agentid_value") == agent), None)
+            row = dict(table.rows[row_id]) if row_id else {"_msdyn_agentid_value": agent, "createdon": _now()}
+            row_id = row_id or str(uuid.uuid4())
+            row.update(
+                {
+                    "msdyn_agentstatusid": row_id,
+                    "_msdyn_currentpresenceid_value": presence_id.lower(),
+                    "msdyn_presencemodifiedon": _now(),
+                    "modifiedon": _now(),
+                    "versionnumber": self._next_version(),
+                }
+            )
+            row.setdefault("statecode", 0)
+            table.put(row_id, row)
+        self.presence_webhook.send(_execution_context(row_id, agent, presence_id.lower()))
+
     def touch(self, entity_set: str, key: str, **changes: Any) -> None:
         """Change a row as a user would in the UI (modifiedon moves)."""
         with self.lock:
@@ -419,6 +463,8 @@ class DataverseEmulator(EmulatorServer):
             )
         if resource == "$batch" and request.method == "POST":
             return self._batch(request)
+        if resource == "CCaaS_ModifyAgentPresence" and request.method == "POST":
+            return self._modify_agent_presence(request)
         match = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)(?:\((.*)\))?", resource, re.S)
         if not match:
             raise DataverseError(400, "0x80060888", f"Bad Request - Error in query syntax: '{resource}'.")
@@ -447,6 +493,20 @@ class DataverseEmulator(EmulatorServer):
             table.remove(str(row[table.primary_key]).lower())
             return Response(204, headers={"OData-Version": "4.0"})
         raise DataverseError(405, "0x80060888", f"The HTTP method '{request.method}' is not allowed here.")
+
+    def _modify_agent_presence(self, request: Request) -> Response:
+        body = request.json() or {}
+        agent, presence = str(body.get("AgentId", "")).lower(), str(body.get("PresenceId", "")).lower()
+        if not _GUID.match(agent) or not _GUID.match(presence):
+            raise DataverseError(400, "0x80040203", "AgentId and PresenceId must be GUIDs.")
+        if request.headers.get("mscrmcallerid", "").lower() != agent:
+            raise DataverseError(403, "0x80040220", "Set MSCRMCallerID to the agent: presence is changed as the agent.")
+        if agent not in self.table("systemusers").rows:
+            raise DataverseError(404, "0x80040217", f"systemuser With Id = {agent} Does Not Exist")
+        if presence not in self.table("msdyn_presences").rows:
+            raise DataverseError(404, "0x80040217", f"msdyn_presence With Id = {presence} Does Not Exist")
+        self.set_presence(agent, presence)
+        return Response(204, headers={"OData-Version": "4.0"})
 
     # -- keys ---------------------------------------------------------------------
 
@@ -878,6 +938,64 @@ class DataverseEmulator(EmulatorServer):
             return error.response()
         except (FilterSyntaxError, ValueError) as error:
             return DataverseError(400, "0x80060888", str(error)).response()
+
+
+def _execution_context(status_id: str, agent: str, presence_id: str) -> dict[str, Any]:
+    """What a Dataverse service endpoint posts for an Update of msdyn_agentstatus (trimmed)."""
+    reference = "EntityReference:http://schemas.microsoft.com/xrm/2011/Contracts"
+    return {
+        "BusinessUnitId": BUSINESS_UNIT_ID,
+        "CorrelationId": str(uuid.uuid4()),
+        "Depth": 1,
+        "InitiatingUserId": agent,
+        "MessageName": "Update",
+        "Mode": 1,
+        "OrganizationId": ORGANIZATION_ID,
+        "PrimaryEntityId": status_id,
+        "PrimaryEntityName": "msdyn_agentstatus",
+        "RequestId": str(uuid.uuid4()),
+        "SecondaryEntityName": "none",
+        "Stage": 40,
+        "UserId": agent,
+        "InputParameters": [
+            {
+                "key": "Target",
+                "value": {
+                    "__type": "Entity:http://schemas.microsoft.com/xrm/2011/Contracts",
+                    "Id": status_id,
+                    "LogicalName": "msdyn_agentstatus",
+                    "Attributes": [
+                        {
+                            "key": "msdyn_currentpresenceid",
+                            "value": {
+                                "__type": reference,
+                                "Id": presence_id,
+                                "LogicalName": "msdyn_presence",
+                                "Name": None,
+                            },
+                        },
+                        {"key": "msdyn_agentstatusid", "value": status_id},
+                    ],
+                },
+            }
+        ],
+        "PostEntityImages": [
+            {
+                "key": "PostImage",
+                "value": {
+                    "Attributes": [
+                        {
+                            "key": "msdyn_agentid",
+                            "value": {"__type": reference, "Id": agent, "LogicalName": "systemuser"},
+                        },
+                    ]
+                },
+            }
+        ],
+        "PreEntityImages": [],
+        "OutputParameters": [],
+        "SharedVariables": [],
+    }
 
 
 def _split_top(text: str, separator: str) -> list[str]:

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ._server import EmulatorServer, Request, Response, json_response
+from ._webhooks import WebhookSender
 
 __all__ = ["EnreachEmulator"]
 
@@ -42,6 +43,7 @@ class EnreachEmulator(EmulatorServer):
         super().__init__(host=host, port=port)
         self.lock = threading.Lock()
         self.credentials: dict[str, str] = {}
+        self.webhook = WebhookSender()  # user-status and call notifications
         self.reset()
         if data:
             self.load(data)
@@ -61,6 +63,17 @@ class EnreachEmulator(EmulatorServer):
             self.calls += [dict(c) for c in data.get("calls", [])]
             self.callbacks += [dict(c) for c in data.get("callbacks", [])]
             self.queues += [dict(q) for q in data.get("queues", [])]
+
+    def set_status(self, user_id: str, status: int) -> None:
+        """A user's status changes in Enreach (their own click, or the API): notification sent."""
+        with self.lock:
+            user = next(u for u in self.users if str(u.get("Id")).lower() == user_id.lower())
+            user["Availability"] = status
+        self.webhook.send({"EventType": "user-status-changed", "UserId": user["Id"], "Status": status})
+
+    def call_event(self, user_id: str, event_type: str, call_id: str) -> None:
+        """A call event of a user (call-incoming, call-answered, call-started, call-ended)."""
+        self.webhook.send({"EventType": event_type, "UserId": user_id, "CallId": call_id})
 
     def _authenticated_user(self, request: Request) -> str | None:
         header = request.headers.get("authorization", "")
@@ -117,6 +130,9 @@ class EnreachEmulator(EmulatorServer):
                 if body.get("Availability") not in (0, 1, 2, 3, 5):
                     return json_response(400, {"Message": "Availability must be one of 0, 1, 2, 3, 5."})
                 user["Availability"] = body["Availability"]
+                self.webhook.send(
+                    {"EventType": "user-status-changed", "UserId": user["Id"], "Status": body["Availability"]}
+                )
                 return Response(204)
             if parts == ["calls"]:
                 return self._calls(request)

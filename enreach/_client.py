@@ -321,3 +321,53 @@ class EnreachClient:
 def users_by_email(users: Sequence[EnreachUser]) -> dict[str, EnreachUser]:
     """Index users by lower-cased e-mail (Enreach e-mails are case-insensitive)."""
     return {u.email.lower(): u for u in users if u.email}
+
+
+# -- webhook notifications (Enreach -> us) ------------------------------------------------
+# Payload shapes are UNCONFIRMED (../shared/reference/enreach-api.md): this is the one place
+# that reads them. Event names follow the product guide's plugin events.
+
+_CALL_START = {"call-incoming", "call-answered", "call-started", "callincoming", "callanswered", "callstarted"}
+_CALL_END = {"call-ended", "callended"}
+_USER_STATUS = {"user-status-changed", "userstatuschanged", "userstatus"}
+
+
+class EventError(ValueError):
+    """A webhook notification Enreach sent could not be read; ``field`` names the culprit."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class EnreachEvent:
+    kind: str  # "user_status", "call_start" or "call_end"
+    user_id: str
+    status: int | None = None
+    call_id: str | None = None
+
+
+def parse_event(payload: Any) -> EnreachEvent:
+    """``{"EventType": "call-incoming"|"call-answered"|"call-started"|"call-ended"|"user-status-changed",
+    "UserId": "...", "CallId": "..." (calls), "Status": 0|1|2|3|5 (user status)}``."""
+    if not isinstance(payload, Mapping):
+        raise EventError("body", "the notification must be a JSON object")
+    event_type = payload.get("EventType")
+    if not isinstance(event_type, str) or not event_type:
+        raise EventError("EventType", "EventType is missing")
+    user_id = payload.get("UserId")
+    if not isinstance(user_id, str) or not user_id.strip() or len(user_id) > 64:
+        raise EventError("UserId", "UserId must be the Enreach user id (a string)")
+    name = event_type.strip().lower()
+    if name in _USER_STATUS:
+        status = payload.get("Status")
+        if isinstance(status, bool) or not isinstance(status, int) or status not in Availability.ALL:
+            raise EventError("Status", f"Status must be one of {', '.join(map(str, Availability.ALL))}")
+        return EnreachEvent("user_status", user_id.strip(), status=status)
+    if name in _CALL_START or name in _CALL_END:
+        call_id = payload.get("CallId")
+        if not isinstance(call_id, str) or not call_id.strip() or len(call_id) > 128:
+            raise EventError("CallId", "CallId must be a non-empty string")
+        return EnreachEvent("call_start" if name in _CALL_START else "call_end", user_id.strip(), call_id=call_id)
+    raise EventError("EventType", f"unknown EventType {event_type[:40]!r}")

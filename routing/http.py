@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from core.auth import authenticate_enreach
 
 from .service import Decision, Router, log_decision
 
@@ -38,28 +37,11 @@ def _error(status: int, message: str, field: str | None = None) -> HttpResult:
     return _json(status, error, headers)
 
 
-def _same(given: str, expected: str) -> bool:
-    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
-
-
 def authenticate(
     headers: Mapping[str, str], *, api_key: str | None, basic_user: str | None, basic_password: str | None
 ) -> bool:
     """Enreach's ``X-Benemen-APIKey`` header or HTTP Basic, compared in constant time."""
-    lowered = {k.lower(): v for k, v in headers.items()}
-    given_key = lowered.get("x-benemen-apikey")
-    if api_key and given_key is not None and _same(given_key, api_key):
-        return True
-    authorization = lowered.get("authorization", "")
-    if basic_user and basic_password and authorization[:6].lower() == "basic ":
-        try:
-            user, _, password = (
-                base64.b64decode(authorization[6:].strip(), validate=True).decode("utf-8").partition(":")
-            )
-        except (binascii.Error, UnicodeDecodeError):
-            return False
-        return _same(user, basic_user) & _same(password, basic_password)
-    return False
+    return authenticate_enreach(headers, api_key=api_key, basic_user=basic_user, basic_password=basic_password)
 
 
 def _parse(headers: Mapping[str, str], body: bytes) -> tuple[str, str] | HttpResult:

@@ -56,6 +56,16 @@ class _TimerRequest(func.TimerRequest):
         return False
 
 
+_INDEXED: dict[int, list[Any]] = {}
+
+
+def index_functions(app: func.FunctionApp) -> list[Any]:
+    """``app.get_functions()`` once per app: it validates names on every call and refuses a second."""
+    if id(app) not in _INDEXED:
+        _INDEXED[id(app)] = list(app.get_functions())
+    return _INDEXED[id(app)]
+
+
 def resolve_setting(value: str) -> str:
     """Replace ``%NAME%`` with the app setting, as the host does for binding expressions."""
     return re.sub(r"%([A-Za-z0-9_]+)%", lambda m: os.environ.get(m.group(1), m.group(0)), value)
@@ -66,7 +76,7 @@ class LocalFunctionsHost:
         self.host, self.port = host, port
         self.routes: list[HttpRoute] = []
         self.functions: dict[str, tuple[Callable[..., Any], str, str]] = {}  # name -> (fn, trigger type, arg)
-        for function in app.get_functions():
+        for function in index_functions(app):
             trigger = function.get_trigger()
             user_function = function.get_user_function()
             name = function.get_function_name()

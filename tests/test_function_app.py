@@ -11,6 +11,8 @@ EXPECTED_HTTP = {
     # name: (route, methods, auth level)
     "health": ("health", ["GET"], "ANONYMOUS"),
     "routing": ("routing", ["POST"], "FUNCTION"),
+    "presence_dataverse": ("presence/dataverse", ["POST"], "FUNCTION"),
+    "presence_enreach": ("presence/enreach", ["POST"], "FUNCTION"),
 }
 EXPECTED_TIMERS: dict[str, str] = {
     # name: schedule (an app-setting expression, resolved by the host)
@@ -24,8 +26,9 @@ EXPECTED_TIMERS: dict[str, str] = {
 def _functions():
     """``get_functions()`` validates names on every call and refuses a second call: index once, like the host."""
     from function_app import app
+    from sandbox.host import index_functions
 
-    return {function.get_function_name(): function for function in app.get_functions()}
+    return {function.get_function_name(): function for function in index_functions(app)}
 
 
 def _index():

@@ -19,6 +19,7 @@ GOOD = {
     "PHONE_INDEX_SCHEDULE": "0 */5 * * * *",
     "PHONE_CALL_SYNC_SCHEDULE": "0 */5 * * * *",
     "USER_ID_SYNC_SCHEDULE": "0 0 * * * *",
+    "PRESENCE_WEBHOOK_KEY": "presence-key-0123456789",
 }
 
 

@@ -1,0 +1,54 @@
+"""Trigger glue of the presence package: the Dataverse and Enreach webhooks."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+bp = func.Blueprint()
+
+
+def _response(result: tuple[int, bytes]) -> func.HttpResponse:
+    status, body = result
+    return func.HttpResponse(body=body, status_code=status, mimetype="application/json")
+
+
+@bp.function_name("presence_dataverse")
+@bp.route(route="presence/dataverse", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def presence_dataverse(req: func.HttpRequest) -> func.HttpResponse:
+    """Omnichannel presence changed (Dataverse webhook on msdyn_agentstatus): mirror it to Enreach."""
+    from core.settings import get_settings
+
+    from .http import handle_dataverse_webhook
+    from .runtime import presence_sync
+
+    return _response(
+        handle_dataverse_webhook(
+            headers=dict(req.headers),
+            params=dict(req.params),
+            body=req.get_body(),
+            key=get_settings().presence_webhook_key,
+            sync=presence_sync,
+        )
+    )
+
+
+@bp.function_name("presence_enreach")
+@bp.route(route="presence/enreach", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def presence_enreach(req: func.HttpRequest) -> func.HttpResponse:
+    """Enreach user status or call event: mirror to Omnichannel, DND during calls."""
+    from core.settings import get_settings
+
+    from .http import handle_enreach_webhook
+    from .runtime import presence_sync
+
+    settings = get_settings()
+    return _response(
+        handle_enreach_webhook(
+            headers=dict(req.headers),
+            body=req.get_body(),
+            api_key=settings.routing_api_key,
+            basic_user=settings.routing_basic_user,
+            basic_password=settings.routing_basic_password,
+            sync=presence_sync,
+        )
+    )

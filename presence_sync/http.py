@@ -1,0 +1,158 @@
+"""The presence webhooks' HTTP contracts, without Azure types.
+
+* ``POST /api/presence/dataverse``: Dataverse's service-endpoint webhook for updates of
+  ``msdyn_agentstatus`` (a RemoteExecutionContext), authenticated by ``X-Presence-Key`` header
+  or ``key`` query value (``PRESENCE_WEBHOOK_KEY``).
+* ``POST /api/presence/enreach``: Enreach's user-status and call notifications,
+  authenticated like the routing webhook (``X-Benemen-APIKey`` or Basic).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from core.auth import authenticate_enreach, same_secret
+from dataverse import DataverseError
+from enreach import EnreachError, EventError, parse_event
+
+from .service import Outcome, PresenceSync, UnknownAgent
+
+__all__ = ["MAX_BODY_BYTES", "handle_dataverse_webhook", "handle_enreach_webhook"]
+
+log = logging.getLogger("presence_sync")
+MAX_BODY_BYTES = 256 * 1024  # a RemoteExecutionContext with images is a few KB
+_GUID_LENGTH = 36
+
+
+class _BadRequest(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _json(status: int, payload: Any) -> tuple[int, bytes]:
+    return status, json.dumps(payload).encode("utf-8")
+
+
+def _error(status: int, message: str, field: str | None = None) -> tuple[int, bytes]:
+    return _json(status, {"error": message, **({"field": field} if field else {})})
+
+
+def _load(headers: Mapping[str, str], body: bytes) -> Any:
+    content_type = {k.lower(): v for k, v in headers.items()}.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise _BadRequest("Content-Type", "send JSON (Content-Type: application/json)")
+    if len(body) > MAX_BODY_BYTES:
+        raise _BadRequest("body", f"the body is over {MAX_BODY_BYTES} bytes")
+    try:
+        return json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise _BadRequest("body", "the body is not valid JSON") from None
+
+
+def _attributes(entity: Any) -> dict[str, Any]:
+    if not isinstance(entity, dict) or not isinstance(entity.get("Attributes"), list):
+        return {}
+    return {a["key"]: a.get("value") for a in entity["Attributes"] if isinstance(a, dict) and "key" in a}
+
+
+def _reference_id(value: Any) -> str | None:
+    identifier = value.get("Id") if isinstance(value, dict) else None
+    if isinstance(identifier, str) and len(identifier) == _GUID_LENGTH:
+        return identifier.lower()
+    return None
+
+
+def parse_execution_context(context: Any) -> tuple[str | None, str, str]:
+    """(agent systemuserid or None, msdyn_agentstatus id, new presence id) from a RemoteExecutionContext."""
+    if not isinstance(context, dict):
+        raise _BadRequest("body", "the body must be a RemoteExecutionContext JSON object")
+    if context.get("PrimaryEntityName") != "msdyn_agentstatus":
+        raise _BadRequest("PrimaryEntityName", "register the webhook on msdyn_agentstatus")
+    if context.get("MessageName") not in ("Update", "Create"):
+        raise _BadRequest("MessageName", "register the webhook on the Update message")
+    status_id = context.get("PrimaryEntityId")
+    if not isinstance(status_id, str) or len(status_id) != _GUID_LENGTH:
+        raise _BadRequest("PrimaryEntityId", "PrimaryEntityId must be the msdyn_agentstatus id")
+    parameters = context.get("InputParameters")
+    target = (
+        next((p.get("value") for p in parameters if isinstance(p, dict) and p.get("key") == "Target"), None)
+        if isinstance(parameters, list)
+        else None
+    )
+    attributes = _attributes(target)
+    images = context.get("PostEntityImages")
+    for image in images if isinstance(images, list) else []:
+        if isinstance(image, dict):
+            attributes = {**_attributes(image.get("value")), **attributes}
+    presence = _reference_id(attributes.get("msdyn_currentpresenceid"))
+    if presence is None:
+        raise _BadRequest(
+            "msdyn_currentpresenceid",
+            "the Target holds no msdyn_currentpresenceid: filter the webhook step on that column",
+        )
+    return _reference_id(attributes.get("msdyn_agentid")), status_id.lower(), presence
+
+
+def _run(action: Callable[[], Outcome]) -> tuple[int, bytes]:
+    try:
+        outcome = action()
+    except UnknownAgent as error:
+        log.warning("presence event for an unknown agent: %s", error)
+        return _error(404, str(error), error.field)
+    except (DataverseError, EnreachError) as error:
+        # The clients already retried with back-off; a 503 makes the sender deliver it again.
+        log.error("presence change not applied: %s", error)
+        return _error(503, f"downstream service failed: {type(error).__name__}; deliver the event again")
+    log.info(
+        "%s",
+        json.dumps(
+            {"event": "presence_change", "action": outcome.action, "agent": outcome.agent, "detail": outcome.detail}
+        ),
+    )
+    return _json(200, {"action": outcome.action, "agent": outcome.agent, "detail": outcome.detail})
+
+
+def handle_dataverse_webhook(
+    *, headers: Mapping[str, str], params: Mapping[str, str], body: bytes, key: str, sync: Callable[[], PresenceSync]
+) -> tuple[int, bytes]:
+    lowered = {k.lower(): v for k, v in headers.items()}
+    given = lowered.get("x-presence-key") or params.get("key") or ""
+    if not given or not same_secret(given, key):
+        return _error(401, "authenticate with the X-Presence-Key header or the key query value")
+    try:
+        agent, status_id, presence = parse_execution_context(_load(headers, body))
+    except _BadRequest as error:
+        return _error(400, str(error), error.field)
+
+    def act() -> Outcome:
+        service = sync()
+        who = agent or service.agent_of_status(status_id)
+        if who is None:
+            raise UnknownAgent("PrimaryEntityId", f"msdyn_agentstatus {status_id} has no agent")
+        return service.on_omnichannel_change(who, presence)
+
+    return _run(act)
+
+
+def handle_enreach_webhook(
+    *,
+    headers: Mapping[str, str],
+    body: bytes,
+    api_key: str | None,
+    basic_user: str | None,
+    basic_password: str | None,
+    sync: Callable[[], PresenceSync],
+) -> tuple[int, bytes]:
+    if not authenticate_enreach(headers, api_key=api_key, basic_user=basic_user, basic_password=basic_password):
+        return _error(401, "authenticate with the X-Benemen-APIKey header or HTTP Basic")
+    try:
+        event = parse_event(_load(headers, body))
+    except _BadRequest as error:
+        return _error(400, str(error), error.field)
+    except EventError as error:
+        return _error(400, str(error), error.field)
+    return _run(lambda: sync().on_enreach_event(event))

@@ -1,0 +1,301 @@
+"""Presence sync end to end: both emulators post their webhooks to the app's real HTTP functions
+(served by the local Functions host), state lives in Azurite, and request counters prove there
+is no ping-pong."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from urllib.error import HTTPError
+from urllib.request import Request, urlopen
+
+import pytest
+
+from core.schema import CALL_SYNC
+from emulators.dataverse import OMNICHANNEL_PRESENCES
+from sandbox.services import provision_app_schema
+
+AGENT = "4b7e2a10-1c3d-4e5f-8a9b-0c1d2e3f4a01"
+ENREACH_ID = "e1a0c001-0000-4000-8000-000000000001"
+IDS = {name: pid for name, (pid, _) in OMNICHANNEL_PRESENCES.items()}
+AVAILABLE, BUSY, DND, AWAY, OFFLINE = (IDS[n] for n in ("Available", "Busy", "Busy - DND", "Away", "Offline"))
+CUSTOM_BUSY = "c0570000-0000-4000-8000-00000000b051"
+KEY = "test-routing-key-0123456789"
+PRESENCE_KEY = "test-presence-key-0123456789"
+
+
+def _clear_caches():
+    from call_sync import runtime as call_runtime
+    from core.settings import get_settings
+    from presence_sync import runtime as presence_runtime
+    from routing import runtime as routing_runtime
+
+    for cached in (
+        get_settings,
+        routing_runtime.dataverse_client,
+        routing_runtime.router,
+        routing_runtime.checkpoint_store,
+        call_runtime.enreach_client,
+        call_runtime.call_lookup,
+        presence_runtime.presence_sync,
+    ):
+        cached.cache_clear()
+
+
+@pytest.fixture()
+def app(world, azurite, monkeypatch):
+    from function_app import app as function_app
+    from sandbox.host import LocalFunctionsHost
+
+    world.dataverse.load(
+        {
+            "systemusers": [{"systemuserid": AGENT, "fullname": "Aino", "internalemailaddress": "aino@example.fi"}],
+            "msdyn_presences": [
+                {"msdyn_presenceid": CUSTOM_BUSY, "msdyn_name": "In a meeting", "msdyn_basepresencestatus": 192360001}
+            ],
+        }
+    )
+    provision_app_schema(world.dataverse)
+    world.dataverse.touch("systemusers", AGENT, **{CALL_SYNC.user_id_column: ENREACH_ID})
+    world.dataverse.set_presence(AGENT, AVAILABLE)
+    world.enreach.load({"users": [{"Id": ENREACH_ID, "Email": "aino@example.fi", "Availability": 0}]})
+    settings = world.app_settings(
+        {"ROUTING_API_KEY": KEY, "PRESENCE_WEBHOOK_KEY": PRESENCE_KEY, "AzureWebJobsStorage": azurite.connection_string}
+    )
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("PRESENCE_ECHO_TTL_SECONDS", "60")
+    _clear_caches()
+    from presence_sync import runtime
+
+    runtime.presence_sync()._store._table_name = f"p{uuid.uuid4().hex[:12]}"  # a fresh state table per test
+    host = LocalFunctionsHost(function_app, port=0).start()
+    world.dataverse.presence_webhook.configure(f"{host.url}/api/presence/dataverse", {"X-Presence-Key": PRESENCE_KEY})
+    world.enreach.webhook.configure(f"{host.url}/api/presence/enreach", {"X-Benemen-APIKey": KEY})
+    settle(world)
+    world.dataverse.reset_requests()
+    world.enreach.reset_requests()
+    world.dataverse.presence_webhook.delivered.clear()
+    world.enreach.webhook.delivered.clear()
+    yield host
+    world.dataverse.presence_webhook.configure(None)
+    world.enreach.webhook.configure(None)
+    host.stop()
+    _clear_caches()
+
+
+def settle(world, rounds=6):
+    """Deliver webhooks until both sides are quiet (a ping-pong would keep them busy)."""
+    for _ in range(rounds):
+        world.dataverse.presence_webhook.drain()
+        world.enreach.webhook.drain()
+
+
+def oc_presence(world):
+    rows = [r for r in world.dataverse.rows("msdyn_agentstatuses") if r["_msdyn_agentid_value"] == AGENT]
+    return rows[0]["_msdyn_currentpresenceid_value"]
+
+
+def enreach_status(world):
+    return world.enreach.users[0]["Availability"]
+
+
+def modify_calls(world):
+    return world.dataverse.request_count("CCaaS_ModifyAgentPresence")
+
+
+def enreach_puts(world):
+    return world.enreach.request_count("/availability", method="PUT")
+
+
+@pytest.mark.parametrize(
+    ("presence", "status"),
+    [(AVAILABLE, 0), (BUSY, 1), (DND, 2), (OFFLINE, 3), (AWAY, 5), (CUSTOM_BUSY, 1)],
+)
+def test_omnichannel_presence_reaches_enreach_once(app, world, presence, status):
+    if presence == AVAILABLE:
+        world.dataverse.set_presence(AGENT, AWAY)
+        settle(world)
+        world.dataverse.reset_requests()
+        world.enreach.reset_requests()
+    world.dataverse.set_presence(AGENT, presence)
+    settle(world)
+    assert enreach_status(world) == status
+    assert enreach_puts(world) == 1  # mirrored once
+    assert modify_calls(world) == 0  # Enreach's notification of it came back as an echo and was dropped
+    assert [s for s, _ in world.dataverse.presence_webhook.delivered][-1] == 200
+
+
+@pytest.mark.parametrize(
+    ("status", "presence"),
+    [(0, AVAILABLE), (1, BUSY), (2, DND), (3, OFFLINE), (5, AWAY)],
+)
+def test_enreach_status_reaches_omnichannel_once(app, world, status, presence):
+    if status == 0:
+        world.enreach.set_status(ENREACH_ID, 5)
+        settle(world)
+        world.dataverse.reset_requests()
+        world.enreach.reset_requests()
+    world.enreach.set_status(ENREACH_ID, status)
+    settle(world)
+    assert oc_presence(world) == presence
+    assert modify_calls(world) == 1
+    assert enreach_puts(world) == 0  # Dataverse's webhook of our own change was recognised as an echo
+
+
+def test_dnd_during_a_call_then_back_to_the_saved_presence(app, world):
+    world.enreach.call_event(ENREACH_ID, "call-incoming", "call-1")
+    settle(world)
+    assert oc_presence(world) == DND
+    world.enreach.call_event(ENREACH_ID, "call-answered", "call-1")  # same call: nothing more happens
+    settle(world)
+    assert modify_calls(world) == 1
+    world.enreach.call_event(ENREACH_ID, "call-ended", "call-1")
+    settle(world)
+    assert oc_presence(world) == AVAILABLE
+    assert modify_calls(world) == 2 and enreach_puts(world) == 0  # neither change was mirrored to Enreach
+
+
+def test_a_manual_change_during_a_call_wins(app, world):
+    world.enreach.call_event(ENREACH_ID, "call-started", "call-1")
+    settle(world)
+    world.dataverse.set_presence(AGENT, AWAY)  # the agent picks Away by hand mid-call
+    settle(world)
+    assert enreach_status(world) == 5
+    world.enreach.call_event(ENREACH_ID, "call-ended", "call-1")
+    settle(world)
+    assert oc_presence(world) == AWAY and modify_calls(world) == 1  # only the DND at the start
+
+
+def test_overlapping_calls_restore_after_the_last_one(app, world):
+    world.dataverse.set_presence(AGENT, BUSY)
+    settle(world)
+    world.enreach.call_event(ENREACH_ID, "call-incoming", "a")
+    world.enreach.call_event(ENREACH_ID, "call-incoming", "b")
+    world.enreach.call_event(ENREACH_ID, "call-ended", "a")
+    settle(world)
+    assert oc_presence(world) == DND
+    world.enreach.call_event(ENREACH_ID, "call-ended", "b")
+    settle(world)
+    assert oc_presence(world) == BUSY
+
+
+def test_duplicate_and_late_events_do_not_leave_the_agent_in_dnd(app, world):
+    world.enreach.call_event(ENREACH_ID, "call-incoming", "x")
+    world.enreach.call_event(ENREACH_ID, "call-ended", "x")
+    world.enreach.call_event(ENREACH_ID, "call-ended", "x")  # delivered twice
+    world.enreach.call_event(ENREACH_ID, "call-started", "x")  # late, after the end
+    settle(world)
+    assert oc_presence(world) == AVAILABLE
+    world.enreach.call_event(ENREACH_ID, "call-ended", "never-started")  # end without start
+    settle(world)
+    assert oc_presence(world) == AVAILABLE and modify_calls(world) == 2
+
+
+def test_an_enreach_status_change_during_a_call_applies_when_it_ends(app, world):
+    world.enreach.call_event(ENREACH_ID, "call-incoming", "c")
+    settle(world)
+    world.enreach.set_status(ENREACH_ID, 3)  # the agent sets OffWork in Enreach mid-call
+    settle(world)
+    assert oc_presence(world) == DND
+    world.enreach.call_event(ENREACH_ID, "call-ended", "c")
+    settle(world)
+    assert oc_presence(world) == OFFLINE
+
+
+def test_a_restart_between_call_start_and_end_still_restores(app, world):
+    world.dataverse.set_presence(AGENT, AWAY)
+    settle(world)
+    world.enreach.call_event(ENREACH_ID, "call-incoming", "r")
+    settle(world)
+    from presence_sync import runtime
+
+    table = runtime.presence_sync()._store._table_name
+    _clear_caches()  # a new instance: no memory of the call but what Table Storage holds
+    runtime.presence_sync()._store._table_name = table
+    world.enreach.call_event(ENREACH_ID, "call-ended", "r")
+    settle(world)
+    assert oc_presence(world) == AWAY
+
+
+def _post(url, body, headers):
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = Request(url, data=data, method="POST", headers={"Content-Type": "application/json", **headers})
+    try:
+        with urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+def test_unknown_agents_get_a_clear_404(app, world):
+    status, body = _post(
+        f"{app.url}/api/presence/enreach",
+        {"EventType": "call-incoming", "UserId": "nobody", "CallId": "1"},
+        {"X-Benemen-APIKey": KEY},
+    )
+    assert status == 404 and body["field"] == "UserId" and "sync_enreach_user_ids" in body["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"UserId": ENREACH_ID}, "EventType"),
+        ({"EventType": "call-incoming", "UserId": ENREACH_ID}, "CallId"),
+        ({"EventType": "user-status-changed", "UserId": ENREACH_ID, "Status": 4}, "Status"),
+        ({"EventType": "user-status-changed", "UserId": ENREACH_ID, "Status": True}, "Status"),
+        ({"EventType": "hello", "UserId": ENREACH_ID}, "EventType"),
+        ({"EventType": "call-ended", "CallId": "x"}, "UserId"),
+        ([1], "body"),
+        (b"{", "body"),
+    ],
+)
+def test_malformed_enreach_events_are_400_naming_the_field(app, world, body, field):
+    status, answer = _post(f"{app.url}/api/presence/enreach", body, {"X-Benemen-APIKey": KEY})
+    assert (status, answer["field"]) == (400, field)
+    assert world.dataverse.request_count() == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"PrimaryEntityName": "contact", "MessageName": "Update"}, "PrimaryEntityName"),
+        ({"PrimaryEntityName": "msdyn_agentstatus", "MessageName": "Delete"}, "MessageName"),
+        (
+            {"PrimaryEntityName": "msdyn_agentstatus", "MessageName": "Update", "PrimaryEntityId": "x"},
+            "PrimaryEntityId",
+        ),
+        (
+            {
+                "PrimaryEntityName": "msdyn_agentstatus",
+                "MessageName": "Update",
+                "PrimaryEntityId": str(uuid.uuid4()),
+                "InputParameters": [],
+            },
+            "msdyn_currentpresenceid",
+        ),
+        ("not an object", "body"),
+    ],
+)
+def test_malformed_dataverse_webhooks_are_400_naming_the_field(app, world, body, field):
+    status, answer = _post(f"{app.url}/api/presence/dataverse", body, {"X-Presence-Key": PRESENCE_KEY})
+    assert (status, answer["field"]) == (400, field)
+
+
+def test_webhooks_refuse_wrong_keys(app):
+    status, _ = _post(f"{app.url}/api/presence/dataverse", {}, {"X-Presence-Key": "wrong"})
+    assert status == 401
+    status, _ = _post(f"{app.url}/api/presence/dataverse?key={PRESENCE_KEY}", {"PrimaryEntityName": "x"}, {})
+    assert status == 400  # the key in the query string is accepted
+    status, _ = _post(f"{app.url}/api/presence/enreach", {}, {"X-Benemen-APIKey": "wrong"})
+    assert status == 401
+
+
+def test_a_failing_downstream_answers_503_so_the_sender_retries(app, world):
+    from emulators._server import FaultRule
+
+    world.enreach.inject(FaultRule(status=503, path="/availability", count=99))
+    world.dataverse.set_presence(AGENT, BUSY)
+    settle(world)
+    assert world.dataverse.presence_webhook.delivered[-1][0] == 503
+    assert world.enreach.request_count("/availability", method="PUT") == 5  # retried with back-off first
