@@ -7,10 +7,12 @@ blueprint imports its business logic inside the function bodies.
 import azure.functions as func
 
 from call_sync.blueprint import bp as call_sync_bp
+from core.telemetry import configure_telemetry
 from health.blueprint import bp as health_bp
 from presence_sync.blueprint import bp as presence_bp
 from routing.blueprint import bp as routing_bp
 
+configure_telemetry()
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(health_bp)
 app.register_functions(routing_bp)

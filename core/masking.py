@@ -7,13 +7,15 @@ import re
 __all__ = ["mask_phone", "mask_phones_in"]
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_NUMBER_LIKE = re.compile(r"(?<![\w-])\+?\d[\d \-().]{5,}\d(?![\w-])")
+# A leading + may be URL-encoded (%2B) when a number shows up inside a logged URL.
+_NUMBER_LIKE = re.compile(r"(?<![\w-])(?:\+|%2[Bb])?\d[\d \-().]{5,}\d(?![\w-])")
 
 
 def mask_phone(number: str | None) -> str:
     """``+358501234567`` -> ``+3585******67``: country and first digit, then the last two."""
     if not number:
         return "<none>"
+    number = re.sub(r"^%2[Bb]", "+", number.strip())
     digits = [c for c in number if c.isdigit()]
     if len(digits) <= 4:
         return "*" * len(digits)

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
+from ._metadata import handle_metadata
 from ._server import EmulatorServer, Request, Response, json_response
 from ._webhooks import WebhookSender
 from .odata import FilterSyntaxError, UnknownColumn, compile_filter
@@ -283,6 +284,7 @@ class DataverseEmulator(EmulatorServer):
         self._version = 1000
         self.tables: dict[str, Table] = {}
         self.presence_webhook = WebhookSender()  # the service endpoint on msdyn_agentstatus Update
+        self.denied_privileges: set[str] = set()  # privileges the application user's role lacks
         self.reset()
         if data:
             self.load(data)
@@ -465,6 +467,9 @@ class DataverseEmulator(EmulatorServer):
             return self._batch(request)
         if resource == "CCaaS_ModifyAgentPresence" and request.method == "POST":
             return self._modify_agent_presence(request)
+        metadata = handle_metadata(self, request, resource)
+        if metadata is not None:
+            return metadata
         match = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)(?:\((.*)\))?", resource, re.S)
         if not match:
             raise DataverseError(400, "0x80060888", f"Bad Request - Error in query syntax: '{resource}'.")

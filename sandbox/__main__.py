@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         dataverse_port=args.dataverse_port,
         enreach_port=args.enreach_port,
         with_azurite=not args.no_azurite,
+        provision=False,  # provisioned below through the metadata Web API, as on a real environment
     )
     try:
         services.start()
@@ -59,6 +60,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sandbox: {error}", file=sys.stderr)
         services.stop()
         return 2
+
+    from dataverse import DataverseClient, credential_from_settings
+    from ops.provision import provision
+
+    settings_object = load_settings()
+    provision(
+        DataverseClient(settings_object.dataverse_url, credential=credential_from_settings(settings_object)),
+        report=lambda line: None,
+    )
 
     from function_app import app  # after the environment is complete, as in the host
 

@@ -52,9 +52,10 @@ def load_data(path: str | os.PathLike[str] | None) -> dict[str, Any]:
 
 
 def provision_app_schema(emulator: DataverseEmulator) -> None:
-    """Give the emulator the tables, columns and keys the app adds to an environment.
+    """Give the emulator the tables, columns and keys the app adds to an environment, directly.
 
-    Stands in for the provisioning command (metadata API) until that exists.
+    A shortcut for tests; ``python -m ops provision`` does the same through the metadata Web API
+    (tests/test_ops.py checks that both give the same schema), and the sandbox uses that.
     """
     from core.schema import CALL_SYNC, CUSTOMER_TABLES, PHONE_INDEX
 
@@ -63,7 +64,8 @@ def provision_app_schema(emulator: DataverseEmulator) -> None:
         PHONE_INDEX.logical_name,
         PHONE_INDEX.primary_key,
         [
-            "enr_name",
+            PHONE_INDEX.key_column,
+            "_ownerid_value",
             PHONE_INDEX.number_column,
             PHONE_INDEX.source_column,
             *(f"_{t.index_lookup}_value" for t in CUSTOMER_TABLES),
@@ -165,7 +167,7 @@ class Services:
         self.tokens = TokenServer(self.issuer, self.ca).start()
         self.dataverse = DataverseEmulator(self.issuer, self.data.get("dataverse"), port=self.dataverse_port).start()
         if self.provision:
-            provision_app_schema(self.dataverse)
+            provision_app_schema(self.dataverse)  # the sandbox provisions over HTTP instead (see __main__)
         enreach_data = dict(self.data.get("enreach") or {})
         user = env.get("ENREACH_USER") or SANDBOX_CREDENTIALS["ENREACH_USER"]
         key = env.get("ENREACH_SECRET_KEY") or SANDBOX_CREDENTIALS["ENREACH_SECRET_KEY"]

@@ -1,0 +1,1 @@
+"""Operations: provision the Dataverse schema, check a deployment (doctor), configure telemetry."""

@@ -1,0 +1,211 @@
+"""``python -m ops doctor``: check a deployment's settings end to end, one line per check.
+
+Each line says ok or PROBLEM and, for a problem, how to fix it. The exit status is non-zero
+when any check failed. Run it after filling in ``local.settings.json`` (values are read from
+the environment; ``python -m ops doctor --settings local.settings.json`` reads the file).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from core.schema import CALL_SYNC, PHONE_INDEX
+from core.settings import Settings, SettingsError, load_settings
+
+__all__ = ["PRIVILEGES", "Check", "run_doctor"]
+
+# What the application user's security role must grant (Dataverse privilege names).
+PRIVILEGES = {
+    "prvReadContact": "read contacts (routing, call sync)",
+    "prvReadAccount": "read accounts (routing, call sync)",
+    "prvReadLead": "read leads (routing, call sync)",
+    "prvReadIncident": "read cases (open-case routing)",
+    "prvReadUser": "read users (owners, Enreach ids)",
+    "prvWriteUser": "write users (Enreach user id sync)",
+    "prvCreateActivity": "create phone calls (call sync)",
+    "prvWriteActivity": "complete phone calls (call sync)",
+    "prvAppendActivity": "link phone calls to customers (call sync)",
+    "prvAppendToContact": "be the regarding of phone calls",
+    "prvAppendToAccount": "be the regarding of phone calls",
+    "prvAppendToLead": "be the regarding of phone calls",
+    "prvReadmsdyn_presence": "read Omnichannel presences (presence sync)",
+    "prvReadmsdyn_agentstatus": "read agent status (presence sync)",
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str = ""
+    fix: str = ""
+
+    def line(self) -> str:
+        text = f"{'ok     ' if self.ok else 'PROBLEM'} {self.name}"
+        if self.detail:
+            text += f": {self.detail}"
+        if not self.ok and self.fix:
+            text += f"\n        fix: {self.fix}"
+        return text
+
+
+def _attempt(name: str, action: Callable[[], str], fix: str) -> Check:
+    try:
+        return Check(name, True, action())
+    except Exception as error:
+        message = str(error).splitlines()[0][:300] if str(error) else type(error).__name__
+        return Check(name, False, f"{type(error).__name__}: {message}", fix)
+
+
+def run_doctor(environ: Mapping[str, str] | None = None) -> list[Check]:
+    try:
+        settings = load_settings(environ)
+    except SettingsError as error:
+        return [
+            Check("settings", False, problem, "set it in local.settings.json or the Function App's Configuration")
+            for problem in error.problems
+        ]
+    checks = [Check("settings", True, "every setting present and well-formed")]
+    checks += _dataverse_checks(settings)
+    checks.append(
+        _attempt(
+            "Enreach API (discovery and credentials)",
+            lambda: _enreach(settings),
+            "check ENREACH_USER (the API user's e-mail) and ENREACH_SECRET_KEY; ENREACH_API_URL skips discovery",
+        )
+    )
+    checks.append(
+        Check(
+            "routing webhook authentication",
+            True,
+            "X-Benemen-APIKey" if settings.routing_api_key else "HTTP Basic",
+        )
+    )
+    checks.append(
+        _attempt(
+            "storage (AzureWebJobsStorage)",
+            lambda: _storage(settings),
+            "check the connection string; the storage account must allow the Function App's network",
+        )
+    )
+    return checks
+
+
+def _client(settings: Settings) -> Any:
+    from core.retry import RetryPolicy
+    from dataverse import DataverseClient, credential_from_settings
+
+    return DataverseClient(
+        settings.dataverse_url,
+        credential=credential_from_settings(settings),
+        timeout=settings.http_timeout_seconds,
+        retry=RetryPolicy(max_attempts=2),
+    )
+
+
+def _dataverse_checks(settings: Settings) -> list[Check]:
+    from dataverse import credential_from_settings
+
+    credential = credential_from_settings(settings)
+    token = _attempt(
+        f"token for {settings.dataverse_scope} ({settings.credential_kind.replace('_', ' ')})",
+        lambda: (credential.get_token(settings.dataverse_scope), "acquired")[1],
+        "check AZURE_TENANT_ID, AZURE_CLIENT_ID and the secret/certificate of the app registration "
+        "(secrets expire: make a new one under Certificates & secrets)",
+    )
+    if not token.ok:
+        return [token]
+    client = _client(settings)
+    whoami = _attempt(
+        "Dataverse WhoAmI (application user)",
+        lambda: f"user {client.whoami()['UserId']}",
+        "add an application user for AZURE_CLIENT_ID in the Power Platform admin center, enabled, with "
+        "the bridge's security role",
+    )
+    checks = [token, whoami]
+    if not whoami.ok:
+        return checks
+    user_id = client.whoami()["UserId"]
+    missing = [name for name in PRIVILEGES if not _has_privilege(client, user_id, name)]
+    checks.append(
+        Check(
+            "security role privileges",
+            not missing,
+            "all granted" if not missing else "missing " + ", ".join(f"{m} ({PRIVILEGES[m]})" for m in missing),
+            "add the missing table privileges (organization level) to the application user's security role",
+        )
+    )
+    from ops.provision import check
+
+    absent = [item.describe() for item, present in check(client) if not present]
+    checks.append(
+        Check(
+            "provisioned schema (columns, keys, phone index)",
+            not absent,
+            "all present" if not absent else "missing " + ", ".join(absent),
+            "run: python -m ops provision",
+        )
+    )
+    if not absent:
+        checks.append(
+            _attempt(
+                "users mapped to Enreach ids",
+                lambda: _mapped_users(client),
+                "run sync_enreach_user_ids (python -m call_sync users)",
+            )
+        )
+        checks.append(
+            _attempt(
+                "phone index filled",
+                lambda: _index_rows(client),
+                "run sync_phone_index (python -m routing index --full)",
+            )
+        )
+    return checks
+
+
+def _has_privilege(client: Any, user_id: str, name: str) -> bool:
+    path = f"systemusers({user_id})/Microsoft.Dynamics.CRM.RetrieveUserPrivilegeByPrivilegeName(PrivilegeName='{name}')"
+    return bool(client.request("GET", path).json().get("RolePrivileges"))
+
+
+def _mapped_users(client: Any) -> str:
+    from dataverse import filters as f
+
+    rows = list(client.query("systemusers", select=["systemuserid"], filter=f.ne(CALL_SYNC.user_id_column, None)))
+    if not rows:
+        raise LookupError("no user has an Enreach user id yet")
+    return f"{len(rows)} users"
+
+
+def _index_rows(client: Any) -> str:
+    page = client.query_page(PHONE_INDEX.entity_set, select=[PHONE_INDEX.key_column], top=1)
+    if not page.records:
+        raise LookupError("the phone index is empty")
+    return "has rows"
+
+
+def _enreach(settings: Settings) -> str:
+    from core.retry import RetryPolicy
+    from enreach import EnreachClient
+
+    client = EnreachClient(
+        settings.enreach_user,
+        settings.enreach_secret_key,
+        api_url=settings.enreach_api_url,
+        discovery_url=settings.enreach_discovery_url,
+        timeout=settings.http_timeout_seconds,
+        retry=RetryPolicy(max_attempts=2),
+    )
+    me = client.me()
+    return f"authenticated as {me.email or me.id} at {client.api_url}"
+
+
+def _storage(settings: Settings) -> str:
+    from azure.data.tables import TableServiceClient
+
+    service = TableServiceClient.from_connection_string(settings.storage_connection_string)
+    service.create_table_if_not_exists("bridgecheckpoints")
+    return "Table storage reachable"
