@@ -13,6 +13,7 @@ Control endpoints (never counted, never faulted):
 from __future__ import annotations
 
 import json
+import random
 import ssl
 import threading
 import time
@@ -60,6 +61,7 @@ class FaultRule:
     method: str = ""  # "" = any
     body: dict[str, Any] | None = None
     after: bool = False  # with status 0: handle the request, then drop the connection unanswered
+    chance: float = 1.0  # each matching request is faulted with this probability (seeded: see seed())
 
 
 class EmulatorServer:
@@ -77,6 +79,7 @@ class EmulatorServer:
         self.requests: list[dict[str, str]] = []
         self.latency_ms = 0.0
         self.fault_rules: list[FaultRule] = []
+        self._random = random.Random(0)
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -143,6 +146,11 @@ class EmulatorServer:
             if latency_ms is not None:
                 self.latency_ms = latency_ms
 
+    def seed(self, value: int) -> None:
+        """Make probabilistic faults repeatable."""
+        with self._log_lock:
+            self._random = random.Random(value)
+
     def clear_faults(self) -> None:
         with self._log_lock:
             self.fault_rules.clear()
@@ -152,6 +160,8 @@ class EmulatorServer:
         with self._log_lock:
             for rule in self.fault_rules:
                 if rule.path in request.path and (not rule.method or rule.method == request.method):
+                    if rule.chance < 1.0 and self._random.random() >= rule.chance:
+                        continue
                     rule.count -= 1
                     if rule.count <= 0:
                         self.fault_rules.remove(rule)

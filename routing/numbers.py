@@ -48,4 +48,6 @@ def stored_forms(e164: str, region: str) -> list[str]:
     if parsed.country_code == phonenumbers.country_code_for_region(region):
         national = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
         forms += [national, re.sub(r"\D", "", national), national.replace(" ", "-")]
-    return list(dict.fromkeys(forms))
+    # Keep only forms that mean this very number when read back in the home region: "358100000"
+    # is a local number in Finland, not +358 100000, and must never match this caller.
+    return [form for form in dict.fromkeys(forms) if to_e164(form, region) == e164]

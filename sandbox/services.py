@@ -136,6 +136,12 @@ class Azurite:
         self.stop()
         raise RuntimeError(f"Azurite did not listen on port {self.port} within {timeout:.0f}s")
 
+    def restart(self) -> None:
+        """Stop and start again on the same port (in-memory data is gone, as after a storage outage)."""
+        self.stop()
+        self._workdir = tempfile.mkdtemp(prefix="azurite-")
+        self.start()
+
     def stop(self) -> None:
         if self._process and self._process.poll() is None:
             self._process.terminate()
