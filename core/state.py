@@ -18,10 +18,10 @@ class Checkpoint:
     etag: str | None
 
 
-class CheckpointStore:
-    """Named checkpoints (one row each) in a storage table, created on first use."""
+class TableStore:
+    """One storage table of ``AzureWebJobsStorage``, created on first use."""
 
-    def __init__(self, connection_string: str, *, table_name: str = "bridgecheckpoints") -> None:
+    def __init__(self, connection_string: str, *, table_name: str) -> None:
         from azure.data.tables import TableServiceClient
 
         self._service = TableServiceClient.from_connection_string(connection_string)
@@ -32,6 +32,13 @@ class CheckpointStore:
         if self._table is None:
             self._table = self._service.create_table_if_not_exists(self._table_name)
         return self._table
+
+
+class CheckpointStore(TableStore):
+    """Named checkpoints (one row each) in a storage table."""
+
+    def __init__(self, connection_string: str, *, table_name: str = "bridgecheckpoints") -> None:
+        super().__init__(connection_string, table_name=table_name)
 
     def read(self, name: str) -> Checkpoint:
         from azure.core.exceptions import ResourceNotFoundError

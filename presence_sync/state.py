@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from core.state import TableStore
+
 __all__ = ["AgentState", "PresenceStore"]
 
 T = TypeVar("T")
@@ -26,18 +28,9 @@ class AgentState:
     manual_during_call: bool = False
 
 
-class PresenceStore:
+class PresenceStore(TableStore):
     def __init__(self, connection_string: str, *, table_name: str = "bridgepresence") -> None:
-        from azure.data.tables import TableServiceClient
-
-        self._service = TableServiceClient.from_connection_string(connection_string)
-        self._table_name = table_name
-        self._table: Any = None
-
-    def _client(self) -> Any:
-        if self._table is None:
-            self._table = self._service.create_table_if_not_exists(self._table_name)
-        return self._table
+        super().__init__(connection_string, table_name=table_name)
 
     # -- agent state ----------------------------------------------------------------
 
