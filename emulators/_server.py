@@ -77,6 +77,8 @@ class EmulatorServer:
         self._thread: threading.Thread | None = None
         self._log_lock = threading.Lock()
         self.requests: list[dict[str, str]] = []
+        # Requests inside a $batch, in the same shape; not in ``requests``, which counts round trips.
+        self.batch_parts: list[dict[str, str]] = []
         self.latency_ms = 0.0
         self.fault_rules: list[FaultRule] = []
         self._random = random.Random(0)
@@ -99,6 +101,9 @@ class EmulatorServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body are separate writes: without TCP_NODELAY, Nagle's algorithm meets the
+            # client's delayed ACK and every keep-alive response waits ~40 ms.
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: Any) -> None:  # quiet
                 pass
@@ -139,6 +144,7 @@ class EmulatorServer:
     def reset_requests(self) -> None:
         with self._log_lock:
             self.requests.clear()
+            self.batch_parts.clear()
 
     def inject(self, *rules: FaultRule, latency_ms: float | None = None) -> None:
         with self._log_lock:

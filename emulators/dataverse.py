@@ -920,6 +920,8 @@ class DataverseEmulator(EmulatorServer):
             url = content_ids[ref] + ("/" + rest if rest else "")
         split = urlsplit(url)
         path = split.path if split.path.startswith("/") else API_PREFIX + split.path
+        with self._log_lock:
+            self.batch_parts.append({"method": method.upper(), "path": unquote(path), "query": unquote(split.query)})
         for header in ("authorization",):
             headers.setdefault(header, outer.headers.get(header, ""))
         return Request(
