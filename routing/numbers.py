@@ -8,6 +8,7 @@ share their last seven digits are different customers.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 import phonenumbers
 
@@ -37,7 +38,8 @@ def to_e164(raw: str | None, region: str) -> str | None:
     return result if looks_like_e164(result) else None
 
 
-def stored_forms(e164: str, region: str) -> list[str]:
+@lru_cache(maxsize=4096)  # pure, and ~0.5 ms: each form is parsed back to check it
+def stored_forms(e164: str, region: str) -> tuple[str, ...]:
     """The exact strings a person is likely to have stored for ``e164``, for ``eq`` queries
     while the phone index is not there yet: E.164, international formatting, the 00 and
     bare-country-code forms and, for numbers of the home region, national formatting.
@@ -50,4 +52,4 @@ def stored_forms(e164: str, region: str) -> list[str]:
         forms += [national, re.sub(r"\D", "", national), national.replace(" ", "-")]
     # Keep only forms that mean this very number when read back in the home region: "358100000"
     # is a local number in Finland, not +358 100000, and must never match this caller.
-    return [form for form in dict.fromkeys(forms) if to_e164(form, region) == e164]
+    return tuple(form for form in dict.fromkeys(forms) if to_e164(form, region) == e164)

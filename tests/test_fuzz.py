@@ -156,8 +156,10 @@ def _body(rng: random.Random) -> tuple[bytes, str | None]:
 _LITERAL = re.compile(r"'((?:[^']|'')*)'")
 
 
-@pytest.fixture()
-def http_app(world, azurite, monkeypatch):
+@pytest.fixture(params=["indexed", "unindexed"])
+def http_app(request, world, azurite, monkeypatch):
+    """The app's HTTP functions on loopback, routing through the phone index or (without it) by
+    the exact stored forms in one $batch."""
     from function_app import app as function_app
     from sandbox.host import LocalFunctionsHost
     from sandbox.services import provision_app_schema
@@ -180,6 +182,13 @@ def http_app(world, azurite, monkeypatch):
                     "_ownerid_value": "4b7e2a10-1c3d-4e5f-8a9b-0c1d2e3f4a01",
                 }
             ],
+            "leads": [
+                {
+                    "fullname": "L",
+                    "mobilephone": "+358409999999",
+                    "_ownerid_value": "4b7e2a10-1c3d-4e5f-8a9b-0c1d2e3f4a02",
+                }
+            ],
             "contacts": [
                 {
                     "fullname": "C",
@@ -189,7 +198,8 @@ def http_app(world, azurite, monkeypatch):
             ],
         }
     )
-    provision_app_schema(world.dataverse)
+    if request.param == "indexed":
+        provision_app_schema(world.dataverse)
     for name, value in world.app_settings(
         {
             "ROUTING_API_KEY": "fuzz-routing-key-0123456789",
@@ -200,8 +210,9 @@ def http_app(world, azurite, monkeypatch):
         monkeypatch.setenv(name, value)
     _clear_caches()
     host = LocalFunctionsHost(function_app, port=0).start()
-    host.run_function("sync_phone_index")  # the lookups go through the index, as in production
-    assert world.dataverse.rows("enr_phoneindexes"), "the phone index sync wrote nothing"
+    if request.param == "indexed":
+        host.run_function("sync_phone_index")
+        assert world.dataverse.rows("enr_phoneindexes"), "the phone index sync wrote nothing"
     world.dataverse.reset_requests()  # from here on, only what the webhook asked
     yield host
     host.stop()
@@ -229,7 +240,7 @@ def test_ten_thousand_generated_bodies_through_the_http_function(http_app, world
             target = response.json()["InitialTarget"]
             assert looks_like_e164(target) and target != bnum and to_e164(bnum or "", "FI") != target
     # The mix really exercised every outcome: routed, not routed, and rejected.
-    assert statuses.get(200, 0) > count // 20, statuses
+    assert statuses.get(200, 0) > count // 50, statuses
     assert statuses.get(204, 0) > count // 20, statuses
     assert statuses.get(400, 0) > count // 10, statuses
     # Every query Dataverse received parses, and its only string literals are E.164 numbers built
@@ -239,8 +250,12 @@ def test_ten_thousand_generated_bodies_through_the_http_function(http_app, world
     received = [r for r in round_trips if not r["path"].endswith("$batch")] + list(world.dataverse.batch_parts)
     assert {r["method"] for r in received} == {"GET"}, "the webhook only reads"
     queries = [r["query"] for r in received]
-    assert any(r["path"].endswith("enr_phoneindexes") for r in received)
-    for query in queries:
+    asked = {r["path"].rsplit("/", 1)[-1] for r in received}
+    if "enr_phoneindexes" in world.dataverse.tables:  # the first lookup learns that the index exists
+        assert "enr_phoneindexes" in asked and world.dataverse.request_count("$batch") <= 1, asked
+    else:
+        assert asked >= {"contacts", "accounts", "leads"}, asked
+    for query in set(queries):  # the same query repeats: check each once
         text = re.search(r"\$filter=(.*?)(&\$|$)", query)
         assert text, query
         compile_filter(text.group(1), lambda name: True)
