@@ -203,23 +203,16 @@ def sync_calls(
         if options.dry_run:
             report.created += len(items)
             continue
-        answers = client.batch(items, continue_on_error=True, idempotent=True)
-        # continue-on-error: one answer per request; a failed change set answers once.
-        position = 0
-        for call, _, _ in page:
-            answer = answers[position] if position < len(answers) else None
+        for (call, _, _), answer in zip(page, client.batch_each(items, idempotent=True), strict=True):
             if answer is not None and answer.ok:
                 report.created += 1
-                position += 2
             elif answer is not None and answer.status == 412 and answer.error().code in _DUPLICATE_CODES:
                 report.already_synced += 1
-                position += 1
             else:
                 report.failed += 1
                 failed.append(call)
                 detail = answer.error() if answer is not None else "no answer"
                 log.warning("call %s was not written: %s", call.call_id, detail)
-                position += 1
         if on_progress:
             on_progress(len(page))
     return failed

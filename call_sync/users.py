@@ -85,13 +85,12 @@ def sync_enreach_user_ids(
             )
             for user_id, value in chunk
         ]
-        answers = client.batch(items, continue_on_error=True, idempotent=True)
-        for (user_id, _), answer in zip(chunk, answers, strict=False):
-            if answer.ok:
+        for (user_id, _), answer in zip(chunk, client.batch_each(items, idempotent=True), strict=True):
+            if answer is not None and answer.ok:
                 report.updated += 1
             else:
                 report.failed += 1
-                log.warning("Enreach user id of systemuser %s not written: %s", user_id, answer.error())
-        report.failed += max(0, len(chunk) - len(answers))
+                detail = answer.error() if answer is not None else "no answer"
+                log.warning("Enreach user id of systemuser %s not written: %s", user_id, detail)
     log.info("%s", report.summary())
     return report

@@ -11,7 +11,15 @@ from typing import Any
 
 from ._errors import DataverseError, error_from_response
 
-__all__ = ["BatchRequest", "BatchResponse", "ChangeSet", "decode_batch", "encode_batch"]
+__all__ = [
+    "BatchRequest",
+    "BatchResponse",
+    "ChangeSet",
+    "decode_batch",
+    "decode_batch_groups",
+    "encode_batch",
+    "outcome",
+]
 
 MAX_BATCH_REQUESTS = 1000
 
@@ -152,15 +160,25 @@ def _decode_http_part(part: str) -> BatchResponse:
     return BatchResponse(int(match.group(1)), headers, body, mime_headers.get("content-id"))
 
 
-def decode_batch(content_type: str, body: bytes) -> list[BatchResponse]:
-    """Flatten a ``$batch`` response into one ``BatchResponse`` per answered request, in order."""
-    responses: list[BatchResponse] = []
+def decode_batch_groups(content_type: str, body: bytes) -> list[list[BatchResponse]]:
+    """One list per answered item, in order: a succeeded change set's answers together, a failed
+    change set's single error, a request outside change sets alone."""
+    groups: list[list[BatchResponse]] = []
     for part in _split_parts(body.decode("utf-8"), _boundary(content_type)):
         headers, rest = _split_head(part)
         part_type = headers.get("content-type", "")
         if part_type.lower().startswith("multipart/mixed"):
-            for inner in _split_parts(rest, _boundary(part_type)):
-                responses.append(_decode_http_part(inner))
+            groups.append([_decode_http_part(inner) for inner in _split_parts(rest, _boundary(part_type))])
         else:
-            responses.append(_decode_http_part(part))
-    return responses
+            groups.append([_decode_http_part(part)])
+    return groups
+
+
+def decode_batch(content_type: str, body: bytes) -> list[BatchResponse]:
+    """Flatten a ``$batch`` response into one ``BatchResponse`` per answered request, in order."""
+    return [answer for group in decode_batch_groups(content_type, body) for answer in group]
+
+
+def outcome(group: Sequence[BatchResponse]) -> BatchResponse:
+    """What decided an item: its first failed answer, else its last answer."""
+    return next((answer for answer in group if not answer.ok), group[-1])

@@ -15,7 +15,7 @@ from core.retry import DeadlineExceeded as _RetryDeadline
 from core.retry import RetryExhausted, RetryPolicy, send_with_retry
 
 from ._auth import TokenProvider
-from ._batch import BatchItem, BatchResponse, decode_batch, encode_batch
+from ._batch import BatchItem, BatchResponse, decode_batch, decode_batch_groups, encode_batch, outcome
 from ._errors import AuthenticationFailed, DataverseError, NotFound, ServiceUnavailable, error_from_response
 from ._filters import Value, column, literal
 
@@ -336,12 +336,33 @@ class DataverseClient:
         change set is rolled back whole) and later requests get no response.
         ``idempotent=True`` (only GETs and upserts inside) lets a dropped connection be retried.
         """
+        response = self._post_batch(
+            items, continue_on_error=continue_on_error, idempotent=idempotent, deadline=deadline
+        )
+        return decode_batch(response.headers.get("Content-Type", ""), response.content)
+
+    def batch_each(
+        self, items: Sequence[BatchItem], *, idempotent: bool = False, deadline: float | None = None
+    ) -> list[BatchResponse | None]:
+        """Send a ``$batch`` that goes on after failures; return one outcome per item, in order.
+
+        An item's outcome is its failed answer (a failed change set is rolled back whole and
+        answers once) or, when it succeeded, its last answer; ``None`` when Dataverse did not
+        answer it at all. Callers decide per item without counting answers.
+        """
+        response = self._post_batch(items, continue_on_error=True, idempotent=idempotent, deadline=deadline)
+        groups = decode_batch_groups(response.headers.get("Content-Type", ""), response.content)
+        outcomes: list[BatchResponse | None] = [outcome(group) if group else None for group in groups[: len(items)]]
+        return outcomes + [None] * (len(items) - len(outcomes))
+
+    def _post_batch(
+        self, items: Sequence[BatchItem], *, continue_on_error: bool, idempotent: bool, deadline: float | None
+    ) -> requests.Response:
         content_type, body = encode_batch(items, self.api_root)
         headers = {"Content-Type": content_type}
         if continue_on_error:
             headers["Prefer"] = "odata.continue-on-error"
-        response = self.request("POST", "$batch", data=body, headers=headers, idempotent=idempotent, deadline=deadline)
-        return decode_batch(response.headers.get("Content-Type", ""), response.content)
+        return self.request("POST", "$batch", data=body, headers=headers, idempotent=idempotent, deadline=deadline)
 
 
 def _body(response: requests.Response) -> Any:

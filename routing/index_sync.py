@@ -85,12 +85,14 @@ def _write(client: DataverseClient, operations: list[BatchRequest], batch_size: 
     failed = 0
     for start in range(0, len(operations), batch_size):
         chunk = operations[start : start + batch_size]
-        answers = client.batch([ChangeSet([op]) for op in chunk], continue_on_error=True, idempotent=True)
-        for operation, answer in zip(chunk, answers, strict=False):
-            if not answer.ok and not (operation.method == "DELETE" and answer.status == 404):
+        outcomes = client.batch_each([ChangeSet([op]) for op in chunk], idempotent=True)
+        for operation, answer in zip(chunk, outcomes, strict=True):
+            if answer is None:
+                failed += 1
+                log.warning("phone index write got no answer: %s", operation.method)
+            elif not answer.ok and not (operation.method == "DELETE" and answer.status == 404):
                 failed += 1
                 log.warning("phone index write failed: %s %s: %s", operation.method, answer.status, answer.error())
-        failed += max(0, len(chunk) - len(answers))
     return failed
 
 

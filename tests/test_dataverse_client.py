@@ -164,6 +164,30 @@ def test_batch_continue_on_error_answers_every_part(dataverse_client, world):
     assert sorted(r["enr_callid"] for r in world.dataverse.rows("phonecalls")) == ["c1", "c2"]
 
 
+def test_batch_each_gives_one_outcome_per_item_whatever_each_answered(dataverse_client, world):
+    world.dataverse.add_alternate_key("phonecalls", "enr_callid_key", ["enr_callid"])
+    dataverse_client.create("phonecalls", {"subject": "x", "enr_callid": "c1"})
+    items = [
+        ChangeSet(  # succeeds: two answers, one outcome
+            [
+                BatchRequest("POST", "phonecalls", {"subject": "new", "enr_callid": "c2"}),
+                BatchRequest("PATCH", "$1", {"statecode": 1, "statuscode": 4}),
+            ]
+        ),
+        ChangeSet(  # fails at its first request: rolled back, one answer
+            [
+                BatchRequest("POST", "phonecalls", {"subject": "dup", "enr_callid": "c1"}),
+                BatchRequest("PATCH", "$1", {"statecode": 1, "statuscode": 4}),
+            ]
+        ),
+        BatchRequest("GET", "WhoAmI"),
+    ]
+    outcomes = dataverse_client.batch_each(items)
+    assert [o.status if o else None for o in outcomes] == [204, 412, 200]
+    assert outcomes[2] is not None and outcomes[2].body["UserId"]
+    assert sorted(r["enr_callid"] for r in world.dataverse.rows("phonecalls")) == ["c1", "c2"]
+
+
 def test_deep_insert_binds_owner_regarding_and_parties(dataverse_client, world):
     world.dataverse.load(
         {
