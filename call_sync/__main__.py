@@ -13,7 +13,7 @@ import logging
 import sys
 from datetime import UTC, date, datetime, time, timedelta
 
-from core.settings import SettingsError, get_settings
+from core.cli import add_settings_argument, cli_settings
 
 
 def _day(text: str) -> date:
@@ -39,6 +39,7 @@ class _Progress:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m call_sync")
+    add_settings_argument(parser)
     commands = parser.add_subparsers(dest="command", required=True)
     backfill = commands.add_parser("backfill", help="re-sync the calls that started in a date range")
     backfill.add_argument("--from", dest="start", type=_day, required=True, help="first day (UTC), e.g. 2026-11-01")
@@ -47,10 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("users", help="run the Enreach user id sync once")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        settings = get_settings()
-    except SettingsError as error:
-        print(error, file=sys.stderr)
+    settings = cli_settings(args.settings)
+    if settings is None:
         return 2
     from .runtime import call_lookup, dataverse_client, enreach_client, options
 

@@ -3,32 +3,28 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import sys
 
-
-def _settings_file(path: str) -> None:
-    """Put local.settings.json's Values into the environment (without overriding what is set)."""
-    with open(path, encoding="utf-8") as handle:
-        values = json.load(handle).get("Values", {})
-    for name, value in values.items():
-        if isinstance(value, str) and value and name not in os.environ:
-            os.environ[name] = value
+from core.cli import add_settings_argument, apply_settings_file, cli_settings
+from core.settings import SettingsError
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ops")
-    parser.add_argument("--settings", help="read app settings from this local.settings.json first")
+    add_settings_argument(parser)
     commands = parser.add_subparsers(dest="command", required=True)
     provision = commands.add_parser("provision", help="create the app's columns, keys and tables in Dataverse")
     provision.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     commands.add_parser("doctor", help="check the deployment end to end")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
-    if args.settings:
-        _settings_file(args.settings)
+    if args.command == "doctor" and args.settings:
+        try:
+            apply_settings_file(args.settings)
+        except SettingsError as error:
+            print(error, file=sys.stderr)
+            return 2
 
     if args.command == "doctor":
         from .doctor import run_doctor
@@ -40,13 +36,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"doctor: {len(checks) - failed} checks ok, {failed} with problems")
         return 1 if failed else 0
 
-    from core.settings import SettingsError, load_settings
     from dataverse import DataverseClient, DataverseError, credential_from_settings
 
-    try:
-        settings = load_settings()
-    except SettingsError as error:
-        print(error, file=sys.stderr)
+    settings = cli_settings(args.settings)
+    if settings is None:
         return 2
     from .provision import provision as run
 

@@ -11,11 +11,12 @@ import json
 import logging
 import sys
 
-from core.settings import SettingsError, get_settings
+from core.cli import add_settings_argument, cli_settings
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m routing")
+    add_settings_argument(parser)
     commands = parser.add_subparsers(dest="command", required=True)
     explain = commands.add_parser("explain", help="show the routing decision for a caller as JSON")
     explain.add_argument("anum", help="the caller's number")
@@ -24,10 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     index.add_argument("--full", action="store_true", help="rescan every record, not only changed ones")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        settings = get_settings()
-    except SettingsError as error:
-        print(error, file=sys.stderr)
+    settings = cli_settings(args.settings)
+    if settings is None:
         return 2
     from .runtime import checkpoint_store, dataverse_client, router
 

@@ -118,6 +118,7 @@ class CallerLookup:
         state = self._index_state()
         found: dict[tuple[str, str], Candidate] = {}
         requests = 1
+        used_index = state is True
         if state is True:
             page = self._client.get_page(self.index_query(e164), deadline=deadline)
             self._collect_index(page.records, found)
@@ -132,6 +133,7 @@ class CallerLookup:
                 index_answer, answers = answers[0], answers[1:]
                 self._settle_index(index_answer.ok)
                 if index_answer.ok:
+                    used_index = True
                     self._collect_index(index_answer.body.get("value", []), found)
             for (table, _), answer in zip(forms, answers, strict=True):
                 answer.raise_for_status()
@@ -141,7 +143,7 @@ class CallerLookup:
         if self._needs_cases and candidates:
             candidates = self._with_open_cases(candidates, deadline)
             requests += 1
-        return LookupResult(candidates, used_index=state is True, requests=requests)
+        return LookupResult(candidates, used_index=used_index, requests=requests)
 
     def find_many(self, numbers: Sequence[str], *, chunk: int = 100) -> dict[str, tuple[Candidate, ...]]:
         """Candidates for many E.164 numbers (a page of calls): one query per ``chunk`` numbers
