@@ -9,11 +9,9 @@ from typing import Any
 
 import pytest
 
-from core.retry import RetryPolicy
 from core.settings import Settings, load_settings
 from sandbox.services import Azurite, Services
-
-FAST_RETRY = RetryPolicy(max_attempts=4, backoff_seconds=0.01, max_backoff_seconds=0.05, max_retry_after_seconds=5)
+from tests.helpers import dataverse_client_for, enreach_client_for
 
 
 @pytest.fixture(scope="session")
@@ -52,22 +50,13 @@ def settings(world: Services) -> Settings:
 
 @pytest.fixture()
 def dataverse_client(settings: Settings) -> Iterator[Any]:
-    from dataverse import DataverseClient, credential_from_settings
-
-    client = DataverseClient(settings.dataverse_url, credential=credential_from_settings(settings), retry=FAST_RETRY)
+    client = dataverse_client_for(settings)
     yield client
     client.close()
 
 
 @pytest.fixture()
 def enreach_client(settings: Settings) -> Iterator[Any]:
-    from enreach import EnreachClient
-
-    client = EnreachClient(
-        settings.enreach_user,
-        settings.enreach_secret_key,
-        discovery_url=settings.enreach_discovery_url,
-        retry=FAST_RETRY,
-    )
+    client = enreach_client_for(settings)
     yield client
     client.close()

@@ -14,13 +14,11 @@ from call_sync.users import sync_enreach_user_ids
 from core.schema import CALL_SYNC
 from core.settings import load_settings
 from core.state import CheckpointStore
-from dataverse import DataverseClient, credential_from_settings
 from emulators._server import FaultRule
-from enreach import EnreachClient
 from routing.index_sync import sync_phone_index
 from routing.lookup import CallerLookup
 from sandbox.services import provision_app_schema
-from tests.conftest import FAST_RETRY
+from tests.helpers import dataverse_client_for, enreach_client_for
 
 UTC = UTC
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -95,13 +93,8 @@ def sync_env(world, azurite):
         }
     )
     settings = load_settings(env)
-    client = DataverseClient(settings.dataverse_url, credential=credential_from_settings(settings), retry=FAST_RETRY)
-    enreach = EnreachClient(
-        settings.enreach_user,
-        settings.enreach_secret_key,
-        discovery_url=settings.enreach_discovery_url,
-        retry=FAST_RETRY,
-    )
+    client = dataverse_client_for(settings)
+    enreach = enreach_client_for(settings)
     lookup = CallerLookup(
         client, rules=(), owner_column="address1_telephone1", phone_columns=settings.routing_phone_columns, region="FI"
     )

@@ -18,12 +18,11 @@ from call_sync.runtime import options as options_for
 from core.schema import CALL_SYNC
 from core.settings import load_settings
 from core.state import CheckpointStore
-from dataverse import DataverseClient, credential_from_settings
 from emulators._server import FaultRule
 from enreach import EnreachCall, EnreachClient
 from routing.lookup import CallerLookup
 from sandbox.services import provision_app_schema
-from tests.conftest import FAST_RETRY
+from tests.helpers import dataverse_client_for, enreach_client_for
 
 UTC = UTC
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -130,15 +129,8 @@ def chaos_env(world, azurite):
 
 
 def _run(settings, store, session=None):
-    client = DataverseClient(
-        settings.dataverse_url, credential=credential_from_settings(settings), retry=FAST_RETRY, session=session
-    )
-    enreach = EnreachClient(
-        settings.enreach_user,
-        settings.enreach_secret_key,
-        discovery_url=settings.enreach_discovery_url,
-        retry=FAST_RETRY,
-    )
+    client = dataverse_client_for(settings, session=session)
+    enreach = enreach_client_for(settings)
     lookup = CallerLookup(
         client, rules=(), owner_column="address1_telephone1", phone_columns=settings.routing_phone_columns, region="FI"
     )
@@ -239,7 +231,7 @@ def test_presence_events_twice_out_of_order_and_late_never_leave_the_agent_in_dn
             {"ROUTING_API_KEY": "test-routing-key-0123456789", "AzureWebJobsStorage": azurite.connection_string}
         )
     )
-    client = DataverseClient(settings.dataverse_url, credential=credential_from_settings(settings), retry=FAST_RETRY)
+    client = dataverse_client_for(settings)
     sync = PresenceSync(
         dataverse=client,
         enreach=EnreachClient("x@example.fi", "x", api_url=world.enreach.url),

@@ -22,7 +22,7 @@ from dataverse import (
 )
 from dataverse import filters as f
 from emulators._server import FaultRule
-from tests.conftest import FAST_RETRY
+from tests.helpers import FAST_RETRY
 
 
 def _contacts(world, rows):

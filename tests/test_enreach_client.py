@@ -8,7 +8,7 @@ import pytest
 
 from emulators._server import FaultRule
 from enreach import Availability, EnreachAuthError, EnreachClient, EnreachError, EnreachUnavailable
-from tests.conftest import FAST_RETRY
+from tests.helpers import FAST_RETRY
 
 UTC = UTC
 

@@ -163,7 +163,7 @@ def http_app(request, world, azurite, monkeypatch):
     from function_app import app as function_app
     from sandbox.host import LocalFunctionsHost
     from sandbox.services import provision_app_schema
-    from tests.test_presence import _clear_caches
+    from tests.helpers import clear_app_caches
 
     world.dataverse.load(
         {
@@ -208,7 +208,7 @@ def http_app(request, world, azurite, monkeypatch):
         }
     ).items():
         monkeypatch.setenv(name, value)
-    _clear_caches()
+    clear_app_caches()
     host = LocalFunctionsHost(function_app, port=0).start()
     if request.param == "indexed":
         host.run_function("sync_phone_index")
@@ -216,7 +216,7 @@ def http_app(request, world, azurite, monkeypatch):
     world.dataverse.reset_requests()  # from here on, only what the webhook asked
     yield host
     host.stop()
-    _clear_caches()
+    clear_app_caches()
 
 
 def test_ten_thousand_generated_bodies_through_the_http_function(http_app, world):

@@ -13,11 +13,10 @@ from pathlib import Path
 import pytest
 
 from core.settings import load_settings
-from dataverse import DataverseClient, credential_from_settings
 from ops.doctor import run_doctor
 from ops.provision import REQUIRED, provision
 from sandbox.services import provision_app_schema
-from tests.conftest import FAST_RETRY
+from tests.helpers import dataverse_client_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,7 +30,7 @@ def env(world, azurite):
 
 def _client(env):
     settings = load_settings(env)
-    return DataverseClient(settings.dataverse_url, credential=credential_from_settings(settings), retry=FAST_RETRY)
+    return dataverse_client_for(settings)
 
 
 def _schema(emulator):

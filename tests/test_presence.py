@@ -14,6 +14,7 @@ import pytest
 from core.schema import CALL_SYNC
 from emulators.dataverse import OMNICHANNEL_PRESENCES
 from sandbox.services import provision_app_schema
+from tests.helpers import clear_app_caches
 
 AGENT = "4b7e2a10-1c3d-4e5f-8a9b-0c1d2e3f4a01"
 ENREACH_ID = "e1a0c001-0000-4000-8000-000000000001"
@@ -22,24 +23,6 @@ AVAILABLE, BUSY, DND, AWAY, OFFLINE = (IDS[n] for n in ("Available", "Busy", "Bu
 CUSTOM_BUSY = "c0570000-0000-4000-8000-00000000b051"
 KEY = "test-routing-key-0123456789"
 PRESENCE_KEY = "test-presence-key-0123456789"
-
-
-def _clear_caches():
-    from call_sync import runtime as call_runtime
-    from core.settings import get_settings
-    from presence_sync import runtime as presence_runtime
-    from routing import runtime as routing_runtime
-
-    for cached in (
-        get_settings,
-        routing_runtime.dataverse_client,
-        routing_runtime.router,
-        routing_runtime.checkpoint_store,
-        call_runtime.enreach_client,
-        call_runtime.call_lookup,
-        presence_runtime.presence_sync,
-    ):
-        cached.cache_clear()
 
 
 @pytest.fixture()
@@ -65,7 +48,7 @@ def app(world, azurite, monkeypatch):
     for name, value in settings.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("PRESENCE_ECHO_TTL_SECONDS", "60")
-    _clear_caches()
+    clear_app_caches()
     from presence_sync import runtime
 
     runtime.presence_sync()._store._table_name = f"p{uuid.uuid4().hex[:12]}"  # a fresh state table per test
@@ -81,7 +64,7 @@ def app(world, azurite, monkeypatch):
     world.dataverse.presence_webhook.configure(None)
     world.enreach.webhook.configure(None)
     host.stop()
-    _clear_caches()
+    clear_app_caches()
 
 
 def settle(world, rounds=6):
@@ -211,7 +194,7 @@ def test_a_restart_between_call_start_and_end_still_restores(app, world):
     from presence_sync import runtime
 
     table = runtime.presence_sync()._store._table_name
-    _clear_caches()  # a new instance: no memory of the call but what Table Storage holds
+    clear_app_caches()  # a new instance: no memory of the call but what Table Storage holds
     runtime.presence_sync()._store._table_name = table
     world.enreach.call_event(ENREACH_ID, "call-ended", "r")
     settle(world)

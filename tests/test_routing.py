@@ -9,13 +9,12 @@ import pytest
 
 from core.settings import load_settings
 from core.state import CheckpointStore
-from dataverse import DataverseClient, credential_from_settings
 from emulators._server import FaultRule
 from routing.http import handle_routing_request
 from routing.index_sync import sync_phone_index
 from routing.runtime import build_router
 from sandbox.services import provision_app_schema
-from tests.conftest import FAST_RETRY
+from tests.helpers import dataverse_client_for
 
 U1, U2, U3 = (f"4b7e2a10-1c3d-4e5f-8a9b-0c1d2e3f4a0{i}" for i in (1, 2, 3))
 POOL = "+358942420000"
@@ -83,7 +82,7 @@ def env(world, azurite):
 
 def _router(env, **overrides):
     settings = load_settings({**env, **overrides})
-    client = DataverseClient(settings.dataverse_url, credential=credential_from_settings(settings), retry=FAST_RETRY)
+    client = dataverse_client_for(settings)
     return build_router(settings, client), settings, client
 
 
