@@ -5,6 +5,11 @@ quotes doubled; column names must be plain identifiers. The client URL-encodes
 the whole query (so ``+`` travels as ``%2B``). Inside ``contains``,
 ``startswith`` and ``endswith`` Dataverse treats ``%``, ``_`` and ``[`` as SQL
 wildcards, so those helpers escape them too.
+
+Compare GUID columns (primary keys, ``_<lookup>_value``) with a ``uuid.UUID``: it becomes an
+unquoted GUID literal. A GUID in a ``str`` is an ``Edm.String`` and Dataverse refuses the
+comparison ("incompatible types"). ``in_`` is the exception: the ``In`` function takes its
+values as strings, so every value is sent quoted.
 """
 
 from __future__ import annotations
@@ -102,11 +107,21 @@ def le(name: str, value: Value) -> Filter:
 
 
 def in_(name: str, values: Iterable[Value]) -> Filter:
-    """``Microsoft.Dynamics.CRM.In``: one condition for many values (at least one)."""
-    items = [literal(v) for v in values]
+    """``Microsoft.Dynamics.CRM.In``: one condition for many values (at least one).
+
+    ``PropertyValues`` is a ``Collection(Edm.String)``, so numbers and GUIDs go quoted too."""
+    items = [literal(_in_value(v)) for v in values]
     if not items:
         raise ValueError("in_() needs at least one value")
     return Filter(f"Microsoft.Dynamics.CRM.In(PropertyName={literal(column(name))},PropertyValues=[{','.join(items)}])")
+
+
+def _in_value(value: Value) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, uuid.UUID) or (isinstance(value, int) and not isinstance(value, bool)):
+        return str(value)
+    raise TypeError(f"In() takes strings, integers or GUIDs, not {type(value).__name__}")
 
 
 def _join(op: str, parts: Iterable[Filter]) -> Filter:

@@ -214,6 +214,10 @@ class Table:
     def has_column(self, name: str) -> bool:
         return name == self.primary_key or name in self.columns
 
+    def is_guid(self, name: str) -> bool:
+        """Edm.Guid columns: the primary key and lookup values (``_<lookup>_value``)."""
+        return name == self.primary_key or (name.startswith("_") and name.endswith("_value"))
+
     def key_values(self, key_name: str, row: dict[str, Any]) -> tuple[Any, ...] | None:
         values = [row.get(c) for c in self.alternate_keys[key_name]]
         if any(v is None for v in values):
@@ -596,7 +600,7 @@ class DataverseEmulator(EmulatorServer):
         predicate = None
         if query.get("$filter"):
             try:
-                predicate = compile_filter(query["$filter"], table.has_column)
+                predicate = compile_filter(query["$filter"], table.has_column, table.is_guid)
             except UnknownColumn as error:
                 raise DataverseError(
                     400,
@@ -650,7 +654,11 @@ class DataverseEmulator(EmulatorServer):
             if (table.entity_set, name) in COLLECTIONS:
                 child_set, lookup = COLLECTIONS[(table.entity_set, name)]
                 child = self.table(child_set)
-                predicate = compile_filter(options["$filter"], child.has_column) if options.get("$filter") else None
+                predicate = (
+                    compile_filter(options["$filter"], child.has_column, child.is_guid)
+                    if options.get("$filter")
+                    else None
+                )
                 own_id = row[table.primary_key]
                 out[name] = [
                     self._expanded(child, r, options.get("$select"), options.get("$expand", ""), request)

@@ -93,12 +93,25 @@ def _norm(value: Any) -> Any:
     return value.casefold() if isinstance(value, str) else value
 
 
+_OPERATOR_KINDS = {
+    "eq": "Equal",
+    "ne": "NotEqual",
+    "gt": "GreaterThan",
+    "ge": "GreaterThanOrEqual",
+    "lt": "LessThan",
+    "le": "LessThanOrEqual",
+}
+
+
 class _Parser:
-    def __init__(self, text: str, has_column: Callable[[str], bool]) -> None:
+    def __init__(
+        self, text: str, has_column: Callable[[str], bool], is_guid: Callable[[str], bool] | None = None
+    ) -> None:
         self.text = text
         self.tokens = _tokenize(text)
         self.i = 0
         self.has_column = has_column
+        self.is_guid = is_guid
 
     def peek(self) -> _Tok | None:
         return self.tokens[self.i] if self.i < len(self.tokens) else None
@@ -209,6 +222,16 @@ class _Parser:
             raise FilterSyntaxError(f"The function {token.text} is not emulated.")
         name = self.column()
         op = self.take("name").text.lower()
+        token = self.peek()
+        if self.is_guid is not None and token is not None and token.kind in ("string", "guid"):
+            # As the OData parser does: no promotion between Edm.Guid and Edm.String.
+            column_type = "Edm.Guid" if self.is_guid(name) else "Edm.String"
+            literal_type = "Edm.Guid" if token.kind == "guid" else "Edm.String"
+            if column_type != literal_type:
+                raise FilterSyntaxError(
+                    "A binary operator with incompatible types was detected. Found operand types "
+                    f"'{column_type}' and '{literal_type}' for operator kind '{_OPERATOR_KINDS.get(op, op)}'."
+                )
         value = _norm(self.literal())
         compare: dict[str, Callable[[Any, Any], bool]] = {
             "eq": lambda a, b: a == b,
@@ -224,6 +247,9 @@ class _Parser:
         return lambda r: function(_norm(r.get(name)), value)
 
 
-def compile_filter(text: str, has_column: Callable[[str], bool]) -> Predicate:
-    """Compile ``text`` into a predicate over records; raise on bad syntax or unknown columns."""
-    return _Parser(text, has_column).parse()
+def compile_filter(
+    text: str, has_column: Callable[[str], bool], is_guid: Callable[[str], bool] | None = None
+) -> Predicate:
+    """Compile ``text`` into a predicate over records; raise on bad syntax or unknown columns, and
+    (given ``is_guid``) on a GUID column compared with a quoted string or a text column with a GUID."""
+    return _Parser(text, has_column, is_guid).parse()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -56,14 +57,23 @@ def _load(headers: Mapping[str, str], body: bytes) -> Any:
 def _attributes(entity: Any) -> dict[str, Any]:
     if not isinstance(entity, dict) or not isinstance(entity.get("Attributes"), list):
         return {}
-    return {a["key"]: a.get("value") for a in entity["Attributes"] if isinstance(a, dict) and "key" in a}
+    return {
+        a["key"]: a.get("value") for a in entity["Attributes"] if isinstance(a, dict) and isinstance(a.get("key"), str)
+    }
+
+
+def _guid(value: Any) -> str | None:
+    """The canonical lower-case form of a GUID string, or None (ids reach Dataverse queries)."""
+    if not isinstance(value, str) or len(value) != _GUID_LENGTH:
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
 
 
 def _reference_id(value: Any) -> str | None:
-    identifier = value.get("Id") if isinstance(value, dict) else None
-    if isinstance(identifier, str) and len(identifier) == _GUID_LENGTH:
-        return identifier.lower()
-    return None
+    return _guid(value.get("Id") if isinstance(value, dict) else None)
 
 
 def parse_execution_context(context: Any) -> tuple[str | None, str, str]:
@@ -74,9 +84,9 @@ def parse_execution_context(context: Any) -> tuple[str | None, str, str]:
         raise _BadRequest("PrimaryEntityName", "register the webhook on msdyn_agentstatus")
     if context.get("MessageName") not in ("Update", "Create"):
         raise _BadRequest("MessageName", "register the webhook on the Update message")
-    status_id = context.get("PrimaryEntityId")
-    if not isinstance(status_id, str) or len(status_id) != _GUID_LENGTH:
-        raise _BadRequest("PrimaryEntityId", "PrimaryEntityId must be the msdyn_agentstatus id")
+    status_id = _guid(context.get("PrimaryEntityId"))
+    if status_id is None:
+        raise _BadRequest("PrimaryEntityId", "PrimaryEntityId must be the msdyn_agentstatus id (a GUID)")
     parameters = context.get("InputParameters")
     target = (
         next((p.get("value") for p in parameters if isinstance(p, dict) and p.get("key") == "Target"), None)
@@ -94,7 +104,7 @@ def parse_execution_context(context: Any) -> tuple[str | None, str, str]:
             "msdyn_currentpresenceid",
             "the Target holds no msdyn_currentpresenceid: filter the webhook step on that column",
         )
-    return _reference_id(attributes.get("msdyn_agentid")), status_id.lower(), presence
+    return _reference_id(attributes.get("msdyn_agentid")), status_id, presence
 
 
 def _run(action: Callable[[], Outcome]) -> tuple[int, bytes]:

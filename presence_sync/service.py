@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -127,7 +128,7 @@ class PresenceSync:
             self._dataverse.query(
                 "msdyn_agentstatuses",
                 select=["_msdyn_currentpresenceid_value"],
-                filter=f.eq("_msdyn_agentid_value", agent),
+                filter=f.eq("_msdyn_agentid_value", uuid.UUID(agent)),  # a GUID literal, unquoted
                 top=1,
             )
         )

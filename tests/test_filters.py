@@ -39,9 +39,16 @@ def test_in_and_like_helpers():
     assert f.in_("mobilephone", ["+358 1", "x'y"]) == (
         "Microsoft.Dynamics.CRM.In(PropertyName='mobilephone',PropertyValues=['+358 1','x''y'])"
     )
+    guid = uuid.UUID("c0c0c001-2222-4000-8000-000000000001")
+    assert f.in_("_customerid_value", [guid, 3]) == (  # In() takes Collection(Edm.String)
+        "Microsoft.Dynamics.CRM.In(PropertyName='_customerid_value',"
+        "PropertyValues=['c0c0c001-2222-4000-8000-000000000001','3'])"
+    )
     assert f.contains("fullname", "5%_[") == "contains(fullname,'5[%][_][[]')"
     with pytest.raises(ValueError):
         f.in_("x", [])
+    with pytest.raises(TypeError):
+        f.in_("x", [None])
 
 
 def test_only_built_filters_combine():

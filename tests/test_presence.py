@@ -5,16 +5,19 @@ is no ping-pong."""
 from __future__ import annotations
 
 import json
+import random
 import uuid
 from urllib.error import HTTPError
 from urllib.request import Request, urlopen
 
 import pytest
+import requests
 
 from core.schema import CALL_SYNC
 from emulators.dataverse import OMNICHANNEL_PRESENCES
 from sandbox.services import provision_app_schema
 from tests.helpers import clear_app_caches
+from tests.test_fuzz import HOSTILE
 
 AGENT = "4b7e2a10-1c3d-4e5f-8a9b-0c1d2e3f4a01"
 ENREACH_ID = "e1a0c001-0000-4000-8000-000000000001"
@@ -282,3 +285,88 @@ def test_a_failing_downstream_answers_503_so_the_sender_retries(app, world):
     settle(world)
     assert world.dataverse.presence_webhook.delivered[-1][0] == 503
     assert world.enreach.request_count("/availability", method="PUT") == 5  # retried with back-off first
+
+
+# -- presence webhooks: generated events through the real HTTP functions ---------------------
+
+GUIDISH = [
+    "' or 1 eq 1 or '00000000000000000000",  # 36 characters, not a GUID
+    "4b7e2a10-1c3d-4e5f-8a9b-0c1d2e3f4a0'",
+    "4B7E2A10-1C3D-4E5F-8A9B-0C1D2E3F4A01",  # upper case: the same agent
+    "{4b7e2a10-1c3d-4e5f-8a9b-0c1d2e3f4a}",  # 36 with the braces
+    "00000000-0000-0000-0000-000000000000",
+    "4b7e2a101c3d4e5f8a9b0c1d2e3f4a01xxxx",
+]
+
+
+def _paths(value, path=()):
+    """Every place in a JSON value, as key/index paths."""
+    yield path
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _paths(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _paths(item, (*path, index))
+
+
+def _replaced(value, path, new):
+    if not path:
+        return new
+    head, rest = path[0], path[1:]
+    if isinstance(value, dict):
+        if new is _DELETE and not rest:
+            return {k: v for k, v in value.items() if k != head}
+        return {**value, head: _replaced(value[head], rest, new)}
+    copy = list(value)
+    copy[head] = _replaced(value[head], rest, None if new is _DELETE else new)
+    return copy
+
+
+_DELETE = object()
+
+
+def _mutate(rng: random.Random, value):
+    """One to three places, chosen uniformly, replaced by something hostile or wrong-typed, or removed."""
+    for _ in range(rng.randint(1, 3)):
+        path = rng.choice(list(_paths(value))[1:])
+        new = rng.choice(
+            [*GUIDISH, *HOSTILE, None, 0, -1, 2**70, True, [], {}, {"Id": rng.choice(GUIDISH)}, "x" * 5000, _DELETE]
+        )
+        value = _replaced(value, path, new)
+    return value
+
+
+def test_generated_presence_events_never_fail_the_server(app, world):
+    """2,000 events per webhook, each a valid one with parts replaced: never a 5xx (a 503 would mean a
+    query Dataverse refused), and every answer names what is wrong or what was done."""
+    from emulators.dataverse import _execution_context
+
+    rng = random.Random(7)
+    session = requests.Session()
+    status_id = next(r["msdyn_agentstatusid"] for r in world.dataverse.rows("msdyn_agentstatuses"))
+    valid_dataverse = _execution_context(status_id, AGENT, AVAILABLE)
+    valid_enreach = [
+        {"EventType": "user-status-changed", "UserId": ENREACH_ID, "Status": 1},
+        {"EventType": "call-incoming", "UserId": ENREACH_ID, "CallId": "c1"},
+        {"EventType": "call-ended", "UserId": ENREACH_ID, "CallId": "c1"},
+    ]
+    seen: dict[tuple[str, int], int] = {}
+    for _ in range(2000):
+        for endpoint, valid, headers in (
+            ("dataverse", valid_dataverse, {"X-Presence-Key": PRESENCE_KEY}),
+            ("enreach", rng.choice(valid_enreach), {"X-Benemen-APIKey": KEY}),
+        ):
+            body = valid if rng.random() < 0.1 else _mutate(rng, valid)
+            response = session.post(
+                f"{app.url}/api/presence/{endpoint}",
+                data=json.dumps(body).encode(),
+                headers={"Content-Type": "application/json", **headers},
+                timeout=30,
+            )
+            seen[(endpoint, response.status_code)] = seen.get((endpoint, response.status_code), 0) + 1
+            assert response.status_code in (200, 400, 404), (endpoint, body, response.text)
+            answer = response.json()
+            assert ("action" in answer) if response.status_code == 200 else ("error" in answer), answer
+    for endpoint in ("dataverse", "enreach"):
+        assert seen.get((endpoint, 200), 0) > 100 and seen.get((endpoint, 400), 0) > 100, seen
