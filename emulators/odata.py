@@ -182,6 +182,13 @@ class _Parser:
             return {"true": True, "false": False, "null": None}[token.text.lower()]
         raise FilterSyntaxError(f"Syntax error: '{token.text}' is not a literal in '{self.text}'.")
 
+    def _in_value(self) -> Any:
+        """In()'s PropertyValues is a Collection(Edm.String): numbers and GUIDs go quoted."""
+        token = self.peek()
+        if self.is_guid is not None and (token is None or token.kind != "string"):
+            raise FilterSyntaxError(f"PropertyValues of In() must be string literals in '{self.text}'.")
+        return self.literal()
+
     def comparison(self) -> Predicate:
         token = self.peek()
         if token is None:
@@ -210,10 +217,10 @@ class _Parser:
             self.take("name", "propertyvalues")
             self.take("punct", "=")
             self.take("punct", "[")
-            values = [self.literal()]
+            values = [self._in_value()]
             while self.at(","):
                 self.take()
-                values.append(self.literal())
+                values.append(self._in_value())
             self.take("punct", "]")
             self.take("punct", ")")
             wanted = {_norm(v) for v in values}

@@ -94,6 +94,26 @@ def test_in_filter_matches_many_values_in_one_query(dataverse_client, world):
     assert world.dataverse.request_count("/contacts") == 1
 
 
+def test_guid_columns_take_guid_literals_and_in_takes_strings(dataverse_client, world):
+    owner = "4b7e2a10-1c3d-4e5f-8a9b-0c1d2e3f4a01"
+    _contacts(world, [{"fullname": "A", "_ownerid_value": owner}, {"fullname": "B"}])
+
+    def names(condition):
+        return [r["fullname"] for r in dataverse_client.query("contacts", select=["fullname"], filter=condition)]
+
+    assert names(f.eq("_ownerid_value", uuid.UUID(owner))) == ["A"]
+    assert names(f.in_("_ownerid_value", [uuid.UUID(owner)])) == ["A"]
+    refused = [
+        f.eq("_ownerid_value", owner),  # a quoted GUID is an Edm.String
+        f.Filter(f"fullname eq {owner}"),  # and a GUID is no string
+        f.Filter(f"Microsoft.Dynamics.CRM.In(PropertyName='_ownerid_value',PropertyValues=[{owner}])"),
+    ]
+    for condition in refused:
+        with pytest.raises(DataverseError) as caught:
+            names(condition)
+        assert caught.value.status == 400, condition
+
+
 def test_unknown_column_is_a_typed_error_with_dataverse_code(dataverse_client, world):
     with pytest.raises(DataverseError) as caught:
         list(dataverse_client.query("contacts", select=["no_such_column"]))
