@@ -243,8 +243,8 @@ def test_ten_thousand_generated_bodies_through_the_http_function(http_app, world
     assert statuses.get(200, 0) > count // 50, statuses
     assert statuses.get(204, 0) > count // 20, statuses
     assert statuses.get(400, 0) > count // 10, statuses
-    # Every query Dataverse received parses, and its only string literals are E.164 numbers built
-    # by the escaping helper from normalised input, never request text.
+    # Every query Dataverse received parses, and its only string literals are phone columns and
+    # numbers the app derived from normalised input (E.164 or a stored form of it), never request text.
     round_trips = list(world.dataverse.requests)
     assert len(round_trips) <= statuses[200] + statuses[204], "more than one round trip per call"
     received = [r for r in round_trips if not r["path"].endswith("$batch")] + list(world.dataverse.batch_parts)
