@@ -111,24 +111,21 @@ def test_doctor_command_exit_status_and_output(world, env, tmp_path):
     settings_file = tmp_path / "local.settings.json"
     settings_file.write_text(json.dumps({"Values": env}))
     clean_env = {"PATH": "/usr/bin:/bin", "REQUESTS_CA_BUNDLE": env["REQUESTS_CA_BUNDLE"]}
-    result = subprocess.run(
-        [sys.executable, "-m", "ops", "--settings", str(settings_file), "doctor"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=clean_env,
-        timeout=120,
-    )
+
+    def ops(command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "ops", "--settings", str(settings_file), command],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env=clean_env,
+            timeout=120,
+        )
+
+    result = ops("doctor")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "PROBLEM provisioned schema" in result.stdout and "fix: run: python -m ops provision" in result.stdout
-    provisioned = subprocess.run(
-        [sys.executable, "-m", "ops", "--settings", str(settings_file), "provision"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=clean_env,
-        timeout=120,
-    )
+    provisioned = ops("provision")
     assert provisioned.returncode == 0 and "created 11, already there 0" in provisioned.stdout
 
 
