@@ -29,6 +29,7 @@ from call_sync.calls import (
     phonecall_body,
     sync_calls,
 )
+from call_sync.runtime import lookup_for
 from core.schema import CALL_SYNC
 from core.settings import load_settings
 from core.state import CheckpointStore
@@ -36,7 +37,6 @@ from dataverse import DataverseClient, credential_from_settings
 from dataverse import filters as f
 from enreach import EnreachCall
 from routing.index_sync import sync_phone_index
-from routing.lookup import CallerLookup
 from routing.numbers import to_e164
 from sandbox.services import Services, provision_app_schema
 
@@ -118,13 +118,7 @@ def main() -> None:
             phone_columns=settings.routing_phone_columns,
             region="FI",
         )
-        lookup = CallerLookup(
-            client,
-            rules=(),
-            owner_column="address1_telephone1",
-            phone_columns=settings.routing_phone_columns,
-            region="FI",
-        )
+        lookup = lookup_for(settings, client)
         directory = UserDirectory.load(client, "FI")
         lookup.find_many(["+358501200000"])  # settle the index state and the token before timing
         services.dataverse.inject(latency_ms=args.latency_ms)

@@ -6,13 +6,14 @@ from datetime import timedelta
 from functools import lru_cache
 
 from core.settings import Settings, get_settings
+from dataverse import DataverseClient
 from enreach import EnreachClient
 from routing.lookup import CallerLookup
 from routing.runtime import checkpoint_store, dataverse_client
 
 from .calls import CallSyncOptions
 
-__all__ = ["call_lookup", "checkpoint_store", "dataverse_client", "enreach_client", "options"]
+__all__ = ["call_lookup", "checkpoint_store", "dataverse_client", "enreach_client", "lookup_for", "options"]
 
 
 @lru_cache(maxsize=1)
@@ -38,9 +39,10 @@ def options(settings: Settings, *, dry_run: bool = False) -> CallSyncOptions:
     )
 
 
-def lookup_for(settings: Settings) -> CallerLookup:
+def lookup_for(settings: Settings, client: DataverseClient) -> CallerLookup:
+    """The customer matching of the call sync: routing's lookup without routing's rules."""
     return CallerLookup(
-        dataverse_client(),
+        client,
         rules=(),
         owner_column=settings.routing_owner_phone_column,
         phone_columns=settings.routing_phone_columns,
@@ -50,4 +52,4 @@ def lookup_for(settings: Settings) -> CallerLookup:
 
 @lru_cache(maxsize=1)
 def call_lookup() -> CallerLookup:
-    return lookup_for(get_settings())
+    return lookup_for(get_settings(), dataverse_client())

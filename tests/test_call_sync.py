@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from call_sync.calls import CallSyncReport, UserDirectory, call_key, sync_calls, sync_phone_calls
+from call_sync.runtime import lookup_for
 from call_sync.runtime import options as options_for
 from call_sync.users import sync_enreach_user_ids
 from core.schema import CALL_SYNC
@@ -16,7 +17,6 @@ from core.settings import load_settings
 from core.state import CheckpointStore
 from emulators._server import FaultRule
 from routing.index_sync import sync_phone_index
-from routing.lookup import CallerLookup
 from sandbox.services import provision_app_schema
 from tests.helpers import dataverse_client_for, enreach_client_for
 
@@ -95,9 +95,7 @@ def sync_env(world, azurite):
     settings = load_settings(env)
     client = dataverse_client_for(settings)
     enreach = enreach_client_for(settings)
-    lookup = CallerLookup(
-        client, rules=(), owner_column="address1_telephone1", phone_columns=settings.routing_phone_columns, region="FI"
-    )
+    lookup = lookup_for(settings, client)
     store = CheckpointStore(settings.storage_connection_string, table_name=f"c{uuid.uuid4().hex[:12]}")
     index_store = CheckpointStore(settings.storage_connection_string, table_name=f"i{uuid.uuid4().hex[:12]}")
     sync_phone_index(client, index_store, phone_columns=settings.routing_phone_columns, region="FI")

@@ -14,13 +14,13 @@ import pytest
 import requests
 
 from call_sync.calls import call_key, sync_phone_calls
+from call_sync.runtime import lookup_for
 from call_sync.runtime import options as options_for
 from core.schema import CALL_SYNC
 from core.settings import load_settings
 from core.state import CheckpointStore
 from emulators._server import FaultRule
 from enreach import EnreachCall, EnreachClient
-from routing.lookup import CallerLookup
 from sandbox.services import provision_app_schema
 from tests.helpers import dataverse_client_for, enreach_client_for
 
@@ -131,9 +131,7 @@ def chaos_env(world, azurite):
 def _run(settings, store, session=None):
     client = dataverse_client_for(settings, session=session)
     enreach = enreach_client_for(settings)
-    lookup = CallerLookup(
-        client, rules=(), owner_column="address1_telephone1", phone_columns=settings.routing_phone_columns, region="FI"
-    )
+    lookup = lookup_for(settings, client)
     return sync_phone_calls(enreach, client, store, lookup, options_for(settings), now=NOW)
 
 

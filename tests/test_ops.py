@@ -132,12 +132,12 @@ def test_doctor_command_exit_status_and_output(world, env, tmp_path):
 def test_a_full_routing_and_sync_run_logs_no_unmasked_number_and_no_secret(world, env):
     """Everything logged at DEBUG (SDKs and HTTP libraries included) through the app's telemetry set-up."""
     from call_sync.calls import CallSyncOptions, sync_phone_calls
+    from call_sync.runtime import lookup_for
     from core.state import CheckpointStore
     from core.telemetry import configure_telemetry
     from enreach import EnreachClient
     from routing.http import handle_routing_request
     from routing.index_sync import sync_phone_index
-    from routing.lookup import CallerLookup
     from routing.runtime import build_router
 
     numbers = ["+358501234567", "+358507654321", "+358401110001"]
@@ -213,13 +213,7 @@ def test_a_full_routing_and_sync_run_logs_no_unmasked_number_and_no_secret(world
         )
         from datetime import datetime
 
-        lookup = CallerLookup(
-            client,
-            rules=(),
-            owner_column="address1_telephone1",
-            phone_columns=settings.routing_phone_columns,
-            region="FI",
-        )
+        lookup = lookup_for(settings, client)
         report = sync_phone_calls(
             enreach,
             client,
