@@ -3,14 +3,21 @@ emulators with a fast retry policy, and resetting the app's process-wide objects
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 from core.retry import RetryPolicy
 from core.settings import Settings
 from dataverse import DataverseClient, credential_from_settings
 from enreach import EnreachClient
 
-__all__ = ["FAST_RETRY", "clear_app_caches", "dataverse_client_for", "enreach_client_for"]
+if TYPE_CHECKING:
+    import pytest
+
+    from sandbox.host import LocalFunctionsHost
+
+__all__ = ["FAST_RETRY", "clear_app_caches", "dataverse_client_for", "enreach_client_for", "serving_app"]
 
 FAST_RETRY = RetryPolicy(max_attempts=4, backoff_seconds=0.01, max_backoff_seconds=0.05, max_retry_after_seconds=5)
 
@@ -45,3 +52,21 @@ def clear_app_caches() -> None:
         presence_runtime.presence_sync,
     ):
         cached.cache_clear()
+
+
+@contextmanager
+def serving_app(monkeypatch: pytest.MonkeyPatch, settings: Mapping[str, str]) -> Iterator[LocalFunctionsHost]:
+    """The app's functions on a loopback port, configured by these app settings as the host would be;
+    the runtimes are rebuilt from them, and forgotten again afterwards."""
+    from function_app import app
+    from sandbox.host import LocalFunctionsHost
+
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    clear_app_caches()
+    host = LocalFunctionsHost(app, port=0).start()
+    try:
+        yield host
+    finally:
+        host.stop()
+        clear_app_caches()

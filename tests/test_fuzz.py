@@ -160,10 +160,8 @@ _LITERAL = re.compile(r"'((?:[^']|'')*)'")
 def http_app(request, world, azurite, monkeypatch):
     """The app's HTTP functions on loopback, routing through the phone index or (without it) by
     the exact stored forms in one $batch."""
-    from function_app import app as function_app
-    from sandbox.host import LocalFunctionsHost
     from sandbox.services import provision_app_schema
-    from tests.helpers import clear_app_caches
+    from tests.helpers import serving_app
 
     world.dataverse.load(
         {
@@ -200,23 +198,19 @@ def http_app(request, world, azurite, monkeypatch):
     )
     if request.param == "indexed":
         provision_app_schema(world.dataverse)
-    for name, value in world.app_settings(
+    settings = world.app_settings(
         {
             "ROUTING_API_KEY": "fuzz-routing-key-0123456789",
             "AzureWebJobsStorage": azurite.connection_string,
             "ROUTING_CACHE_TTL_SECONDS": "0",
         }
-    ).items():
-        monkeypatch.setenv(name, value)
-    clear_app_caches()
-    host = LocalFunctionsHost(function_app, port=0).start()
-    if request.param == "indexed":
-        host.run_function("sync_phone_index")
-        assert world.dataverse.rows("enr_phoneindexes"), "the phone index sync wrote nothing"
-    world.dataverse.reset_requests()  # from here on, only what the webhook asked
-    yield host
-    host.stop()
-    clear_app_caches()
+    )
+    with serving_app(monkeypatch, settings) as host:
+        if request.param == "indexed":
+            host.run_function("sync_phone_index")
+            assert world.dataverse.rows("enr_phoneindexes"), "the phone index sync wrote nothing"
+        world.dataverse.reset_requests()  # from here on, only what the webhook asked
+        yield host
 
 
 def test_ten_thousand_generated_bodies_through_the_http_function(http_app, world):

@@ -16,7 +16,7 @@ from core.settings import load_settings
 from ops.doctor import run_doctor
 from ops.provision import REQUIRED, provision
 from sandbox.services import provision_app_schema
-from tests.helpers import dataverse_client_for
+from tests.helpers import dataverse_client_for, enreach_client_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -135,7 +135,6 @@ def test_a_full_routing_and_sync_run_logs_no_unmasked_number_and_no_secret(world
     from call_sync.runtime import lookup_for
     from core.state import CheckpointStore
     from core.telemetry import configure_telemetry
-    from enreach import EnreachClient
     from routing.http import handle_routing_request
     from routing.index_sync import sync_phone_index
     from routing.runtime import build_router
@@ -208,9 +207,7 @@ def test_a_full_routing_and_sync_run_logs_no_unmasked_number_and_no_secret(world
                 basic_password=None,
             )
         router.close()
-        enreach = EnreachClient(
-            settings.enreach_user, settings.enreach_secret_key, discovery_url=settings.enreach_discovery_url
-        )
+        enreach = enreach_client_for(settings)
         from datetime import datetime
 
         lookup = lookup_for(settings, client)

@@ -16,7 +16,7 @@ import requests
 from core.schema import CALL_SYNC
 from emulators.dataverse import OMNICHANNEL_PRESENCES
 from sandbox.services import provision_app_schema
-from tests.helpers import clear_app_caches
+from tests.helpers import clear_app_caches, serving_app
 from tests.test_fuzz import HOSTILE
 
 AGENT = "4b7e2a10-1c3d-4e5f-8a9b-0c1d2e3f4a01"
@@ -30,9 +30,6 @@ PRESENCE_KEY = "test-presence-key-0123456789"
 
 @pytest.fixture()
 def app(world, azurite, monkeypatch):
-    from function_app import app as function_app
-    from sandbox.host import LocalFunctionsHost
-
     world.dataverse.load(
         {
             "systemusers": [{"systemuserid": AGENT, "fullname": "Aino", "internalemailaddress": "aino@example.fi"}],
@@ -46,28 +43,29 @@ def app(world, azurite, monkeypatch):
     world.dataverse.set_presence(AGENT, AVAILABLE)
     world.enreach.load({"users": [{"Id": ENREACH_ID, "Email": "aino@example.fi", "Availability": 0}]})
     settings = world.app_settings(
-        {"ROUTING_API_KEY": KEY, "PRESENCE_WEBHOOK_KEY": PRESENCE_KEY, "AzureWebJobsStorage": azurite.connection_string}
+        {
+            "ROUTING_API_KEY": KEY,
+            "PRESENCE_WEBHOOK_KEY": PRESENCE_KEY,
+            "AzureWebJobsStorage": azurite.connection_string,
+            "PRESENCE_ECHO_TTL_SECONDS": "60",
+        }
     )
-    for name, value in settings.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("PRESENCE_ECHO_TTL_SECONDS", "60")
-    clear_app_caches()
-    from presence_sync import runtime
+    with serving_app(monkeypatch, settings) as host:
+        from presence_sync import runtime
 
-    runtime.presence_sync()._store._table_name = f"p{uuid.uuid4().hex[:12]}"  # a fresh state table per test
-    host = LocalFunctionsHost(function_app, port=0).start()
-    world.dataverse.presence_webhook.configure(f"{host.url}/api/presence/dataverse", {"X-Presence-Key": PRESENCE_KEY})
-    world.enreach.webhook.configure(f"{host.url}/api/presence/enreach", {"X-Benemen-APIKey": KEY})
-    settle(world)
-    world.dataverse.reset_requests()
-    world.enreach.reset_requests()
-    world.dataverse.presence_webhook.delivered.clear()
-    world.enreach.webhook.delivered.clear()
-    yield host
-    world.dataverse.presence_webhook.configure(None)
-    world.enreach.webhook.configure(None)
-    host.stop()
-    clear_app_caches()
+        runtime.presence_sync()._store._table_name = f"p{uuid.uuid4().hex[:12]}"  # a fresh state table per test
+        world.dataverse.presence_webhook.configure(
+            f"{host.url}/api/presence/dataverse", {"X-Presence-Key": PRESENCE_KEY}
+        )
+        world.enreach.webhook.configure(f"{host.url}/api/presence/enreach", {"X-Benemen-APIKey": KEY})
+        settle(world)
+        world.dataverse.reset_requests()
+        world.enreach.reset_requests()
+        world.dataverse.presence_webhook.delivered.clear()
+        world.enreach.webhook.delivered.clear()
+        yield host
+        world.dataverse.presence_webhook.configure(None)
+        world.enreach.webhook.configure(None)
 
 
 def settle(world, rounds=6):
@@ -299,6 +297,9 @@ GUIDISH = [
 ]
 
 
+_DELETE = object()  # a mutation that removes the key
+
+
 def _paths(value, path=()):
     """Every place in a JSON value, as key/index paths."""
     yield path
@@ -321,9 +322,6 @@ def _replaced(value, path, new):
     copy = list(value)
     copy[head] = _replaced(value[head], rest, None if new is _DELETE else new)
     return copy
-
-
-_DELETE = object()
 
 
 def _mutate(rng: random.Random, value):
