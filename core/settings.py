@@ -15,6 +15,8 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from .ids import is_guid
+
 if TYPE_CHECKING:
     from presence_sync.mapping import PresenceMapping
     from routing.rules import Rule
@@ -64,7 +66,6 @@ DEFAULT_PHONE_COLUMNS: dict[str, tuple[str, ...]] = {
     "account": ("telephone1", "telephone2", "telephone3"),
     "lead": ("telephone1", "telephone2", "telephone3", "mobilephone"),
 }
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 
 
 class SettingsError(ValueError):
@@ -171,7 +172,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if cert and not os.path.isfile(cert):
         problems.append(f"AZURE_CLIENT_CERTIFICATE_PATH points to no file: {cert!r}")
     for name, value in (("AZURE_TENANT_ID", tenant), ("AZURE_CLIENT_ID", client_id)):
-        if value and not _GUID.match(value) and not (name == "AZURE_TENANT_ID" and "." in value):
+        if value and not is_guid(value) and not (name == "AZURE_TENANT_ID" and "." in value):
             problems.append(f"{name} must be a GUID (the Directory/Application id from the app registration)")
     authority = get("AZURE_AUTHORITY_HOST")
     if authority:
@@ -266,7 +267,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     overlap = integer("CALL_SYNC_OVERLAP_MINUTES", 15, 0, 1440)
     batch_size = integer("CALL_SYNC_BATCH_SIZE", 100, 1, 500)
     assignee = get("DEFAULT_CRM_ASSIGNEE")
-    if assignee and not _GUID.match(assignee):
+    if assignee and not is_guid(assignee):
         problems.append("DEFAULT_CRM_ASSIGNEE must be the systemuserid (a GUID) of the user who owns unmapped calls")
 
     presence_key = get("PRESENCE_WEBHOOK_KEY") or ""

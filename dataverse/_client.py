@@ -11,6 +11,7 @@ from urllib.parse import quote
 
 import requests
 
+from core.ids import is_guid
 from core.retry import DeadlineExceeded as _RetryDeadline
 from core.retry import RetryExhausted, RetryPolicy, send_with_retry
 
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DataverseClient", "DeadlineExceeded", "Page", "TokenUnavailable", "UpsertResult", "key_path"]
 
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 _ENTITY_SET = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _QUERY_SAFE = "'(),/:@*$"
 _KEY_SAFE = "'(),=:@*$"
@@ -67,7 +67,7 @@ def key_path(entity_set: str, key: str | uuid.UUID | Mapping[str, Value]) -> str
         inner = ",".join(f"{column(k)}={literal(v)}" for k, v in key.items())
     else:
         text = str(key)
-        if not _GUID.match(text):
+        if not is_guid(text):
             raise ValueError(f"a primary key must be a GUID (got {text!r}); pass a dict for an alternate key")
         inner = text
     return f"{entity_set}({quote(inner, safe=_KEY_SAFE)})"

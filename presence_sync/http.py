@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from core.auth import authenticate_enreach, same_secret
+from core.ids import canonical_guid
 from dataverse import DataverseError
 from enreach import EnreachError, EventError, parse_event
 
@@ -25,7 +25,6 @@ __all__ = ["MAX_BODY_BYTES", "handle_dataverse_webhook", "handle_enreach_webhook
 
 log = logging.getLogger("presence_sync")
 MAX_BODY_BYTES = 256 * 1024  # a RemoteExecutionContext with images is a few KB
-_GUID_LENGTH = 36
 
 
 class _BadRequest(ValueError):
@@ -62,18 +61,8 @@ def _attributes(entity: Any) -> dict[str, Any]:
     }
 
 
-def _guid(value: Any) -> str | None:
-    """The canonical lower-case form of a GUID string, or None (ids reach Dataverse queries)."""
-    if not isinstance(value, str) or len(value) != _GUID_LENGTH:
-        return None
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        return None
-
-
 def _reference_id(value: Any) -> str | None:
-    return _guid(value.get("Id") if isinstance(value, dict) else None)
+    return canonical_guid(value.get("Id") if isinstance(value, dict) else None)
 
 
 def parse_execution_context(context: Any) -> tuple[str | None, str, str]:
@@ -84,7 +73,7 @@ def parse_execution_context(context: Any) -> tuple[str | None, str, str]:
         raise _BadRequest("PrimaryEntityName", "register the webhook on msdyn_agentstatus")
     if context.get("MessageName") not in ("Update", "Create"):
         raise _BadRequest("MessageName", "register the webhook on the Update message")
-    status_id = _guid(context.get("PrimaryEntityId"))
+    status_id = canonical_guid(context.get("PrimaryEntityId"))
     if status_id is None:
         raise _BadRequest("PrimaryEntityId", "PrimaryEntityId must be the msdyn_agentstatus id (a GUID)")
     parameters = context.get("InputParameters")

@@ -65,4 +65,21 @@ def test_key_paths_escape_alternate_key_values():
     with pytest.raises(ValueError):
         key_path("contacts", "not-a-guid")
     with pytest.raises(ValueError):
+        key_path("contacts", "c0c0c001-2222-4000-8000-000000000001\n")  # exactly one GUID, nothing after
+    with pytest.raises(ValueError):
         key_path("contacts)/x", "C0C0C001-2222-4000-8000-000000000001")
+
+
+def test_canonical_guid_accepts_exactly_one_guid():
+    from core.ids import canonical_guid
+
+    assert canonical_guid("C0C0C001-2222-4000-8000-00000000000A") == "c0c0c001-2222-4000-8000-00000000000a"
+    for value in (
+        "{c0c0c001-2222-4000-8000-000000000001}",
+        "c0c0c00122224000800000000000000001--",  # 36 characters, hyphens misplaced
+        "c0c0c001-2222-4000-8000-000000000001\n",
+        "' or 1 eq 1 or '00000000000000000000",
+        None,
+        36,
+    ):
+        assert canonical_guid(value) is None, value
