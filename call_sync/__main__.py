@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     start = datetime.combine(args.start, time.min, tzinfo=UTC)
     end = datetime.combine(args.end + timedelta(days=1), time.min, tzinfo=UTC)
     enreach = enreach_client()
-    calls = enreach.calls(start, end, by="start")
+    everyone = enreach.users()
+    calls = enreach.calls(start, end, by="start", users=everyone)
     report = CallSyncReport(window=(start.isoformat(), end.isoformat()))
     progress = _Progress(len(calls))
     sync_calls(
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         client=dataverse_client(),
         lookup=call_lookup(),
         users=UserDirectory.load(dataverse_client(), settings.phone_default_region),
-        enreach_users={u.id.lower(): u for u in enreach.users()} if any(c.is_mobile for c in calls) else {},
+        enreach_users={u.id.lower(): u for u in everyone},
         options=options(settings, dry_run=args.dry_run),
         report=report,
         on_progress=progress,

@@ -236,9 +236,16 @@ def sync_phone_calls(
     else:
         since = until - INITIAL_LOOKBACK
     report.window = (_iso(since), _iso(until))
-    calls = sorted(enreach.calls(since, until, by="modified"), key=lambda c: (c.modified or c.start, c.call_id))
+    # Enreach answers call records per user (UserIDs=<id>): the records name their user only by
+    # UserName, so each user's calls are asked for with that user's id (see enreach.EnreachClient.calls).
+    everyone = enreach.users()
+    calls = sorted(
+        enreach.calls(since, until, by="modified", users=everyone), key=lambda c: (c.modified or c.start, c.call_id)
+    )
+    for missing, count in enreach.skipped_records.items():
+        report.skipped[f"unreadable record (no {missing})"] = count
     users = UserDirectory.load(client, options.region)
-    enreach_users = {u.id.lower(): u for u in enreach.users()} if any(c.is_mobile for c in calls) else {}
+    enreach_users = {u.id.lower(): u for u in everyone}
     failed = sync_calls(
         calls, client=client, lookup=lookup, users=users, enreach_users=enreach_users, options=options, report=report
     )

@@ -7,7 +7,7 @@ from functools import lru_cache
 
 from core.settings import Settings, get_settings
 from dataverse import DataverseClient
-from enreach import EnreachClient
+from enreach import EnreachClient, client_from_settings
 from routing.lookup import CallerLookup
 from routing.runtime import checkpoint_store, dataverse_client
 
@@ -18,14 +18,7 @@ __all__ = ["call_lookup", "checkpoint_store", "dataverse_client", "enreach_clien
 
 @lru_cache(maxsize=1)
 def enreach_client() -> EnreachClient:
-    settings = get_settings()
-    return EnreachClient(
-        settings.enreach_user,
-        settings.enreach_secret_key,
-        api_url=settings.enreach_api_url,
-        discovery_url=settings.enreach_discovery_url,
-        timeout=settings.http_timeout_seconds,
-    )
+    return client_from_settings(get_settings())
 
 
 def options(settings: Settings, *, dry_run: bool = False) -> CallSyncOptions:

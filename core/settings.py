@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from .ids import is_guid
 
 if TYPE_CHECKING:
+    from enreach import EnreachMapping
     from presence_sync.mapping import PresenceMapping
     from routing.rules import Rule
 
@@ -35,6 +36,9 @@ SETTING_NAMES = (
     "ENREACH_SECRET_KEY",
     "ENREACH_API_URL",
     "ENREACH_DISCOVERY_URL",
+    "ENREACH_FIELD_MAP",
+    "ENREACH_WEBHOOK_SECRET",
+    "ENREACH_WEBHOOK_SECRET_HEADER",
     "ROUTING_API_KEY",
     "ROUTING_BASIC_USER",
     "ROUTING_BASIC_PASSWORD",
@@ -91,6 +95,9 @@ class Settings:
     enreach_secret_key: str
     enreach_api_url: str | None
     enreach_discovery_url: str
+    enreach_mapping: EnreachMapping
+    enreach_webhook_secret: str | None
+    enreach_webhook_secret_header: str
     routing_api_key: str | None
     routing_basic_user: str | None
     routing_basic_password: str | None
@@ -278,6 +285,21 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         )
     elif len(presence_key) < 16:
         problems.append("PRESENCE_WEBHOOK_KEY is too short: use at least 16 random characters")
+    from enreach import FieldMapError, parse_field_map
+
+    try:
+        enreach_mapping = parse_field_map(get("ENREACH_FIELD_MAP"))
+    except FieldMapError as error:
+        problems.append(str(error))
+    webhook_secret = get("ENREACH_WEBHOOK_SECRET")
+    if webhook_secret is not None and len(webhook_secret) < 16:
+        problems.append(
+            "ENREACH_WEBHOOK_SECRET is too short: use the 16+ character Secret that Enreach support "
+            "configured for the /api/presence/enreach endpoint"
+        )
+    secret_header = (get("ENREACH_WEBHOOK_SECRET_HEADER") or "Secret").strip()
+    if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", secret_header):
+        problems.append(f"ENREACH_WEBHOOK_SECRET_HEADER must be an HTTP header name (got {secret_header!r})")
     from presence_sync.mapping import MappingError, parse_mapping
 
     try:
@@ -299,6 +321,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         enreach_secret_key=enreach_secret,
         enreach_api_url=enreach_api,
         enreach_discovery_url=discovery,
+        enreach_mapping=enreach_mapping,
+        enreach_webhook_secret=webhook_secret or None,
+        enreach_webhook_secret_header=secret_header,
         routing_api_key=api_key,
         routing_basic_user=basic_user,
         routing_basic_password=basic_password,

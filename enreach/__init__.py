@@ -1,35 +1,61 @@
-"""Enreach REST API client: discovery, Basic auth, users, calls, availability, callbacks."""
+"""Enreach REST API client (discovery, Basic auth, users, calls, availability), the webhook
+notification parser, and the one mapping of every Enreach vendor name (``ENREACH_FIELD_MAP``)."""
 
 from ._client import (
-    Availability,
+    CurrentAvailability,
     EnreachAuthError,
     EnreachCall,
     EnreachClient,
     EnreachError,
-    EnreachEvent,
     EnreachUnavailable,
     EnreachUser,
-    EventError,
+    RecordError,
+    UnmappedAvailability,
+    client_from_settings,
     discover_api_url,
     format_time,
-    parse_event,
     parse_time,
     users_by_email,
 )
+from ._events import EnreachEvent, EventError, IgnoredEvent, parse_event
+from ._mapping import (
+    AVAILABILITY_NAMES,
+    AvailabilityMap,
+    CallFields,
+    EnreachMapping,
+    EventMap,
+    FieldMapError,
+    UserFields,
+    first_present,
+    parse_field_map,
+)
 
 __all__ = [
-    "Availability",
+    "AVAILABILITY_NAMES",
+    "AvailabilityMap",
+    "CallFields",
+    "CurrentAvailability",
     "EnreachAuthError",
     "EnreachCall",
     "EnreachClient",
     "EnreachError",
     "EnreachEvent",
+    "EnreachMapping",
     "EnreachUnavailable",
     "EnreachUser",
     "EventError",
+    "EventMap",
+    "FieldMapError",
+    "IgnoredEvent",
+    "RecordError",
+    "UnmappedAvailability",
+    "UserFields",
+    "client_from_settings",
     "discover_api_url",
+    "first_present",
     "format_time",
     "parse_event",
+    "parse_field_map",
     "parse_time",
     "users_by_email",
 ]

@@ -7,8 +7,9 @@ Items marked UNCONFIRMED there are marked here too.
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,33 +18,30 @@ from urllib.parse import quote
 import requests
 
 from core.retry import RetryExhausted, RetryPolicy, send_with_retry
+from core.settings import Settings
+
+from ._mapping import CallFields, EnreachMapping, UserFields, first_present
 
 __all__ = [
-    "Availability",
+    "CurrentAvailability",
     "EnreachAuthError",
     "EnreachCall",
     "EnreachClient",
     "EnreachError",
     "EnreachUnavailable",
     "EnreachUser",
+    "RecordError",
+    "UnmappedAvailability",
+    "client_from_settings",
     "discover_api_url",
 ]
+
+log = logging.getLogger("enreach")
 
 DISCOVERY_PATH = "/api/user"  # GET ?user=<email> -> [{"apiEndpoint": ...}]
 HEADERS = {"Accept": "application/json", "Content-Type": "application/json", "X-Json-Serializer": "2"}
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # UTC, as the calls resource expects
 MAX_CALL_RANGE = timedelta(days=31)
-
-
-class Availability:
-    """Enreach user status codes (product guide's presence table)."""
-
-    AVAILABLE = 0
-    BUSY = 1
-    DND = 2
-    OFF_WORK = 3
-    AWAY = 5
-    ALL = (AVAILABLE, BUSY, DND, OFF_WORK, AWAY)
 
 
 class EnreachError(Exception):
@@ -60,59 +58,149 @@ class EnreachUnavailable(EnreachError):
     """Throttled, 5xx or unreachable after the retry policy ran out."""
 
 
+class UnmappedAvailability(ValueError):
+    """The availability has no EventTypeID in ENREACH_FIELD_MAP.availability.event_types."""
+
+
+class RecordError(ValueError):
+    """An Enreach record lacks a field the app cannot do without; ``field`` is the mapping key."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 @dataclass(frozen=True)
 class EnreachUser:
     id: str
-    email: str
+    email: str  # the login e-mail (UserName), else the directory entry's Email
     first_name: str
     last_name: str
     mobile_number: str | None
     work_number: str | None
+    other_emails: tuple[str, ...] = ()  # e.g. the directory entry's Email when it differs from UserName
 
     @classmethod
-    def from_api(cls, item: Mapping[str, Any]) -> EnreachUser:
-        # Field names UNCONFIRMED beyond Id (users/me) and Email (directory entries).
+    def from_api(cls, item: Mapping[str, Any], names: UserFields = UserFields()) -> EnreachUser:
+        _, user_id = first_present(item, names.id)
+        if user_id is None:
+            raise RecordError("users.id", "a user record carries none of " + ", ".join(names.id))
+
+        def text(keys: tuple[str, ...]) -> str:
+            value = first_present(item, keys)[1]
+            return str(value).strip() if isinstance(value, str | int) else ""
+
         return cls(
-            id=str(item["Id"]),
-            email=str(item.get("Email") or ""),
-            first_name=str(item.get("FirstName") or ""),
-            last_name=str(item.get("LastName") or ""),
-            mobile_number=item.get("MobileNumber") or None,
-            work_number=item.get("WorkNumber") or None,
+            id=str(user_id),
+            email=text(names.email),
+            first_name=text(names.first_name),
+            last_name=text(names.last_name),
+            mobile_number=text(names.mobile_number) or None,
+            work_number=text(names.work_number) or None,
         )
+
+
+def _truthy(value: Any, outgoing: tuple[str, ...]) -> bool:
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in outgoing
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return int(float(value))
+    except (TypeError, ValueError):
+        return None
 
 
 @dataclass(frozen=True)
 class EnreachCall:
-    """One user call event. Field names beyond CallId and StartTime are UNCONFIRMED."""
+    """One user call event, read through the mapping (``CallFields``)."""
 
     call_id: str
-    user_id: str | None
+    user_id: str | None  # the Enreach user whose call record this is
     start: datetime
     end: datetime | None
     direction: str  # "in" or "out"
     other_number: str | None
     duration_seconds: int
-    classification: str  # "Work", "Private" or "Unclassified"
+    classification: str  # "Work", "Private" or "Unclassified" (no or unknown classification)
     is_mobile: bool
     modified: datetime | None
+    recording_ids: tuple[str, ...] = ()
+    end_result: int | None = None  # non-zero: unanswered
+    user_name: str | None = None
+    answer_queue_id: str | None = None
 
     @classmethod
-    def from_api(cls, item: Mapping[str, Any]) -> EnreachCall:
-        start = parse_time(item["StartTime"])
-        end = parse_time(item["EndTime"]) if item.get("EndTime") else None
+    def from_api(
+        cls, item: Mapping[str, Any], names: CallFields = CallFields(), *, user_id: str | None = None
+    ) -> EnreachCall:
+        _, call_id = first_present(item, names.call_id)
+        if call_id is None:
+            raise RecordError("calls.call_id", "a call record carries none of " + ", ".join(names.call_id))
+        start_text = first_present(item, names.start)[1]
+        try:
+            start = parse_time(str(start_text)) if start_text is not None else None
+        except ValueError:
+            start = None
+        if start is None:
+            raise RecordError("calls.start", f"call {call_id}: no readable start time in " + ", ".join(names.start))
+        outgoing = _truthy(first_present(item, names.direction)[1], names.outgoing_values)
+        if names.other_number:
+            number = first_present(item, names.other_number)[1]
+        else:
+            number = first_present(item, names.b_number if outgoing else names.a_number)[1]
+        duration = max(0, _int(first_present(item, names.duration)[1]) or 0)
+        end_text = first_present(item, names.end)[1]
+        try:
+            end = parse_time(str(end_text)) if end_text else start + timedelta(seconds=duration)
+        except ValueError:
+            end = start + timedelta(seconds=duration)
+        label = first_present(item, names.classification)[1]
+        label_text = str(label).strip().lower() if isinstance(label, str | int) else ""
+        if label_text and label_text in (v.lower() for v in names.work_values):
+            classification = "Work"
+        elif label_text and label_text in (v.lower() for v in names.private_values):
+            classification = "Private"
+        else:
+            classification = "Unclassified"  # privacy first: no classification is no consent
+        modified_text = first_present(item, names.modified)[1]
+        try:
+            modified = parse_time(str(modified_text)) if modified_text else None
+        except ValueError:
+            modified = None
+        recordings = first_present(item, names.recording_ids)[1]
+        user_name = first_present(item, names.user_name)[1]
+        queue = first_present(item, names.answer_queue_id)[1]
         return cls(
-            call_id=str(item["CallId"]),
-            user_id=str(item["UserId"]) if item.get("UserId") else None,
+            call_id=str(call_id),
+            user_id=user_id,
             start=start,
             end=end,
-            direction="out" if str(item.get("Direction", "")).lower() in ("out", "outgoing", "1") else "in",
-            other_number=item.get("OtherNumber") or None,
-            duration_seconds=int(item.get("DurationInSeconds") or 0),
-            classification=str(item.get("Classification") or "Unclassified"),
-            is_mobile=bool(item.get("IsMobile", False)),
-            modified=parse_time(item["Modified"]) if item.get("Modified") else None,
+            direction="out" if outgoing else "in",
+            other_number=str(number).strip() or None if isinstance(number, str | int) else None,
+            duration_seconds=duration,
+            classification=classification,
+            is_mobile=_truthy(first_present(item, names.is_mobile)[1], ("true", "1", "yes", "mobile")),
+            modified=modified,
+            recording_ids=tuple(str(r) for r in recordings) if isinstance(recordings, list) else (),
+            end_result=_int(first_present(item, names.end_result)[1]),
+            user_name=str(user_name) if isinstance(user_name, str) else None,
+            answer_queue_id=str(queue) if isinstance(queue, str) else None,
         )
+
+
+@dataclass(frozen=True)
+class CurrentAvailability:
+    """A user's current availability: ``name`` is "Available" when none is active, None when its
+    EventTypeID is not in the mapping."""
+
+    id: str | None
+    type_id: int | None
+    name: str | None
 
 
 def format_time(moment: datetime) -> str:
@@ -201,8 +289,9 @@ def discover_api_url(
 class EnreachClient:
     """Basic-authenticated client of one Enreach API user.
 
-    ``api_url`` skips discovery (test environments, the emulator); otherwise the
-    address is discovered on first use and kept for the life of the client.
+    ``api_url`` skips discovery (test environments, the emulator); otherwise the address is
+    discovered on first use and kept for the life of the client. ``mapping`` names every vendor
+    field (``enreach._mapping``; defaults from public evidence, ``ENREACH_FIELD_MAP`` overrides).
     """
 
     def __init__(
@@ -215,6 +304,7 @@ class EnreachClient:
         session: requests.Session | None = None,
         timeout: float = 10.0,
         retry: RetryPolicy = RetryPolicy(),
+        mapping: EnreachMapping | None = None,
     ) -> None:
         self._user = user
         self._session = session or requests.Session()
@@ -224,6 +314,8 @@ class EnreachClient:
         self._timeout = timeout
         self._retry = retry
         self._lock = threading.Lock()
+        self.mapping = mapping or EnreachMapping()
+        self.skipped_records: dict[str, int] = {}  # unreadable call records by missing field, last calls()
 
     @property
     def api_url(self) -> str:
@@ -249,125 +341,250 @@ class EnreachClient:
         params: Mapping[str, str] | None = None,
         json: Any = None,
         deadline: float | None = None,
+        missing_ok: bool = False,
     ) -> Any:
-        response = _send(
-            self._session,
-            method,
-            f"{self.api_url}/{path}",
-            params=params,
-            json=json,
-            headers=HEADERS,
-            policy=self._retry,
-            timeout=self._timeout,
-            deadline=deadline,
-        )
+        try:
+            response = _send(
+                self._session,
+                method,
+                f"{self.api_url}/{path}",
+                params=params,
+                json=json,
+                headers=HEADERS,
+                policy=self._retry,
+                timeout=self._timeout,
+                deadline=deadline,
+            )
+        except EnreachError as error:
+            if missing_ok and error.status == 404:
+                return None
+            raise
         return response.json() if response.content else None
 
-    # -- resources ----------------------------------------------------------------
+    # -- users -----------------------------------------------------------------------------
 
     def me(self) -> EnreachUser:
-        return EnreachUser.from_api(self._call("GET", "users/me"))
+        return EnreachUser.from_api(self._call("GET", "users/me"), self.mapping.users)
 
-    def users(self) -> list[EnreachUser]:
-        """Every user of the organisation. Path UNCONFIRMED (``GET users``)."""
-        return [EnreachUser.from_api(item) for item in self._call("GET", "users") or []]
+    def raw_users(self) -> list[dict[str, Any]]:
+        """``GET users``: every user of the organisation (mokso/PSBeneAPI Get-BAPIUser)."""
+        items = self._call("GET", "users") or []
+        return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
 
-    def calls(
-        self, start: datetime, end: datetime, *, by: str = "modified", deadline: float | None = None
-    ) -> list[EnreachCall]:
-        """User call events in [start, end): by ``modified`` time (sync) or ``start`` time (backfill).
+    def raw_directory_entries(self) -> list[dict[str, Any]]:
+        """The entries of the directory named ``users.directory_name`` (``Default``):
+        ``GET directory`` -> ``[{ID, Name}]``, then ``GET directory/<ID>?MaxCount=1000`` -> ``{Entries}``
+        (mokso/enreachvoice_mcp). Empty when the organisation has no such directory."""
+        directories = self._call("GET", "directory", missing_ok=True) or []
+        wanted = self.mapping.users.directory_name.lower()
+        found = next(
+            (d for d in directories if isinstance(d, dict) and str(d.get("Name", "")).lower() == wanted),
+            None,
+        )
+        if found is None:
+            return []
+        directory_id = first_present(found, ("ID", "Id"))[1]
+        body = self._call(
+            "GET", f"directory/{quote(str(directory_id), safe='')}", params={"MaxCount": "1000"}, missing_ok=True
+        )
+        entries = body.get("Entries") if isinstance(body, dict) else None
+        return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
 
-        Longer ranges than Enreach's 31-day limit are split into several requests.
-        """
+    def users(self, *, with_directory: bool = True) -> list[EnreachUser]:
+        """Every user, completed from the ``Default`` directory where the users resource lacks an
+        e-mail or a number (directory entries carry ``Email``, ``MobileNumber``, ``WorkNumber``)."""
+        users: list[EnreachUser] = []
+        for item in self.raw_users():
+            try:
+                users.append(EnreachUser.from_api(item, self.mapping.users))
+            except RecordError as error:
+                log.warning("Enreach user record skipped: %s", error)
+        if not with_directory or all(u.email and u.mobile_number for u in users):
+            return users
+        by_id: dict[str, EnreachUser] = {}
+        by_email: dict[str, EnreachUser] = {}
+        for item in self.raw_directory_entries():
+            try:
+                entry = EnreachUser.from_api(item, self.mapping.users)
+            except RecordError:
+                continue
+            by_id[entry.id.lower()] = entry
+            if entry.email:
+                by_email[entry.email.lower()] = entry
+        merged = []
+        for user in users:
+            found = by_id.get(user.id.lower()) or by_email.get(user.email.lower())
+            if found is not None:
+                entry = found
+                user = EnreachUser(
+                    id=user.id,
+                    email=user.email or entry.email,
+                    first_name=user.first_name or entry.first_name,
+                    last_name=user.last_name or entry.last_name,
+                    mobile_number=user.mobile_number or entry.mobile_number,
+                    work_number=user.work_number or entry.work_number,
+                    other_emails=(entry.email,)
+                    if entry.email and user.email and entry.email.lower() != user.email.lower()
+                    else (),
+                )
+            merged.append(user)
+        return merged
+
+    # -- calls -----------------------------------------------------------------------------
+
+    def raw_calls(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        by: str = "modified",
+        user_id: str | None = None,
+        deadline: float | None = None,
+    ) -> list[dict[str, Any]]:
+        """User call records in [start, end) as Enreach sends them, split at the 31-day limit.
+
+        ``user_id`` selects whose calls (``UserIDs=<id>``, as mokso/PSBeneAPI and BeneCallArchiver
+        ask); without it Enreach answers the API user's own calls."""
         if by not in ("modified", "start"):
             raise ValueError("by must be 'modified' or 'start'")
         names = ("ModifiedAfter", "ModifiedBefore") if by == "modified" else ("StartTime", "EndTime")
-        calls: list[EnreachCall] = []
+        records: list[dict[str, Any]] = []
         window_start = start
         while window_start < end:
             window_end = min(end, window_start + MAX_CALL_RANGE)
             params = {names[0]: format_time(window_start), names[1]: format_time(window_end)}
-            calls += [
-                EnreachCall.from_api(item)
-                for item in self._call("GET", "calls", params=params, deadline=deadline) or []
-            ]
+            if user_id:
+                params["UserIDs"] = user_id
+            items = self._call("GET", "calls", params=params, deadline=deadline) or []
+            records += [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
             window_start = window_end
+        return records
+
+    def calls(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        by: str = "modified",
+        users: Iterable[EnreachUser] | None = None,
+        deadline: float | None = None,
+    ) -> list[EnreachCall]:
+        """The call events of ``users`` (each user's own query, ``UserIDs=<id>``: the records name
+        their user only by ``UserName``, and the API answers per user), or of the API user.
+
+        A record lacking its id or start time cannot be synced: it is counted in
+        ``skipped_records`` (by mapping key) and logged with its field names, never its values."""
+        self.skipped_records = {}
+        calls: list[EnreachCall] = []
+        targets: list[str | None] = [u.id for u in users] if users is not None else [None]
+        for user_id in targets:
+            for item in self.raw_calls(start, end, by=by, user_id=user_id, deadline=deadline):
+                try:
+                    calls.append(EnreachCall.from_api(item, self.mapping.calls, user_id=user_id))
+                except RecordError as error:
+                    if error.field not in self.skipped_records:
+                        log.warning(
+                            "Enreach call record unreadable (%s); its fields: %s. Set ENREACH_FIELD_MAP.%s",
+                            error,
+                            ", ".join(sorted(item)),
+                            error.field,
+                        )
+                    self.skipped_records[error.field] = self.skipped_records.get(error.field, 0) + 1
         return calls
 
-    def get_availability(self, user_id: str) -> int:
-        """The user's current status code. Path and field UNCONFIRMED."""
-        body = self._call("GET", f"users/{quote(user_id, safe='')}/availability")
-        return int(body["Availability"])
+    # -- availability ----------------------------------------------------------------------
+    # Availabilities are events with a lifetime (mokso/enreachvoice Example.ipynb).
 
-    def set_availability(self, user_id: str, status: int, *, deadline: float | None = None) -> None:
-        """Set the user's status code (see ``Availability``). Path and field UNCONFIRMED."""
-        if status not in Availability.ALL:
-            raise ValueError(f"unknown Enreach availability {status}")
-        self._call(
-            "PUT", f"users/{quote(user_id, safe='')}/availability", json={"Availability": status}, deadline=deadline
+    def raw_current_availability(self, user_id: str, *, deadline: float | None = None) -> dict[str, Any] | None:
+        body = self._call(
+            "GET", f"users/{quote(user_id, safe='')}/availability/current", deadline=deadline, missing_ok=True
+        )
+        return body if isinstance(body, dict) and body else None
+
+    def current_availability(self, user_id: str, *, deadline: float | None = None) -> CurrentAvailability:
+        """The active availability; none active counts as Available (Enreach wiki)."""
+        names = self.mapping.availability
+        body = self.raw_current_availability(user_id, deadline=deadline)
+        if body is None:
+            return CurrentAvailability(None, None, "Available")
+        availability_id = first_present(body, names.id)[1]
+        type_id = _int(first_present(body, names.event_type)[1])
+        if type_id is None:
+            return CurrentAvailability(None, None, "Available")
+        return CurrentAvailability(
+            str(availability_id) if availability_id is not None else None, type_id, names.name_of(type_id)
         )
 
-    def callbacks(self, modified_after: datetime, modified_before: datetime) -> list[dict[str, Any]]:
-        """Callback requests modified in the range. Path and fields UNCONFIRMED."""
-        params = {"ModifiedAfter": format_time(modified_after), "ModifiedBefore": format_time(modified_before)}
-        result: list[dict[str, Any]] = self._call("GET", "callbackrequests", params=params) or []
-        return result
+    def end_availability(self, user_id: str, availability_id: str, *, deadline: float | None = None) -> None:
+        """``DELETE users/<id>/availability/<Id>``; an availability already gone is fine."""
+        self._call(
+            "DELETE",
+            f"users/{quote(user_id, safe='')}/availability/{quote(availability_id, safe='')}",
+            deadline=deadline,
+            missing_ok=True,
+        )
+
+    def set_availability(self, user_id: str, name: str, *, deadline: float | None = None) -> str | None:
+        """Make ``name`` the user's availability; answers the id of the availability now active.
+
+        "Available" ends the active availabilities (none active is Available). Another name
+        starts a new availability (``POST``) unless that type is active already. Raises
+        ``UnmappedAvailability`` for a name with no EventTypeID in the mapping."""
+        names = self.mapping.availability
+        if name == "Available":
+            for _ in range(3):  # availabilities may stack: end what surfaces, a few deep at most
+                current = self.current_availability(user_id, deadline=deadline)
+                if current.id is None:
+                    return None
+                self.end_availability(user_id, current.id, deadline=deadline)
+            return None
+        type_id = names.type_id(name)
+        if type_id is None:
+            raise UnmappedAvailability(
+                f"the Enreach availability {name!r} has no EventTypeID: set "
+                f"ENREACH_FIELD_MAP.availability.event_types.{name} (python -m ops probe-enreach lists those seen)"
+            )
+        current = self.current_availability(user_id, deadline=deadline)
+        if current.type_id == type_id:
+            return current.id
+        body = self._call(
+            "POST",
+            f"users/{quote(user_id, safe='')}/availability",
+            json={
+                names.event_type[0]: type_id,
+                names.event_source_field: names.event_source,
+                names.note_field: f"{name} (Dynamics 365 presence)",
+                names.user_id_field: user_id,
+            },
+            deadline=deadline,
+        )
+        created = first_present(body, names.id)[1] if isinstance(body, dict) else None
+        return str(created) if created is not None else None
+
+    # -- other resources -------------------------------------------------------------------
 
     def queues(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._call("GET", "queues") or []
         return result
 
 
+def client_from_settings(settings: Settings, **options: Any) -> EnreachClient:
+    """The app's Enreach client for these settings (``options`` override, e.g. ``retry``)."""
+    options.setdefault("api_url", settings.enreach_api_url)
+    options.setdefault("discovery_url", settings.enreach_discovery_url)
+    options.setdefault("timeout", settings.http_timeout_seconds)
+    options.setdefault("mapping", settings.enreach_mapping)
+    return EnreachClient(settings.enreach_user, settings.enreach_secret_key, **options)
+
+
 def users_by_email(users: Sequence[EnreachUser]) -> dict[str, EnreachUser]:
-    """Index users by lower-cased e-mail (Enreach e-mails are case-insensitive)."""
-    return {u.email.lower(): u for u in users if u.email}
-
-
-# -- webhook notifications (Enreach -> us) ------------------------------------------------
-# Payload shapes are UNCONFIRMED (../shared/reference/enreach-api.md): this is the one place
-# that reads them. Event names follow the product guide's plugin events.
-
-_CALL_START = {"call-incoming", "call-answered", "call-started", "callincoming", "callanswered", "callstarted"}
-_CALL_END = {"call-ended", "callended"}
-_USER_STATUS = {"user-status-changed", "userstatuschanged", "userstatus"}
-
-
-class EventError(ValueError):
-    """A webhook notification Enreach sent could not be read; ``field`` names the culprit."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-
-
-@dataclass(frozen=True)
-class EnreachEvent:
-    kind: str  # "user_status", "call_start" or "call_end"
-    user_id: str
-    status: int | None = None
-    call_id: str | None = None
-
-
-def parse_event(payload: Any) -> EnreachEvent:
-    """``{"EventType": "call-incoming"|"call-answered"|"call-started"|"call-ended"|"user-status-changed",
-    "UserId": "...", "CallId": "..." (calls), "Status": 0|1|2|3|5 (user status)}``."""
-    if not isinstance(payload, Mapping):
-        raise EventError("body", "the notification must be a JSON object")
-    event_type = payload.get("EventType")
-    if not isinstance(event_type, str) or not event_type:
-        raise EventError("EventType", "EventType is missing")
-    user_id = payload.get("UserId")
-    if not isinstance(user_id, str) or not user_id.strip() or len(user_id) > 64:
-        raise EventError("UserId", "UserId must be the Enreach user id (a string)")
-    name = event_type.strip().lower()
-    if name in _USER_STATUS:
-        status = payload.get("Status")
-        if isinstance(status, bool) or not isinstance(status, int) or status not in Availability.ALL:
-            raise EventError("Status", f"Status must be one of {', '.join(map(str, Availability.ALL))}")
-        return EnreachEvent("user_status", user_id.strip(), status=status)
-    if name in _CALL_START or name in _CALL_END:
-        call_id = payload.get("CallId")
-        if not isinstance(call_id, str) or not call_id.strip() or len(call_id) > 128:
-            raise EventError("CallId", "CallId must be a non-empty string")
-        return EnreachEvent("call_start" if name in _CALL_START else "call_end", user_id.strip(), call_id=call_id)
-    raise EventError("EventType", f"unknown EventType {event_type[:40]!r}")
+    """Index users by lower-cased e-mail, login (UserName) first, then other known addresses
+    (Enreach e-mails are case-insensitive)."""
+    index: dict[str, EnreachUser] = {}
+    for user in users:
+        for address in user.other_emails:
+            index.setdefault(address.lower(), user)
+    for user in users:
+        if user.email:
+            index[user.email.lower()] = user
+    return index

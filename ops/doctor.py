@@ -189,16 +189,9 @@ def _index_rows(client: Any) -> str:
 
 def _enreach(settings: Settings) -> str:
     from core.retry import RetryPolicy
-    from enreach import EnreachClient
+    from enreach import client_from_settings
 
-    client = EnreachClient(
-        settings.enreach_user,
-        settings.enreach_secret_key,
-        api_url=settings.enreach_api_url,
-        discovery_url=settings.enreach_discovery_url,
-        timeout=settings.http_timeout_seconds,
-        retry=RetryPolicy(max_attempts=2),
-    )
+    client = client_from_settings(settings, retry=RetryPolicy(max_attempts=2))
     me = client.me()
     return f"authenticated as {me.email or me.id} at {client.api_url}"
 

@@ -35,7 +35,7 @@ def presence_dataverse(req: func.HttpRequest) -> func.HttpResponse:
 @bp.function_name("presence_enreach")
 @bp.route(route="presence/enreach", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def presence_enreach(req: func.HttpRequest) -> func.HttpResponse:
-    """Enreach user status or call event: mirror to Omnichannel, DND during calls."""
+    """Enreach availability or call notification: mirror to Omnichannel, DND during calls."""
     from core.settings import get_settings
 
     from .http import handle_enreach_webhook
@@ -50,5 +50,8 @@ def presence_enreach(req: func.HttpRequest) -> func.HttpResponse:
             basic_user=settings.routing_basic_user,
             basic_password=settings.routing_basic_password,
             sync=presence_sync,
+            secret=settings.enreach_webhook_secret,
+            secret_header=settings.enreach_webhook_secret_header,
+            events=settings.enreach_mapping.events,
         )
     )

@@ -3,8 +3,10 @@
 * ``POST /api/presence/dataverse``: Dataverse's service-endpoint webhook for updates of
   ``msdyn_agentstatus`` (a RemoteExecutionContext), authenticated by ``X-Presence-Key`` header
   or ``key`` query value (``PRESENCE_WEBHOOK_KEY``).
-* ``POST /api/presence/enreach``: Enreach's user-status and call notifications,
-  authenticated like the routing webhook (``X-Benemen-APIKey`` or Basic).
+* ``POST /api/presence/enreach``: Enreach's webhook notifications (availability and call
+  events, read through ``ENREACH_FIELD_MAP.events``), authenticated by the endpoint's shared
+  ``Secret`` (``ENREACH_WEBHOOK_SECRET`` in the ``ENREACH_WEBHOOK_SECRET_HEADER`` header) or like
+  the routing webhook (``X-Benemen-APIKey`` or Basic). Unmapped event types are answered 202.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 from core.auth import authenticate_enreach, same_secret
 from core.ids import canonical_guid
 from dataverse import DataverseError
-from enreach import EnreachError, EventError, parse_event
+from enreach import EnreachError, EventError, EventMap, IgnoredEvent, parse_event
 
 from .service import Outcome, PresenceSync, UnknownAgent
 
@@ -145,13 +147,33 @@ def handle_enreach_webhook(
     basic_user: str | None,
     basic_password: str | None,
     sync: Callable[[], PresenceSync],
+    secret: str | None = None,
+    secret_header: str = "Secret",  # noqa: S107 - a header name, not a secret
+    events: EventMap = EventMap(),
 ) -> tuple[int, bytes]:
-    if not authenticate_enreach(headers, api_key=api_key, basic_user=basic_user, basic_password=basic_password):
-        return _error(401, "authenticate with the X-Benemen-APIKey header or HTTP Basic")
+    """Enreach's webhook notifications: the shared ``Secret`` Enreach support configured for the
+    endpoint (in the ``secret_header`` header), or the routing API key / Basic credentials."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    given_secret = lowered.get(secret_header.lower())
+    secret_ok = bool(secret) and given_secret is not None and same_secret(given_secret, secret or "")
+    if not secret_ok and not authenticate_enreach(
+        headers, api_key=api_key, basic_user=basic_user, basic_password=basic_password
+    ):
+        # Header names only (never values): shows an operator which header carries Enreach's secret.
+        log.warning(
+            "Enreach notification refused (401): no valid %s header, API key or Basic credentials; headers present: %s",
+            secret_header,
+            ", ".join(sorted(k[:40] for k in lowered)[:30]),
+        )
+        return _error(
+            401, f"authenticate with the {secret_header} header (the webhook Secret), X-Benemen-APIKey or HTTP Basic"
+        )
     try:
-        event = parse_event(_load(headers, body))
+        event = parse_event(_load(headers, body), events)
     except _BadRequest as error:
         return _error(400, str(error), error.field)
     except EventError as error:
         return _error(400, str(error), error.field)
+    if isinstance(event, IgnoredEvent):
+        return 202, json.dumps({"outcome": "ignored", "event_type": event.event_type, "reason": event.reason}).encode()
     return _run(lambda: sync().on_enreach_event(event))

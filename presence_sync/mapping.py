@@ -1,8 +1,10 @@
-"""Omnichannel base presence <-> Enreach user status, as data (overridable from settings).
+"""Omnichannel base presence <-> Enreach user availability, as data (overridable from settings).
 
-Product guide's table: AVAILABLE=Available 0, BUSY=Busy 1, BUSY_DO_NOT_DISTURB=DND 2,
-OFFLINE=OffWork 3, AWAY=Away 5. Custom Omnichannel presences map through their base
-status (``msdyn_presence.msdyn_basepresencestatus``).
+Product guide's table: AVAILABLE=Available, BUSY=Busy, BUSY_DO_NOT_DISTURB=DND,
+OFFLINE=OffWork, AWAY=Away. The values are Enreach availability *names*; the numbers
+Enreach's API uses for them (EventTypeIDs) are vendor facts and live in the Enreach
+mapping (``ENREACH_FIELD_MAP.availability.event_types``). Custom Omnichannel presences map
+through their base status (``msdyn_presence.msdyn_basepresencestatus``).
 """
 
 from __future__ import annotations
@@ -28,7 +30,13 @@ BASE_STATUS = {
     "AWAY": 192360003,
     "OFFLINE": 192360004,
 }
-DEFAULT_TO_ENREACH = {"AVAILABLE": 0, "BUSY": 1, "BUSY_DO_NOT_DISTURB": 2, "OFFLINE": 3, "AWAY": 5}
+DEFAULT_TO_ENREACH = {
+    "AVAILABLE": "Available",
+    "BUSY": "Busy",
+    "BUSY_DO_NOT_DISTURB": "DND",
+    "OFFLINE": "OffWork",
+    "AWAY": "Away",
+}
 BUILT_IN_PRESENCE_IDS = {
     "AVAILABLE": "f523f628-c07a-e811-8162-000d3aa11f50",
     "BUSY": "efdeb843-c07a-e811-8162-000d3aa11f50",
@@ -36,7 +44,7 @@ BUILT_IN_PRESENCE_IDS = {
     "AWAY": "3dacae76-c07a-e811-8162-000d3aa11f50",
     "OFFLINE": "70139190-c07a-e811-8162-000d3aa11f50",
 }
-ENREACH_STATUSES = (0, 1, 2, 3, 5)
+ENREACH_AVAILABILITIES = ("Available", "Busy", "Away", "BRB", "DND", "OffWork")
 
 
 class MappingError(ValueError):
@@ -45,18 +53,18 @@ class MappingError(ValueError):
 
 @dataclass(frozen=True)
 class PresenceMapping:
-    to_enreach: Mapping[str, int]  # base name -> Enreach status
+    to_enreach: Mapping[str, str]  # base name -> Enreach availability name
     presence_ids: Mapping[str, str]  # base name -> the msdyn_presenceid set in Omnichannel
 
-    def enreach_status(self, base_value: int) -> int | None:
+    def enreach_availability(self, base_value: int) -> str | None:
         name = next((n for n, v in BASE_STATUS.items() if v == base_value), None)
         return self.to_enreach.get(name) if name else None
 
-    def base_for_enreach(self, status: int) -> str | None:
-        return next((name for name, value in self.to_enreach.items() if value == status), None)
+    def base_for_enreach(self, availability: str) -> str | None:
+        return next((name for name, value in self.to_enreach.items() if value == availability), None)
 
-    def presence_for_enreach(self, status: int) -> str | None:
-        name = self.base_for_enreach(status)
+    def presence_for_enreach(self, availability: str) -> str | None:
+        name = self.base_for_enreach(availability)
         return self.presence_ids.get(name) if name else None
 
     @property
@@ -65,7 +73,7 @@ class PresenceMapping:
 
 
 def parse_mapping(mapping_text: str | None, ids_text: str | None) -> PresenceMapping:
-    """PRESENCE_MAPPING: {"AVAILABLE": 0, ...} (Enreach status per base presence);
+    """PRESENCE_MAPPING: {"AVAILABLE": "Available", ...} (Enreach availability per base presence);
     PRESENCE_IDS: {"AVAILABLE": "<msdyn_presenceid>", ...} (what Enreach changes set)."""
     to_enreach = dict(DEFAULT_TO_ENREACH)
     ids = dict(BUILT_IN_PRESENCE_IDS)
@@ -79,11 +87,15 @@ def parse_mapping(mapping_text: str | None, ids_text: str | None) -> PresenceMap
         if not isinstance(value, dict) or set(value) - set(BASE_STATUS):
             raise MappingError(f"{name} must be a JSON object with keys among {', '.join(BASE_STATUS)}")
         target.update(value)
-    for base, status in to_enreach.items():
-        if status not in ENREACH_STATUSES or isinstance(status, bool):
-            raise MappingError(f"PRESENCE_MAPPING[{base}] must be an Enreach status: 0, 1, 2, 3 or 5")
+    for base, availability in to_enreach.items():
+        if availability not in ENREACH_AVAILABILITIES:
+            raise MappingError(
+                f"PRESENCE_MAPPING[{base}] must be an Enreach availability: {', '.join(ENREACH_AVAILABILITIES)}"
+            )
     if len(set(to_enreach.values())) != len(to_enreach):
-        raise MappingError("PRESENCE_MAPPING maps two base presences to one Enreach status: the way back is ambiguous")
+        raise MappingError(
+            "PRESENCE_MAPPING maps two base presences to one Enreach availability: the way back is ambiguous"
+        )
     for base, presence in ids.items():
         if not isinstance(presence, str) or len(presence) != 36:
             raise MappingError(f"PRESENCE_IDS[{base}] must be a msdyn_presenceid GUID")

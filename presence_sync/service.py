@@ -147,9 +147,10 @@ class PresenceSync:
             idempotent=True,  # setting the same presence twice is harmless
         )
 
-    def _set_enreach(self, enreach_id: str, status: int) -> None:
-        self._store.expect_echo("enreach", enreach_id, str(status), self._echo_ttl)
-        self._enreach.set_availability(enreach_id, status)
+    def _set_enreach(self, enreach_id: str, availability: str) -> None:
+        """Start (or, for Available, end) the user's Enreach availability; the echo is expected first."""
+        self._store.expect_echo("enreach", enreach_id, availability, self._echo_ttl)
+        self._enreach.set_availability(enreach_id, availability)
 
     # -- events ---------------------------------------------------------------------
 
@@ -160,9 +161,16 @@ class PresenceSync:
         base = self._base_status(presence_id)
         if base is None:
             raise UnknownAgent("msdyn_currentpresenceid", f"presence {presence_id} is not a known msdyn_presence")
-        status = self._mapping.enreach_status(base)
-        if status is None:
-            return Outcome("ignored", agent, f"base presence {base} is not mapped to an Enreach status")
+        availability = self._mapping.enreach_availability(base)
+        if availability is None:
+            return Outcome("ignored", agent, f"base presence {base} is not mapped to an Enreach availability")
+        if availability != "Available" and self._enreach.mapping.availability.type_id(availability) is None:
+            return Outcome(
+                "ignored",
+                agent,
+                f"Enreach availability {availability} has no EventTypeID: set "
+                f"ENREACH_FIELD_MAP.availability.event_types.{availability}",
+            )
 
         def note_manual(state: AgentState) -> bool:
             if state.active_calls:
@@ -171,20 +179,33 @@ class PresenceSync:
             return False
 
         in_call = self._store.update(agent, note_manual)
-        self._set_enreach(self._enreach_for_agent(agent), status)
+        self._set_enreach(self._enreach_for_agent(agent), availability)
         return Outcome(
-            "mirrored", agent, f"Enreach status {status}" + (" (changed by hand during a call)" if in_call else "")
+            "mirrored",
+            agent,
+            f"Enreach availability {availability}" + (" (changed by hand during a call)" if in_call else ""),
         )
 
     def on_enreach_event(self, event: EnreachEvent) -> Outcome:
-        if event.kind == "user_status":
-            assert event.status is not None
-            if self._store.consume_echo("enreach", event.user_id, str(event.status)):
+        if event.kind == "availability":
+            # The notification says that the availability changed; what it is now is read from
+            # the API (the one place its shape is known), not guessed from the notification.
+            current = self._enreach.current_availability(event.user_id)
+            if current.name is None:
+                return Outcome(
+                    "ignored",
+                    None,
+                    f"Enreach EventTypeID {current.type_id} is not mapped: add it to "
+                    "ENREACH_FIELD_MAP.availability.event_types",
+                )
+            if self._store.consume_echo("enreach", event.user_id, current.name):
                 return Outcome("echo dropped", None, "our own Enreach change came back")
             agent = self._agent_for_enreach(event.user_id)
-            presence = self._mapping.presence_for_enreach(event.status)
+            presence = self._mapping.presence_for_enreach(current.name)
             if presence is None:
-                return Outcome("ignored", agent, f"Enreach status {event.status} is not mapped")
+                return Outcome(
+                    "ignored", agent, f"Enreach availability {current.name} is not mapped (PRESENCE_MAPPING)"
+                )
 
             def remember_if_in_call(state: AgentState) -> bool:
                 if state.active_calls:

@@ -9,6 +9,7 @@ and POST /admin/functions/<name> for timers. Settings set in the environment win
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import secrets
@@ -18,7 +19,7 @@ import threading
 
 from core.settings import SettingsError, load_settings
 
-from .services import Services, load_data
+from .services import Services, load_data, shift_call_times
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as error:
         print(f"sandbox: cannot read the data file: {error}", file=sys.stderr)
         return 2
+    moved = shift_call_times(data)  # sample calls end 30 minutes ago, so the call sync has work at once
     services = Services(
         data=data,
         dataverse_port=args.dataverse_port,
@@ -53,6 +55,13 @@ def main(argv: list[str] | None = None) -> int:
     settings = services.app_settings()
     if not os.environ.get("ROUTING_API_KEY") and not os.environ.get("ROUTING_BASIC_USER"):
         settings["ROUTING_API_KEY"] = secrets.token_urlsafe(24)
+    settings.setdefault("ENREACH_WEBHOOK_SECRET", secrets.token_urlsafe(24))
+    # The emulator's availability notification type: no public source names the real one, so a
+    # tenant maps its own (README, "The Enreach mapping").
+    settings.setdefault(
+        "ENREACH_FIELD_MAP",
+        json.dumps({"events": {"availability_changed": [services.enreach.availability_event_type]}}),
+    )
     os.environ.update(settings)
     try:
         load_settings()
@@ -81,7 +90,12 @@ def main(argv: list[str] | None = None) -> int:
         services.stop()
         return 2
     print(f"Dataverse emulator: {services.dataverse.url}/api/data/v9.2/")
-    print(f"Enreach emulator:   {services.enreach.url}")
+    print(f"Enreach emulator:   {services.enreach.url} ({moved} sample calls moved to end 30 minutes ago)")
+    services.enreach.configure_webhook(
+        f"{host.url}/api/presence/enreach",
+        secret=os.environ["ENREACH_WEBHOOK_SECRET"],
+        header=settings_object.enreach_webhook_secret_header,
+    )
     if services.azurite is not None:
         print(f"Azurite (tables):   http://127.0.0.1:{services.azurite.port}")
     if services.azurite is not None:

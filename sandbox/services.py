@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,24 @@ def load_data(path: str | os.PathLike[str] | None) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"{path}: unknown top-level keys {sorted(unknown)}; use 'dataverse' and 'enreach'")
     return data
+
+
+def shift_call_times(data: dict[str, Any], now: datetime | None = None) -> int:
+    """Move every Enreach call of the data file by one offset so that the latest starts 30 minutes
+    before ``now``: sample calls are always recent, so the timers have work at once. Answers the
+    number of calls moved."""
+    calls = (data.get("enreach") or {}).get("calls") or []
+    fmt = "%Y-%m-%d %H:%M:%S"
+    starts = [datetime.strptime(c["StartTime"], fmt) for c in calls if isinstance(c.get("StartTime"), str)]
+    if not starts:
+        return 0
+    anchor = (now or datetime.now(UTC)).replace(tzinfo=None, microsecond=0) - timedelta(minutes=30)
+    offset = anchor - max(starts)
+    for call in calls:
+        for name in ("StartTime", "TimeStamp", "$modified"):
+            if isinstance(call.get(name), str):
+                call[name] = (datetime.strptime(call[name], fmt) + offset).strftime(fmt)
+    return len(calls)
 
 
 def provision_app_schema(emulator: DataverseEmulator) -> None:

@@ -5,19 +5,28 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from core.retry import RetryPolicy
 from core.settings import Settings
 from dataverse import DataverseClient, credential_from_settings
-from enreach import EnreachClient
+from enreach import EnreachClient, client_from_settings
 
 if TYPE_CHECKING:
     import pytest
 
     from sandbox.host import LocalFunctionsHost
 
-__all__ = ["FAST_RETRY", "clear_app_caches", "dataverse_client_for", "enreach_client_for", "serving_app"]
+__all__ = [
+    "FAST_RETRY",
+    "clear_app_caches",
+    "dataverse_client_for",
+    "enreach_call",
+    "enreach_client_for",
+    "enreach_users",
+    "serving_app",
+]
 
 FAST_RETRY = RetryPolicy(max_attempts=4, backoff_seconds=0.01, max_backoff_seconds=0.05, max_retry_after_seconds=5)
 
@@ -31,8 +40,59 @@ def dataverse_client_for(settings: Settings, **options: Any) -> DataverseClient:
 def enreach_client_for(settings: Settings, **options: Any) -> EnreachClient:
     """The app's Enreach client for these settings, found through the emulator's discovery."""
     options.setdefault("retry", FAST_RETRY)
-    options.setdefault("discovery_url", settings.enreach_discovery_url)
-    return EnreachClient(settings.enreach_user, settings.enreach_secret_key, **options)
+    return client_from_settings(settings, **options)
+
+
+def enreach_call(
+    call_id: str,
+    user_name: str,
+    start: datetime,
+    *,
+    seconds: int = 60,
+    outgoing: bool = False,
+    number: str | None = "+358501234567",
+    own_number: str = "+358942421001",
+    classification: str | None = "Work",
+    mobile: bool = False,
+    modified: datetime | None = None,
+    recordings: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """One user call record as the Enreach API sends it (evidence names: CallId, UserName,
+    StartTime/TimeStamp, boolean Direction, ANum/BNum, Duration, EndResult, RecordingIds), plus the
+    app's default names for what no public source names (Classification, IsMobile): ``None``
+    leaves the classification out, as a tenant without that field would."""
+    text = start.strftime("%Y-%m-%d %H:%M:%S")
+    record: dict[str, Any] = {
+        "CallId": call_id,
+        "UserName": user_name,
+        "StartTime": text,
+        "TimeStamp": text,
+        "Direction": outgoing,
+        "ANum": own_number if outgoing else number,
+        "BNum": number if outgoing else own_number,
+        "Duration": seconds,
+        "EndResult": 0,
+        "RecordingIds": list(recordings),
+        "IsMobile": mobile,
+    }
+    if classification is not None:
+        record["Classification"] = classification
+    if modified is not None:
+        record["$modified"] = modified.strftime("%Y-%m-%d %H:%M:%S")
+    return record
+
+
+def enreach_users(*people: tuple[str, str, str | None]) -> dict[str, list[dict[str, Any]]]:
+    """Emulator data for Enreach users given as (id, login e-mail, mobile number): the users
+    resource's records and the ``Default`` directory's entries (which carry the numbers)."""
+    return {
+        "users": [
+            {"Id": i, "UserName": name, "FirstName": name.split("@")[0], "LastName": "Test"} for i, name, _ in people
+        ],
+        "directory": [
+            {"Id": i, "Email": name, "MobileNumber": mobile, "WorkNumber": None} for i, name, mobile in people
+        ],
+    }
 
 
 def clear_app_caches() -> None:

@@ -1,0 +1,246 @@
+"""Every Enreach vendor name the app reads or writes, in one place.
+
+Enreach publishes no field list for call records, users, availabilities or webhook bodies.
+The defaults below follow public client code that works against the real API (sources in
+``../shared/reference/enreach-api.md``, "Evidence from public client code"); names no public
+source settles are marked UNVERIFIED and are settings like the rest. An operator overrides any
+of them with one JSON app setting, ``ENREACH_FIELD_MAP``, merged over these defaults::
+
+    {"calls": {"classification": "CallClass", "work_values": ["W"]},
+     "availability": {"event_types": {"Busy": 7}}}
+
+``python -m ops probe-enreach`` reads real records from the tenant and says which names it found.
+
+Field entries are lists of names: the first one a record carries is used (variants such as
+``CallId``/``CallID`` are tolerated that way).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+__all__ = [
+    "AVAILABILITY_NAMES",
+    "AvailabilityMap",
+    "CallFields",
+    "EnreachMapping",
+    "EventMap",
+    "FieldMapError",
+    "UserFields",
+    "first_present",
+    "parse_field_map",
+]
+
+# Enreach user availabilities (Enreach wiki "User Availability, Presence and UserStatus").
+# "Available" is the absence of an active availability: it has no EventTypeID of its own.
+AVAILABILITY_NAMES = ("Available", "Busy", "Away", "BRB", "DND", "OffWork")
+
+
+class FieldMapError(ValueError):
+    """``ENREACH_FIELD_MAP`` is malformed; ``key`` names the culprit (e.g. ``calls.duration``)."""
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        super().__init__(f"ENREACH_FIELD_MAP.{key}: {message}")
+
+
+@dataclass(frozen=True)
+class CallFields:
+    """``GET calls`` records (user call events)."""
+
+    # Evidence: mokso/BeneCallArchiver sqlite-functions.ps1 reads $call.CallID, the README of
+    # mokso/enreachvoice prints call['CallId'].
+    call_id: tuple[str, ...] = ("CallId", "CallID")
+    a_number: tuple[str, ...] = ("ANum",)  # the calling number (BeneCallArchiver)
+    b_number: tuple[str, ...] = ("BNum",)  # the called number (BeneCallArchiver)
+    # Overrides the direction rule (incoming: ANum, outgoing: BNum) when a tenant has one field.
+    other_number: tuple[str, ...] = ()
+    start: tuple[str, ...] = ("StartTime", "TimeStamp")  # enreachvoice README; BeneCallArchiver
+    end: tuple[str, ...] = ()  # UNVERIFIED: no public client reads an end time; start + Duration
+    direction: tuple[str, ...] = ("Direction",)  # BeneCallArchiver: if ($call.Direction) {"Out"}
+    outgoing_values: tuple[str, ...] = ("true", "1", "out", "outgoing")  # compared lower-cased
+    duration: tuple[str, ...] = ("Duration",)  # seconds (BeneCallArchiver)
+    end_result: tuple[str, ...] = ("EndResult",)  # non-zero = unanswered (BeneCallArchiver)
+    recording_ids: tuple[str, ...] = ("RecordingIds",)  # list of ids (BeneCallArchiver)
+    user_name: tuple[str, ...] = ("UserName",)  # the user's login e-mail (BeneCallArchiver)
+    answer_queue_id: tuple[str, ...] = ("AnswerQueueId",)  # enreach-api.md
+    call_type: tuple[str, ...] = ("CallTypeString",)  # BeneCallArchiver (informational)
+    # UNVERIFIED: no public source names the Work/Private/Unclassified field or its values.
+    # Privacy first: a call without the field, or with another value, is Unclassified.
+    classification: tuple[str, ...] = ("Classification",)
+    work_values: tuple[str, ...] = ("Work",)
+    private_values: tuple[str, ...] = ("Private",)
+    # UNVERIFIED: whether the call was made on the mobile terminal (mobile calls sync only for
+    # users whose mobile number is on their Dataverse user, product guide).
+    is_mobile: tuple[str, ...] = ("IsMobile",)
+    # UNVERIFIED: the records' modification time (the query takes ModifiedAfter/ModifiedBefore).
+    modified: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class UserFields:
+    """``GET users`` records and the ``Default`` directory's entries."""
+
+    id: tuple[str, ...] = ("Id", "ID")  # users/me -> Id (enreachvoice); directory entries Id
+    email: tuple[str, ...] = ("UserName", "Email")  # PSBeneAPI filters users on UserName
+    mobile_number: tuple[str, ...] = ("MobileNumber",)  # directory entries (enreachvoice_mcp)
+    work_number: tuple[str, ...] = ("WorkNumber",)  # directory entries (enreachvoice_mcp)
+    first_name: tuple[str, ...] = ("FirstName",)
+    last_name: tuple[str, ...] = ("LastName",)
+    directory_name: str = "Default"  # the directory whose entries complete the users (enreachvoice_mcp)
+
+
+@dataclass(frozen=True)
+class AvailabilityMap:
+    """Availabilities are events with a lifetime (mokso/enreachvoice Example.ipynb):
+    ``GET users/<id>/availability/current``, ``POST users/<id>/availability`` with
+    ``{"EventTypeID", "EventSource", "Note", "UserID"}`` (answers the new availability with its
+    ``Id``), ``DELETE users/<id>/availability/<Id>``."""
+
+    id: tuple[str, ...] = ("Id", "ID")
+    event_type: tuple[str, ...] = ("EventTypeID", "EventTypeId")
+    event_source_field: str = "EventSource"
+    note_field: str = "Note"
+    user_id_field: str = "UserID"
+    event_source: str = "Dynamics 365 bridge"
+    # Availability name -> EventTypeID. Only DND = 3 is in public evidence; the others are
+    # UNVERIFIED and therefore unset: an unset availability is neither written nor read back
+    # (logged), until an operator sets its number from `python -m ops probe-enreach`.
+    event_types: Mapping[str, int | None] = field(
+        default_factory=lambda: {"Busy": None, "Away": None, "BRB": None, "DND": 3, "OffWork": None}
+    )
+
+    def type_id(self, name: str) -> int | None:
+        return self.event_types.get(name)
+
+    def name_of(self, type_id: int) -> str | None:
+        return next((n for n, v in self.event_types.items() if v == type_id), None)
+
+
+@dataclass(frozen=True)
+class EventMap:
+    """Webhook notifications (Enreach -> us), configured by Enreach support per endpoint
+    (doc.enreachvoice.com/webhooks): an envelope ``Id, Timestamp, RootEntityType, RootEntityId,
+    EntityType, EntityId, EventType`` (third-party parsers; UNVERIFIED) and a shared ``Secret``
+    sent in a header (the header's name is a setting, ``ENREACH_WEBHOOK_SECRET_HEADER``)."""
+
+    event_type: tuple[str, ...] = ("EventType",)
+    event_id: tuple[str, ...] = ("Id",)
+    timestamp: tuple[str, ...] = ("Timestamp",)
+    # UNVERIFIED: where the user and the call are named; explicit fields win over the envelope ids.
+    user_id: tuple[str, ...] = ("UserId", "UserID", "EntityId")
+    call_id: tuple[str, ...] = ("CallId", "CallID", "RootEntityId")
+    # EventType -> what it means to the app. QueueCallInAllocated / QueueCallInConnected are
+    # documented subscription types; no public source names the call-end or availability
+    # change types: with none mapped, call starts are not acted on (an agent put in DND with no
+    # way to hear the call end would stay there) and the operator is told once per type.
+    call_start: tuple[str, ...] = ("QueueCallInAllocated", "QueueCallInConnected")
+    call_end: tuple[str, ...] = ()
+    availability_changed: tuple[str, ...] = ()
+
+    def kind_of(self, event_type: str) -> str | None:
+        lowered = event_type.strip().lower()
+        for kind, names in (
+            ("call_start", self.call_start),
+            ("call_end", self.call_end),
+            ("availability", self.availability_changed),
+        ):
+            if lowered in (n.lower() for n in names):
+                return kind
+        return None
+
+
+@dataclass(frozen=True)
+class EnreachMapping:
+    calls: CallFields = CallFields()
+    users: UserFields = UserFields()
+    availability: AvailabilityMap = field(default_factory=AvailabilityMap)
+    events: EventMap = EventMap()
+
+
+def first_present(item: Mapping[str, Any], names: Sequence[str]) -> tuple[str | None, Any]:
+    """The first of ``names`` the record carries with a non-empty value: (name, value)."""
+    for name in names:
+        value = item.get(name)
+        if value is not None and value != "":
+            return name, value
+    return None, None
+
+
+# -- parsing ENREACH_FIELD_MAP -------------------------------------------------------------
+
+
+def _names(key: str, value: Any, *, allow_empty: bool = True) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(i, str) and i.strip() for i in items):
+        raise FieldMapError(key, "give a field name or a list of field names (strings)")
+    if not items and not allow_empty:
+        raise FieldMapError(key, "give at least one name")
+    if any(len(i) > 100 for i in items):
+        raise FieldMapError(key, "a field name is longer than 100 characters")
+    return tuple(i.strip() for i in items)
+
+
+def _section(key: str, value: Any, base: Any) -> Any:
+    if not isinstance(value, dict):
+        raise FieldMapError(key, "must be a JSON object")
+    known = {f.name: f for f in fields(base)}
+    changes: dict[str, Any] = {}
+    for name, given in value.items():
+        if name not in known:
+            raise FieldMapError(f"{key}.{name}", f"unknown key; known keys: {', '.join(sorted(known))}")
+        current = getattr(base, name)
+        path = f"{key}.{name}"
+        if name == "event_types":
+            changes[name] = _event_types(path, given, current)
+        elif isinstance(current, tuple):
+            required = name in ("call_id", "start", "id", "event_type")
+            changes[name] = _names(path, given, allow_empty=not required)
+        elif isinstance(current, str):
+            if not isinstance(given, str) or not given.strip():
+                raise FieldMapError(path, "must be a non-empty string")
+            changes[name] = given.strip()
+        else:  # pragma: no cover - every field is one of the above
+            raise FieldMapError(path, "cannot be overridden")
+    return replace(base, **changes)
+
+
+def _event_types(key: str, given: Any, current: Mapping[str, int | None]) -> dict[str, int | None]:
+    if not isinstance(given, dict):
+        raise FieldMapError(key, 'must be a JSON object such as {"DND": 3, "Busy": 2}')
+    merged = dict(current)
+    for name, number in given.items():
+        if name not in AVAILABILITY_NAMES or name == "Available":
+            raise FieldMapError(
+                f"{key}.{name}",
+                "unknown availability; use Busy, Away, BRB, DND or OffWork (Available is no availability)",
+            )
+        if number is not None and (isinstance(number, bool) or not isinstance(number, int) or number < 0):
+            raise FieldMapError(f"{key}.{name}", "must be the EventTypeID (a non-negative integer) or null")
+        merged[name] = number
+    numbers = [n for n in merged.values() if n is not None]
+    if len(numbers) != len(set(numbers)):
+        raise FieldMapError(key, "two availabilities share one EventTypeID: the way back would be ambiguous")
+    return merged
+
+
+def parse_field_map(text: str | None) -> EnreachMapping:
+    """The mapping: the evidence-based defaults, with ``ENREACH_FIELD_MAP`` (JSON) merged over them."""
+    mapping = EnreachMapping()
+    if not text or not text.strip():
+        return mapping
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise FieldMapError("(whole setting)", f"not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise FieldMapError("(whole setting)", 'must be a JSON object, e.g. {"calls": {"duration": "Seconds"}}')
+    sections = {f.name for f in fields(mapping)}
+    for name, given in value.items():
+        if name not in sections:
+            raise FieldMapError(name, f"unknown section; sections: {', '.join(sorted(sections))}")
+        mapping = replace(mapping, **{name: _section(name, given, getattr(mapping, name))})
+    return mapping
