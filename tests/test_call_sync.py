@@ -18,7 +18,8 @@ from core.state import CheckpointStore
 from emulators._server import FaultRule
 from routing.index_sync import sync_phone_index
 from sandbox.services import provision_app_schema
-from tests.helpers import dataverse_client_for, enreach_client_for
+from enreach import EnreachCall
+from tests.helpers import dataverse_client_for, enreach_call, enreach_client_for, enreach_users
 
 UTC = UTC
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -46,10 +47,12 @@ DATAVERSE = {
     "accounts": [{"accountid": ACCOUNT, "name": "Rautakauppa Oy", "telephone1": "+358 50 123 4567"}],
     "contacts": [{"contactid": CONTACT, "fullname": "Liisa", "mobilephone": "050-765 4321"}],
 }
-ENREACH_USERS = [
-    {"Id": E_AINO, "Email": "aino.virtanen@example.fi", "MobileNumber": "+358401110001"},
-    {"Id": E_MIKKO, "Email": "mikko.korhonen@example.fi", "MobileNumber": "+358401110002"},
-]
+NAMES = {E_AINO: "aino.virtanen@example.fi", E_MIKKO: "mikko.korhonen@example.fi", E_GHOST: "ghost@example.fi"}
+ENREACH = enreach_users(
+    (E_AINO, NAMES[E_AINO], "+358401110001"),
+    (E_MIKKO, NAMES[E_MIKKO], "+358401110002"),
+    (E_GHOST, NAMES[E_GHOST], None),  # an Enreach user with no Dataverse user
+)
 
 
 def _call(
@@ -64,18 +67,17 @@ def _call(
     mobile=False,
 ):
     start = NOW - timedelta(hours=2) + timedelta(minutes=minute)
-    return {
-        "CallId": call_id,
-        "UserId": user,
-        "StartTime": start.strftime("%Y-%m-%d %H:%M:%S"),
-        "EndTime": (start + timedelta(seconds=seconds)).strftime("%Y-%m-%d %H:%M:%S"),
-        "Direction": direction,
-        "OtherNumber": number,
-        "DurationInSeconds": seconds,
-        "Classification": classification,
-        "IsMobile": mobile,
-        "Modified": (start + timedelta(seconds=seconds + 1)).strftime("%Y-%m-%d %H:%M:%S"),
-    }
+    return enreach_call(
+        call_id,
+        NAMES[user],
+        start,
+        seconds=seconds,
+        outgoing=direction == "out",
+        number=number,
+        classification=classification,
+        mobile=mobile,
+        modified=start + timedelta(seconds=seconds + 1),
+    )
 
 
 @pytest.fixture()
@@ -83,7 +85,7 @@ def sync_env(world, azurite):
     world.dataverse.load(DATAVERSE)
     provision_app_schema(world.dataverse)
     world.dataverse.touch("systemusers", AINO, **{CALL_SYNC.user_id_column: E_AINO})
-    world.enreach.load({"users": ENREACH_USERS})
+    world.enreach.load(ENREACH)
     env = world.app_settings(
         {
             "ROUTING_API_KEY": "test-routing-key-0123456789",
@@ -117,12 +119,14 @@ def _synced(world):
 
 def _expected_keys(world, *, assignee=False):
     keys = []
-    for call in world.enreach.calls:
-        if call["Classification"] != "Work" or call["DurationInSeconds"] < 10:
+    ids = {name: user_id for user_id, name in NAMES.items()}
+    for record in world.enreach.calls:
+        call = EnreachCall.from_api(record, user_id=ids[record["UserName"]])
+        if call.classification != "Work" or call.duration_seconds < 10:
             continue
-        if call["UserId"] != E_AINO and not (call["IsMobile"] and call["UserId"] == E_MIKKO) and not assignee:
+        if call.user_id != E_AINO and not (call.is_mobile and call.user_id == E_MIKKO) and not assignee:
             continue
-        keys.append(f"{call['CallId']}:{call['UserId']}")
+        keys.append(f"{call.call_id}:{call.user_id}")
     return sorted(keys)
 
 
@@ -222,7 +226,7 @@ def test_a_run_killed_after_a_partial_batch_then_rerun_leaves_every_call_once(wo
 
     with pytest.raises(RuntimeError):
         sync_calls(
-            sync_env["enreach"].calls(NOW - timedelta(days=1), NOW),
+            sync_env["enreach"].calls(NOW - timedelta(days=1), NOW, users=sync_env["enreach"].users()),
             client=sync_env["client"],
             lookup=sync_env["lookup"],
             users=UserDirectory.load(sync_env["client"], "FI"),
@@ -272,7 +276,7 @@ def test_429_storms_and_an_expired_token_mid_run_are_survived(world, sync_env):
 
     report = CallSyncReport()
     failed = sync_calls(
-        sync_env["enreach"].calls(NOW - timedelta(days=1), NOW),
+        sync_env["enreach"].calls(NOW - timedelta(days=1), NOW, users=sync_env["enreach"].users()),
         client=sync_env["client"],
         lookup=sync_env["lookup"],
         users=UserDirectory.load(sync_env["client"], "FI"),
@@ -289,13 +293,15 @@ def test_a_failed_call_is_reported_and_retried_next_run_without_blocking_the_res
     world.enreach.load({"calls": [_call("ok-1"), _call("bad", minute=1), _call("ok-2", minute=2)]})
     world.dataverse.tables["phonecalls"].columns.discard("phonenumber")  # this environment refuses the write
     report = _run(sync_env)
-    assert report.failed == 3 and report.checkpoint == "2026-11-24T10:02:00Z"  # just before the first failed call
+    # just before the first failed call's start (its modification time has no public field name:
+    # the start, never later than any modification, is the safe bound)
+    assert report.failed == 3 and report.checkpoint == "2026-11-24T09:59:59Z"
     world.dataverse.tables["phonecalls"].columns.add("phonenumber")
     # now only one call fails: a deleted owner cannot be bound
-    world.enreach.calls[1]["UserId"] = E_GHOST
+    world.enreach.calls[1]["UserName"] = NAMES[E_GHOST]
     retry = _run(sync_env, default_assignee=str(uuid.uuid4()))
     assert retry.created == 2 and retry.failed == 1
-    assert retry.checkpoint == "2026-11-24T10:03:00Z"  # "bad" was modified 10:03:01: not moved past it
+    assert retry.checkpoint == "2026-11-24T10:00:59Z"  # "bad" started 10:01:00: not moved past it
     assert sorted(_synced(world)) == ["ok-1:e-aino", "ok-2:e-aino"]
     third = _run(sync_env, default_assignee=ASSIGNEE)  # fixed: the failed call lands, the rest stay single
     assert (third.created, third.already_synced, third.failed) == (1, 2, 0)  # overlap re-reads both ok calls
@@ -330,7 +336,5 @@ def test_user_id_sync_is_idempotent_and_reports_unmatched(world, sync_env):
 
 
 def test_call_key_is_per_user():
-    from enreach import EnreachCall
-
-    call = EnreachCall.from_api(_call("x"))
+    call = EnreachCall.from_api(_call("x"), user_id=E_AINO)
     assert call_key(call) == "x:e-aino"

@@ -22,7 +22,7 @@ from core.state import CheckpointStore
 from emulators._server import FaultRule
 from enreach import EnreachCall, EnreachClient
 from sandbox.services import provision_app_schema
-from tests.helpers import dataverse_client_for, enreach_client_for
+from tests.helpers import dataverse_client_for, enreach_call, enreach_client_for, enreach_users
 
 UTC = UTC
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -74,18 +74,16 @@ def _calls(rng: random.Random, count: int) -> list[dict]:
         start = NOW - timedelta(hours=3) + timedelta(minutes=i * 3 + rng.randint(0, 2))
         seconds = rng.choice([3, 45, 120, 600])
         calls.append(
-            {
-                "CallId": f"k{i:03d}",
-                "UserId": rng.choice([*USERS, "ghost"]),
-                "StartTime": start.strftime("%Y-%m-%d %H:%M:%S"),
-                "EndTime": (start + timedelta(seconds=seconds)).strftime("%Y-%m-%d %H:%M:%S"),
-                "Direction": rng.choice(["in", "out"]),
-                "OtherNumber": rng.choice(["+358501234567", "+358409998877"]),
-                "DurationInSeconds": seconds,
-                "Classification": rng.choice(["Work", "Work", "Work", "Private", "Unclassified"]),
-                "IsMobile": False,
-                "Modified": (start + timedelta(seconds=seconds + 1)).strftime("%Y-%m-%d %H:%M:%S"),
-            }
+            enreach_call(
+                f"k{i:03d}",
+                f"{rng.choice([*USERS, 'ghost'])}@example.fi",
+                start,
+                seconds=seconds,
+                outgoing=rng.choice([True, False]),
+                number=rng.choice(["+358501234567", "+358409998877"]),
+                classification=rng.choice(["Work", "Work", "Work", "Private", None]),
+                modified=start + timedelta(seconds=seconds + 1),
+            )
         )
     return calls
 
@@ -93,8 +91,10 @@ def _calls(rng: random.Random, count: int) -> list[dict]:
 def _expected(world) -> list[str]:
     keys = []
     for item in world.enreach.calls:
-        if item["Classification"] == "Work" and item["DurationInSeconds"] >= 10 and item["UserId"] in USERS:
-            keys.append(call_key(EnreachCall.from_api(item)))
+        user = item["UserName"].split("@")[0]
+        call = EnreachCall.from_api(item, user_id=user)
+        if call.classification == "Work" and call.duration_seconds >= 10 and user in USERS:
+            keys.append(call_key(call))
     return sorted(keys)
 
 
@@ -113,7 +113,7 @@ def chaos_env(world, azurite):
         }
     )
     provision_app_schema(world.dataverse)
-    world.enreach.load({"users": [{"Id": e, "Email": f"{e}@example.fi"} for e in USERS]})
+    world.enreach.load(enreach_users(*((e, f"{e}@example.fi", None) for e in [*USERS, "ghost"])))
     settings = load_settings(
         world.app_settings(
             {
@@ -212,7 +212,7 @@ def test_azurite_restarted_mid_run_loses_the_checkpoint_but_no_call(world, chaos
 @pytest.mark.parametrize("seed", range(20))
 def test_presence_events_twice_out_of_order_and_late_never_leave_the_agent_in_dnd(world, azurite, seed):
     from emulators.dataverse import OMNICHANNEL_PRESENCES
-    from enreach import parse_event
+    from enreach import EventMap, IgnoredEvent, parse_event
     from presence_sync.mapping import parse_mapping
     from presence_sync.service import PresenceSync
     from presence_sync.state import PresenceStore
@@ -240,13 +240,15 @@ def test_presence_events_twice_out_of_order_and_late_never_leave_the_agent_in_dn
     events = []
     for call in ("a", "b", "c")[: rng.randint(1, 3)]:
         events += [
-            {"EventType": rng.choice(["call-incoming", "call-answered", "call-started"]), "CallId": call},
-            {"EventType": "call-ended", "CallId": call},
+            {"EventType": rng.choice(["QueueCallInAllocated", "QueueCallInConnected"]), "RootEntityId": call},
+            {"EventType": "TestCallEnded", "RootEntityId": call},
         ]
     events += [dict(e) for e in rng.sample(events, k=rng.randint(0, len(events)))]  # duplicates
     rng.shuffle(events)  # out of order: an end may come before its start (a late start)
     for event in events:
-        sync.on_enreach_event(parse_event({**event, "UserId": enreach_id}))
+        parsed = parse_event({**event, "EntityId": enreach_id}, EventMap(call_end=("TestCallEnded",)))
+        assert not isinstance(parsed, IgnoredEvent)
+        sync.on_enreach_event(parsed)
     rows = [r for r in world.dataverse.rows("msdyn_agentstatuses") if r["_msdyn_agentid_value"] == agent]
     assert rows[0]["_msdyn_currentpresenceid_value"] == away, f"seed {seed}: {events}"
     assert sync._store.read(agent).active_calls == []

@@ -302,7 +302,10 @@ def test_event_type_ids_come_from_the_mapping(settings, world):
     _load(world)
     world.enreach.set_availability(E1, 7)  # the user's own, of a type the operator mapped
     configured = load_settings(
-        {**world.app_settings(), "ENREACH_FIELD_MAP": '{"availability": {"event_types": {"Away": 7}}}'}
+        {
+            **world.app_settings({"ROUTING_API_KEY": "test-routing-key-0123456789"}),
+            "ENREACH_FIELD_MAP": '{"availability": {"event_types": {"Away": 7}}}',
+        }
     )
     client = enreach_client_for(configured)
     assert client.current_availability(E1).name == "Away"
