@@ -49,11 +49,11 @@ class IgnoredEvent:
     reason: str
 
 
-def _text(payload: Mapping[str, Any], names: tuple[str, ...], field: str, limit: int) -> str | None:
+def _text(payload: Mapping[str, Any], names: tuple[str, ...], limit: int, *, numbers: bool = True) -> str | None:
     name, value = first_present(payload, names)
     if name is None:
         return None
-    if not isinstance(value, str | int) or isinstance(value, bool):
+    if not isinstance(value, str | int) or isinstance(value, bool) or (isinstance(value, int) and not numbers):
         raise EventError(name, f"{name} must be a string")
     text = str(value).strip()
     if not text or len(text) > limit or not text.isprintable():
@@ -78,7 +78,7 @@ def parse_event(payload: Any, names: EventMap = EventMap()) -> EnreachEvent | Ig
     """The app's reading of one notification. Raises ``EventError`` (-> 400) for a malformed one."""
     if not isinstance(payload, Mapping):
         raise EventError("body", "the notification must be a JSON object")
-    event_type = _text(payload, names.event_type, "event_type", 100)
+    event_type = _text(payload, names.event_type, 100, numbers=False)
     if event_type is None:
         raise EventError(names.event_type[0], f"{names.event_type[0]} is missing")
     kind = names.kind_of(event_type)
@@ -93,13 +93,13 @@ def parse_event(payload: Any, names: EventMap = EventMap()) -> EnreachEvent | Ig
         reason = "no call-end EventType is mapped (ENREACH_FIELD_MAP.events.call_end): DND would never be lifted"
         _report_once(event_type, payload, reason)
         return IgnoredEvent(event_type, reason)
-    user_id = _text(payload, names.user_id, "user_id", 64)
+    user_id = _text(payload, names.user_id, 64)
     if user_id is None:
         raise EventError(names.user_id[0], "the notification names no user: one of " + ", ".join(names.user_id))
     call_id = None
     if kind in ("call_start", "call_end"):
-        call_id = _text(payload, names.call_id, "call_id", 128)
+        call_id = _text(payload, names.call_id, 128)
         if call_id is None:
             raise EventError(names.call_id[0], "a call notification needs one of " + ", ".join(names.call_id))
-    event_id = _text(payload, names.event_id, "event_id", 128)
+    event_id = _text(payload, names.event_id, 128)
     return EnreachEvent(kind, user_id, call_id=call_id, event_type=event_type, event_id=event_id)

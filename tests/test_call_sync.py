@@ -16,9 +16,9 @@ from core.schema import CALL_SYNC
 from core.settings import load_settings
 from core.state import CheckpointStore
 from emulators._server import FaultRule
+from enreach import EnreachCall
 from routing.index_sync import sync_phone_index
 from sandbox.services import provision_app_schema
-from enreach import EnreachCall
 from tests.helpers import dataverse_client_for, enreach_call, enreach_client_for, enreach_users
 
 UTC = UTC

@@ -7,7 +7,7 @@ import logging
 import subprocess
 import sys
 import uuid
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,7 @@ from core.settings import load_settings
 from ops.doctor import run_doctor
 from ops.provision import REQUIRED, provision
 from sandbox.services import provision_app_schema
-from tests.helpers import dataverse_client_for, enreach_client_for
+from tests.helpers import dataverse_client_for, enreach_call, enreach_client_for, enreach_users
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -159,19 +159,9 @@ def test_a_full_routing_and_sync_run_logs_no_unmasked_number_and_no_secret(world
     provision_app_schema(world.dataverse)
     world.enreach.load(
         {
-            "users": [{"Id": "e1", "Email": "a@example.fi", "MobileNumber": numbers[2]}],
+            **enreach_users(("e1", "a@example.fi", numbers[2])),
             "calls": [
-                {
-                    "CallId": f"c{i}",
-                    "UserId": "e1",
-                    "StartTime": "2026-11-24 08:00:00",
-                    "EndTime": "2026-11-24 08:02:00",
-                    "Direction": "in",
-                    "OtherNumber": n,
-                    "DurationInSeconds": 120,
-                    "Classification": "Work",
-                    "Modified": "2026-11-24 08:02:01",
-                }
+                enreach_call(f"c{i}", "a@example.fi", datetime(2026, 11, 24, 8, tzinfo=UTC), seconds=120, number=n)
                 for i, n in enumerate(numbers[:2])
             ],
         }
@@ -208,7 +198,6 @@ def test_a_full_routing_and_sync_run_logs_no_unmasked_number_and_no_secret(world
             )
         router.close()
         enreach = enreach_client_for(settings)
-        from datetime import datetime
 
         lookup = lookup_for(settings, client)
         report = sync_phone_calls(
