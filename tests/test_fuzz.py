@@ -82,12 +82,14 @@ def test_routing_parser_answers_4xx_for_anything_that_is_not_a_valid_call(body):
     )
 )
 def test_enreach_event_parser_raises_only_event_errors(payload):
-    from enreach import EventError, parse_event
+    from enreach import EventError, EventMap, parse_event
 
-    try:
-        parse_event(payload)
-    except EventError as error:
-        assert error.field in {"body", "EventType", "UserId", "Status", "CallId"}
+    names = EventMap(call_start=("a", ""), call_end=("b",), availability_changed=("c",))
+    for candidate in (payload, {"EventType": "a", **payload} if isinstance(payload, dict) else payload):
+        try:
+            parse_event(candidate, names)
+        except EventError as error:
+            assert error.field in {"body", *names.event_type, *names.user_id, *names.call_id, *names.event_id}
 
 
 # -- 10,000 bodies through the real HTTP function ----------------------------------------------

@@ -1,0 +1,175 @@
+"""``python -m ops probe-enreach``: read real records from the tenant and say which of the
+mapped Enreach names (``enreach._mapping``, ``ENREACH_FIELD_MAP``) they carry.
+
+A wrong name shows up here on day one instead of as a silently empty sync. Nothing is written;
+numbers are masked; only field names and counts are printed, never e-mails or other values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from core.masking import mask_phone
+from enreach import EnreachCall, EnreachClient, EnreachUser, RecordError, first_present
+
+__all__ = ["ProbeResult", "probe_enreach"]
+
+SAMPLE_CALLS = 20
+
+
+@dataclass
+class ProbeResult:
+    problems: list[str] = field(default_factory=list)  # each names the setting to fix
+    notes: list[str] = field(default_factory=list)
+    calls_read: int = 0
+    users_read: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def verdict(self) -> str:
+        if self.problems:
+            return "probe: PROBLEM: " + " | ".join(self.problems)
+        return f"probe: ok: {self.users_read} users and {self.calls_read} calls read through the mapping" + (
+            f" ({'; '.join(self.notes)})" if self.notes else ""
+        )
+
+
+def _coverage(records: Sequence[Mapping[str, Any]], names: Sequence[str]) -> int:
+    return sum(1 for r in records if first_present(r, names)[0] is not None)
+
+
+def _line(label: str, key: str, names: Sequence[str], records: Sequence[Mapping[str, Any]]) -> str:
+    if not names:
+        return f"  {label:<18} {key:<30} (not mapped)"
+    found = _coverage(records, names)
+    seen = sorted({n for r in records for n in names if first_present(r, [n])[0] is not None})
+    via = ", ".join(seen) or "-"
+    return f"  {label:<18} {key:<30} {found:>4} of {len(records):<4} via {via}  (looked for {', '.join(names)})"
+
+
+def probe_enreach(
+    client: EnreachClient,
+    *,
+    days: int = 3,
+    duration_limit_seconds: int = 0,
+    max_users: int = 20,
+    now: datetime | None = None,
+    out: Callable[[str], None] = print,
+) -> ProbeResult:
+    result = ProbeResult()
+    mapping = client.mapping
+    me = client.me()
+    out(f"Enreach API at {client.api_url}: authenticated (user id {me.id})")
+
+    # -- users --------------------------------------------------------------------------------
+    raw_users = client.raw_users()
+    result.users_read = len(raw_users)
+    out(f"users: {len(raw_users)} records from GET users")
+    names = mapping.users
+    for key in ("id", "email", "mobile_number", "work_number"):
+        out(_line("user", f"users.{key}", getattr(names, key), raw_users))
+    users = client.users()
+    directory_note = ""
+    if raw_users and not all(first_present(r, names.mobile_number)[0] for r in raw_users):
+        entries = client.raw_directory_entries()
+        directory_note = f"; the {names.directory_name!r} directory has {len(entries)} entries"
+        for key in ("id", "email", "mobile_number"):
+            out(_line("directory entry", f"users.{key}", getattr(names, key), entries))
+    with_email = sum(1 for u in users if u.email)
+    with_mobile = sum(1 for u in users if u.mobile_number)
+    out(f"  from the directory: {with_email} with an e-mail, {with_mobile} with a mobile{directory_note}")
+    if raw_users and with_email == 0:
+        result.problems.append(
+            f"0 of {len(raw_users)} users carry an e-mail: the user id sync would match nobody; "
+            "set ENREACH_FIELD_MAP.users.email"
+        )
+
+    # -- availability ------------------------------------------------------------------------
+    seen_types: dict[int, int] = {}
+    sampled = [me, *[u for u in users if u.id != me.id]][:max_users]
+    for user in sampled:
+        current = client.current_availability(user.id)
+        if current.type_id is not None:
+            seen_types[current.type_id] = seen_types.get(current.type_id, 0) + 1
+    mapped = mapping.availability.event_types
+    described = ", ".join(
+        f"{type_id} x{count} ({mapping.availability.name_of(type_id) or 'not mapped'})"
+        for type_id, count in sorted(seen_types.items())
+    )
+    out(f"availability of {len(sampled)} users: EventTypeIDs active: {described or 'none (all Available)'}")
+    out(
+        "  mapped: "
+        + ", ".join(f"{n}={v if v is not None else 'unset'}" for n, v in mapped.items())
+        + " (set more in ENREACH_FIELD_MAP.availability.event_types)"
+    )
+
+    # -- calls -------------------------------------------------------------------------------
+    until = (now or datetime.now(UTC)).replace(microsecond=0)
+    since = until - timedelta(days=days)
+    records: list[tuple[EnreachUser, dict[str, Any]]] = []
+    asked = 0
+    for user in users[:max_users] or [me]:
+        asked += 1
+        records += [(user, r) for r in client.raw_calls(since, until, by="start", user_id=user.id)]
+        if len(records) >= 200:
+            break
+    raw = [r for _, r in records]
+    result.calls_read = len(raw)
+    out(f"calls: {len(raw)} records of the last {days} days, asked for {asked} users (UserIDs=<id>)")
+    calls_map = mapping.calls
+    keys = [f.name for f in fields(calls_map) if isinstance(getattr(calls_map, f.name), tuple)]
+    for key in keys:
+        if key.endswith("_values"):
+            continue
+        out(_line("call", f"calls.{key}", getattr(calls_map, key), raw))
+    if not raw:
+        result.notes.append(f"no calls in the last {days} days: call fields unchecked (try --days 14)")
+        return _finish(result, out)
+    required = {"call_id": calls_map.call_id, "start": calls_map.start, "duration": calls_map.duration}
+    for key, candidates in required.items():
+        if _coverage(raw, candidates) == 0:
+            result.problems.append(f"0 of {len(raw)} calls carry a {key} field: set ENREACH_FIELD_MAP.calls.{key}")
+    number_names = calls_map.other_number or (*calls_map.a_number, *calls_map.b_number)
+    if _coverage(raw, number_names) == 0:
+        result.problems.append(f"0 of {len(raw)} calls carry a number field: set ENREACH_FIELD_MAP.calls.other_number")
+
+    parsed: list[EnreachCall] = []
+    out(f"what the call sync would do with the first {min(SAMPLE_CALLS, len(records))} calls:")
+    for index, (user, record) in enumerate(records):
+        try:
+            call = EnreachCall.from_api(record, calls_map, user_id=user.id)
+        except RecordError as error:
+            if index < SAMPLE_CALLS:
+                out(f"  skipped: unreadable ({error.field} missing)")
+            continue
+        parsed.append(call)
+        if index >= SAMPLE_CALLS:
+            continue
+        if call.classification != "Work":
+            decision = f"skipped: {call.classification} (only Work calls sync)"
+        elif call.duration_seconds < duration_limit_seconds:
+            decision = "skipped: shorter than CALL_DURATION_LIMIT"
+        else:
+            decision = "kept" + ("" if call.other_number else ", but no number: no customer can be matched")
+        out(
+            f"  {call.start:%Y-%m-%d %H:%M} {call.direction:<3} {mask_phone(call.other_number):<14} "
+            f"{call.duration_seconds:>5}s {'mobile' if call.is_mobile else 'work  '} -> {decision}"
+        )
+    work = sum(1 for c in parsed if c.classification == "Work")
+    if parsed and work == 0:
+        labelled = _coverage(raw, calls_map.classification)
+        result.problems.append(
+            f"0 of {len(raw)} calls are classified Work ({labelled} carry {'/'.join(calls_map.classification)}): "
+            "the call sync would write nothing; set ENREACH_FIELD_MAP.calls.classification and work_values"
+        )
+    return _finish(result, out)
+
+
+def _finish(result: ProbeResult, out: Callable[[str], None]) -> ProbeResult:
+    out(result.verdict())
+    return result

@@ -1,0 +1,95 @@
+"""``python -m ops probe-enreach`` against emulated tenants: a healthy one, one whose call records
+lack the number fields, one where every call is unclassified, and one whose users carry no e-mail."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from ops.probe import probe_enreach
+from tests.helpers import enreach_call, enreach_users
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+E1, E2 = "e1a0c001-0000-4000-8000-000000000001", "e1a0c001-0000-4000-8000-000000000002"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _tenant(world, *, calls=None):
+    world.enreach.load(
+        {
+            **enreach_users((E1, "aino@example.fi", "+358401110001"), (E2, "mikko@example.fi", None)),
+            "calls": calls
+            if calls is not None
+            else [
+                enreach_call(f"c{i}", "aino@example.fi", NOW - timedelta(hours=i + 1), seconds=60 + i) for i in range(5)
+            ],
+            "availabilities": [{"UserID": E2, "EventTypeID": 3}, {"UserID": E1, "EventTypeID": 9}],
+        }
+    )
+
+
+def _probe(client):
+    lines: list[str] = []
+    return probe_enreach(client, days=3, now=NOW, out=lines.append), "\n".join(lines)
+
+
+def test_a_healthy_tenant(enreach_client, world):
+    _tenant(world)
+    result, text = _probe(enreach_client)
+    assert result.ok, text
+    assert "calls.a_number" in text and "5 of 5" in text  # ANum on every incoming call
+    assert "3 x1 (DND)" in text and "9 x1 (not mapped)" in text  # EventTypeIDs seen, by mapping
+    assert "-> kept" in text and "+3585******67" in text and "+358501234567" not in text  # masked
+    assert "aino@example.fi" not in text  # counts and field names only
+    assert text.splitlines()[-1].startswith("probe: ok")
+
+
+def test_a_tenant_without_the_number_fields(enreach_client, world):
+    calls = [enreach_call(f"c{i}", "aino@example.fi", NOW - timedelta(hours=i + 1)) for i in range(4)]
+    for call in calls:
+        call.pop("ANum"), call.pop("BNum")
+    _tenant(world, calls=calls)
+    result, text = _probe(enreach_client)
+    assert not result.ok
+    assert "0 of 4 calls carry a number field: set ENREACH_FIELD_MAP.calls.other_number" in result.problems
+    assert "no customer can be matched" in text
+
+
+def test_a_tenant_where_every_call_is_unclassified(enreach_client, world):
+    calls = [
+        enreach_call(f"c{i}", "aino@example.fi", NOW - timedelta(hours=i + 1), classification=None) for i in range(3)
+    ]
+    _tenant(world, calls=calls)
+    result, text = _probe(enreach_client)
+    assert not result.ok
+    assert any("0 of 3 calls are classified Work" in p and "calls.classification" in p for p in result.problems)
+    assert "skipped: Unclassified" in text
+
+
+def test_users_without_any_email(enreach_client, world):
+    world.enreach.load({"users": [{"Id": E1}], "directory": [{"Id": E1}]})
+    result, _ = _probe(enreach_client)
+    assert any("ENREACH_FIELD_MAP.users.email" in p for p in result.problems)
+
+
+def test_the_command_exits_1_with_a_one_line_verdict(world, tmp_path):
+    calls = [enreach_call("c1", "aino@example.fi", datetime.now(UTC) - timedelta(hours=1), classification=None)]
+    _tenant(world, calls=calls)
+    settings = world.app_settings({"ROUTING_API_KEY": "test-routing-key-0123456789"})
+    path = tmp_path / "local.settings.json"
+    path.write_text(json.dumps({"Values": settings}))
+    done = subprocess.run(
+        [sys.executable, "-m", "ops", "--settings", str(path), "probe-enreach", "--days", "2"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "REQUESTS_CA_BUNDLE": settings["REQUESTS_CA_BUNDLE"]},
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    last = done.stdout.strip().splitlines()[-1]
+    assert last.startswith("probe: PROBLEM: 0 of 1 calls are classified Work"), done.stdout
+    assert "Traceback" not in done.stderr
