@@ -52,16 +52,16 @@ def make_calls(count: int, users: list[str], customers: int) -> list[EnreachCall
             EnreachCall.from_api(
                 {
                     "CallId": f"bench-{i:06d}",
-                    "UserId": users[i % len(users)],
+                    "UserName": f"{users[i % len(users)]}@example.fi",
                     "StartTime": begin.strftime("%Y-%m-%d %H:%M:%S"),
-                    "EndTime": (begin + timedelta(seconds=90)).strftime("%Y-%m-%d %H:%M:%S"),
-                    "Direction": "in" if i % 2 else "out",
-                    "OtherNumber": f"+3585012{i % customers:05d}",
-                    "DurationInSeconds": 90,
+                    "Direction": i % 2 == 0,  # true: outgoing
+                    "ANum": "+358942421001" if i % 2 == 0 else f"+3585012{i % customers:05d}",
+                    "BNum": f"+3585012{i % customers:05d}" if i % 2 == 0 else "+358942421001",
+                    "Duration": 90,
                     "Classification": "Work",
                     "IsMobile": False,
-                    "Modified": (begin + timedelta(seconds=91)).strftime("%Y-%m-%d %H:%M:%S"),
-                }
+                },
+                user_id=users[i % len(users)],
             )
         )
     return calls

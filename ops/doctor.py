@@ -76,6 +76,8 @@ def run_doctor(environ: Mapping[str, str] | None = None) -> list[Check]:
             "check ENREACH_USER (the API user's e-mail) and ENREACH_SECRET_KEY; ENREACH_API_URL skips discovery",
         )
     )
+    if checks[-1].ok:
+        checks.append(_enreach_mapping(settings))
     checks.append(
         Check(
             "routing webhook authentication",
@@ -194,6 +196,33 @@ def _enreach(settings: Settings) -> str:
     client = client_from_settings(settings, retry=RetryPolicy(max_attempts=2))
     me = client.me()
     return f"authenticated as {me.email or me.id} at {client.api_url}"
+
+
+def _enreach_mapping(settings: Settings) -> Check:
+    """The probe's checks in brief: do real records carry the mapped Enreach names?"""
+    from core.retry import RetryPolicy
+    from enreach import client_from_settings
+
+    from .probe import probe_enreach
+
+    name = "Enreach field mapping (3 days of real records)"
+    try:
+        result = probe_enreach(
+            client_from_settings(settings, retry=RetryPolicy(max_attempts=2)),
+            days=3,
+            duration_limit_seconds=settings.call_duration_limit_seconds,
+            out=lambda line: None,
+        )
+    except Exception as error:
+        return Check(name, False, f"{type(error).__name__}: {str(error)[:300]}", "run python -m ops probe-enreach")
+    if result.ok:
+        return Check(name, True, result.verdict().removeprefix("probe: ok: "))
+    return Check(
+        name,
+        False,
+        "; ".join(result.problems),
+        "run python -m ops probe-enreach for the details, then set ENREACH_FIELD_MAP (README, The Enreach mapping)",
+    )
 
 
 def _storage(settings: Settings) -> str:

@@ -7,7 +7,7 @@ import logging
 import subprocess
 import sys
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -93,7 +93,22 @@ def test_doctor_names_a_wrong_secret(world, env):
     checks = run_doctor({**env, "AZURE_CLIENT_SECRET": "not-the-secret"})
     token = checks[1]
     assert not token.ok and "Invalid client secret" in token.detail and "Certificates & secrets" in token.fix
-    assert len(checks) == 5  # nothing else of Dataverse is tried without a token
+    assert len(checks) == 6  # nothing else of Dataverse is tried without a token
+
+
+def test_doctor_runs_the_enreach_probe_in_brief(world, env):
+    now = datetime.now(UTC)
+    world.enreach.load(
+        {
+            **enreach_users(("e1", "a@example.fi", None)),
+            "calls": [enreach_call("c1", "a@example.fi", now - timedelta(hours=2), classification=None)],
+        }
+    )
+    mapping = _lines(run_doctor(env))["Enreach field mapping"]
+    assert not mapping.ok and "0 of 1 calls are classified Work" in mapping.detail
+    assert "probe-enreach" in mapping.fix
+    world.enreach.calls[0]["Classification"] = "Work"
+    assert _lines(run_doctor(env))["Enreach field mapping"].ok
 
 
 def test_doctor_names_missing_privileges(world, env):
