@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         services.stop()
         return 2
     print(f"Dataverse emulator: {services.dataverse.url}/api/data/v9.2/")
-    print(f"Enreach emulator:   {services.enreach.url} ({moved} sample calls moved to end 30 minutes ago)")
+    print(f"Enreach emulator:   {services.enreach.url} ({moved} sample calls moved: the latest started 30 minutes ago)")
     services.enreach.configure_webhook(
         f"{host.url}/api/presence/enreach",
         secret=os.environ["ENREACH_WEBHOOK_SECRET"],
@@ -107,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {line}")
     if os.environ.get("ROUTING_API_KEY"):
         print(f"Routing API key (X-Benemen-APIKey): {os.environ['ROUTING_API_KEY']}")
+    print(
+        f"Enreach notifications go to /api/presence/enreach with header "
+        f"{settings_object.enreach_webhook_secret_header}: {os.environ['ENREACH_WEBHOOK_SECRET']}"
+    )
     print("Ready. Ctrl+C stops.", flush=True)
 
     stop = threading.Event()
