@@ -126,7 +126,7 @@ class EnreachEmulator(EmulatorServer):
             }
         )
 
-    availability_event_type = "UserAvailabilityChanged"  # the tests map it (no public name exists)
+    availability_event_type = "EmulatorAvailabilityChanged"  # not a vendor name: none is public; tests map it
 
     def set_availability(self, user_id: str, event_type_id: int | None, *, source: str = "user") -> None:
         """The user changes their own availability in Enreach (None: back to Available)."""

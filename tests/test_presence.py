@@ -29,7 +29,7 @@ PRESENCE_KEY = "test-presence-key-0123456789"
 SECRET = "test-enreach-webhook-secret-0123"
 # This test tenant's Enreach vocabulary. No public source names the call-end or availability
 # notification types, nor EventTypeIDs other than DND = 3: a tenant maps them in ENREACH_FIELD_MAP.
-CALL_START, CALL_END, CHANGED = "QueueCallInAllocated", "TestCallEnded", "UserAvailabilityChanged"
+CALL_START, CALL_END, CHANGED = "QueueCallInAllocated", "TestCallEnded", "EmulatorAvailabilityChanged"
 TYPE_IDS = {"Busy": 2, "DND": 3, "OffWork": 4, "Away": 6}
 FIELD_MAP = {
     "events": {"call_end": [CALL_END], "availability_changed": [CHANGED]},
