@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from core.ids import is_guid
 from core.schema import CALL_SYNC
 from matching import Candidate, LookupNeeds, looks_like_e164, to_e164
 
@@ -59,7 +60,6 @@ __all__ = [
 TABLES = ("contact", "account", "lead")
 KINDS = ("owner", "field", "open_case", "language", "last_agent", "default")
 _COLUMN = re.compile(r"^[a-z_][a-z0-9_]*$")
-_QUEUE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _CONDITIONS = {"pools", "hours", "outside_hours", "caller_tables", "fail_target"}
 AVAILABILITY_COLUMNS = frozenset({"systemuserid", CALL_SYNC.user_id_column})
 MAX_LAST_AGENT_DAYS = 365
@@ -141,10 +141,10 @@ def _pools(value: Any, where: str) -> frozenset[str]:
     for pool in value:
         if isinstance(pool, str) and pool.startswith("+"):
             pools.add(_e164(pool, where, "pools"))
-        elif isinstance(pool, str) and _QUEUE_ID.match(pool):
+        elif isinstance(pool, str) and is_guid(pool):
             pools.add(pool.casefold())
         else:
-            raise RuleError(f"{where}: 'pools' entries are E.164 numbers or Enreach queue ids (got {pool!r})")
+            raise RuleError(f"{where}: 'pools' entries are E.164 numbers or Enreach queue ids (GUIDs) (got {pool!r})")
     return frozenset(pools)
 
 
