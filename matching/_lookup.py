@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -96,7 +96,6 @@ class LookupResult:
     candidates: tuple[Candidate, ...]
     used_index: bool
     requests: int
-    fetched_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 def _utcnow() -> datetime:

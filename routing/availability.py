@@ -20,7 +20,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from dataverse import DataverseClient
+from dataverse import DataverseClient, DataverseError
 from dataverse import filters as f
 
 if TYPE_CHECKING:
@@ -43,6 +43,7 @@ ENREACH_UNAVAILABLE = {2: "DND", 3: "OffWork"}
 ENREACH_NAMES = {0: "Available", 1: "Busy", 2: "DND", 3: "OffWork", 5: "Away"}
 # Omnichannel base presence statuses that stop calls (msdyn_basepresencestatus)
 OMNICHANNEL_UNAVAILABLE = {192360002: "Busy - DND", 192360004: "Offline"}
+NO_OMNICHANNEL_RECHECK_SECONDS = 600.0  # an environment without Omnichannel is asked again after this
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ class PresenceAvailability:
         self._dataverse = dataverse
         self._pool = ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="routing-availability")
         self._slots = threading.BoundedSemaphore(max_in_flight)
+        self._no_omnichannel_until = 0.0
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -110,9 +112,8 @@ class PresenceAvailability:
             return None, f"{type(error).__name__}: {str(error)[:120]}"
 
     def is_available(self, systemuserid: str, enreach_id: str | None, *, deadline: float) -> Availability:
-        omnichannel = (
-            self._submit(lambda: self._omnichannel(systemuserid, deadline)) if self._dataverse is not None else None
-        )
+        asks_omnichannel = self._dataverse is not None and time.monotonic() >= self._no_omnichannel_until
+        omnichannel = self._submit(lambda: self._omnichannel(systemuserid, deadline)) if asks_omnichannel else None
         enreach = self._submit(lambda: self._enreach_side(systemuserid, enreach_id))
         presence, _ = self._wait(omnichannel, deadline) if omnichannel is not None else (None, None)
         if presence in OMNICHANNEL_UNAVAILABLE:
@@ -125,14 +126,19 @@ class PresenceAvailability:
     def _omnichannel(self, systemuserid: str, deadline: float) -> int | None:
         """The base status of the user's current Omnichannel presence; None without a row."""
         assert self._dataverse is not None
-        page = self._dataverse.query_page(
-            "msdyn_agentstatuses",
-            select=["_msdyn_currentpresenceid_value"],
-            filter=f.eq("_msdyn_agentid_value", uuid.UUID(systemuserid)),  # a GUID literal, unquoted
-            expand="msdyn_currentpresenceid($select=msdyn_basepresencestatus)",
-            top=1,
-            deadline=deadline,
-        )
+        try:
+            page = self._dataverse.query_page(
+                "msdyn_agentstatuses",
+                select=["_msdyn_currentpresenceid_value"],
+                filter=f.eq("_msdyn_agentid_value", uuid.UUID(systemuserid)),  # a GUID literal, unquoted
+                expand="msdyn_currentpresenceid($select=msdyn_basepresencestatus)",
+                top=1,
+                deadline=deadline,
+            )
+        except DataverseError as error:
+            if error.status in (400, 404):  # no Omnichannel in this environment: stop asking for a while
+                self._no_omnichannel_until = time.monotonic() + NO_OMNICHANNEL_RECHECK_SECONDS
+            raise
         for row in page.records:
             presence = row.get("msdyn_currentpresenceid")
             if isinstance(presence, dict) and isinstance(presence.get("msdyn_basepresencestatus"), int):
@@ -141,8 +147,11 @@ class PresenceAvailability:
 
     def _enreach_side(self, systemuserid: str, enreach_id: str | None) -> Availability:
         if self._store is not None:
-            state = self._store.read(systemuserid.lower())
-            if state.active_calls:
+            try:
+                in_call = bool(self._store.read(systemuserid.lower()).active_calls)
+            except Exception:  # the state is a shortcut: without it, Enreach is asked
+                in_call = False
+            if in_call:
                 return Availability(False, "in a call (the presence sync set DND)")
         if not enreach_id:
             return Availability(None, "the user has no Enreach user id (run sync_enreach_user_ids)")

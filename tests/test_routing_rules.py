@@ -580,3 +580,32 @@ def test_beyond_the_lookup_limit_a_new_caller_is_answered_at_once(routers, world
     first.join()
     assert refused.target is None and "caller lookups already running" in refused.reason
     assert refused.dataverse_requests == 0
+
+
+def test_without_omnichannel_the_enreach_availability_decides_and_dataverse_is_asked_once(routers, availability, world):
+    source, _ = availability
+    del world.dataverse.tables["msdyn_agentstatuses"]  # an environment without Omnichannel
+    router = routers(AVAILABLE_OWNER, availability=source)
+    assert _call(router, CONTACT) == {"InitialTarget": "+358942421001"}
+    world.enreach.set_status(E1, 2)
+    router.cache.clear()
+    assert _call(router, CONTACT) == {"InitialTarget": FALLBACK}
+    assert world.dataverse.request_count("msdyn_agentstatuses") == 1  # learned once, not asked per call
+
+
+@pytest.mark.parametrize("queue", [5.5, True, {"id": 1}, ["x"], "q" * 65])
+def test_a_malformed_queue_id_gets_400_naming_the_field(routers, world, queue):
+    router = routers([{"name": "owner", "kind": "owner"}])
+    world.dataverse.reset_requests()
+    result = handle_routing_request(
+        method="POST",
+        headers={"Content-Type": "application/json", "X-Benemen-APIKey": KEY},
+        params={},
+        body=json.dumps({"anum": CONTACT, "bnum": POOL, "extradata": {"CurrQueueId": queue}}).encode(),
+        router=lambda: router,
+        api_key=KEY,
+        basic_user=None,
+        basic_password=None,
+    )
+    assert result.status == 400 and json.loads(result.body)["field"] == "extradata.CurrQueueId"
+    assert world.dataverse.request_count() == 0
