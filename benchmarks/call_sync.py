@@ -36,8 +36,8 @@ from core.state import CheckpointStore
 from dataverse import DataverseClient, credential_from_settings
 from dataverse import filters as f
 from enreach import EnreachCall
+from matching import to_e164
 from routing.index_sync import sync_phone_index
-from routing.numbers import to_e164
 from sandbox.services import Services, provision_app_schema
 
 UTC = UTC
@@ -70,7 +70,7 @@ def make_calls(count: int, users: list[str], customers: int) -> list[EnreachCall
 def naive(calls: list[EnreachCall], client: DataverseClient, users: UserDirectory, region: str) -> None:
     """One request per operation: what a straightforward port of the vendor's plugin would do."""
     from call_sync.calls import _ENTITY_SET
-    from routing.rules import Candidate
+    from matching import Candidate
 
     for call in calls:
         owner = users.by_enreach_id[call.user_id or ""]

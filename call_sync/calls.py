@@ -26,9 +26,7 @@ from core.state import CheckpointConflict, CheckpointStore
 from dataverse import BatchRequest, ChangeSet, DataverseClient
 from dataverse import filters as f
 from enreach import EnreachCall, EnreachClient, EnreachUser
-from routing.lookup import CallerLookup
-from routing.numbers import to_e164
-from routing.rules import Candidate
+from matching import CallerLookup, Candidate, to_e164
 
 __all__ = ["CHECKPOINT_NAME", "CallSyncOptions", "CallSyncReport", "UserDirectory", "sync_calls", "sync_phone_calls"]
 

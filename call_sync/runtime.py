@@ -8,7 +8,7 @@ from functools import lru_cache
 from core.settings import Settings, get_settings
 from dataverse import DataverseClient
 from enreach import EnreachClient, client_from_settings
-from routing.lookup import CallerLookup
+from matching import CallerLookup
 from routing.runtime import checkpoint_store, dataverse_client
 
 from .calls import CallSyncOptions

@@ -47,6 +47,7 @@ SETTING_NAMES = (
     "ROUTING_CACHE_TTL_SECONDS",
     "ROUTING_OWNER_PHONE_COLUMN",
     "ROUTING_PHONE_COLUMNS",
+    "ROUTING_MAX_LOOKUPS",
     "PHONE_INDEX_SCHEDULE",
     "PHONE_CALL_SYNC_SCHEDULE",
     "USER_ID_SYNC_SCHEDULE",
@@ -119,6 +120,7 @@ class Settings:
     presence_webhook_key: str
     presence_mapping: PresenceMapping
     presence_echo_ttl_seconds: float
+    routing_max_lookups: int = 64
 
     @property
     def dataverse_scope(self) -> str:
@@ -273,6 +275,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     duration_limit = integer("CALL_DURATION_LIMIT", 0, 0, 86400)
     overlap = integer("CALL_SYNC_OVERLAP_MINUTES", 15, 0, 1440)
     batch_size = integer("CALL_SYNC_BATCH_SIZE", 100, 1, 500)
+    max_lookups = integer("ROUTING_MAX_LOOKUPS", 64, 1, 1000)
     assignee = get("DEFAULT_CRM_ASSIGNEE")
     if assignee and not is_guid(assignee):
         problems.append("DEFAULT_CRM_ASSIGNEE must be the systemuserid (a GUID) of the user who owns unmapped calls")
@@ -343,6 +346,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         call_sync_overlap_minutes=overlap,
         call_sync_batch_size=batch_size,
         presence_webhook_key=presence_key,
+        routing_max_lookups=max_lookups,
         presence_mapping=presence_mapping,
         presence_echo_ttl_seconds=echo_ttl,
     )

@@ -195,6 +195,13 @@ COLLECTIONS = {
     ("phonecalls", "phonecall_activity_parties"): ("activityparties", "_activityid_value"),
     ("contacts", "incident_customer_contacts"): ("incidents", "_customerid_value"),
     ("accounts", "incident_customer_accounts"): ("incidents", "_customerid_value"),
+    # phone calls regarding a customer, and the activity parties involving it
+    ("contacts", "Contact_Phonecalls"): ("phonecalls", "_regardingobjectid_value"),
+    ("accounts", "Account_Phonecalls"): ("phonecalls", "_regardingobjectid_value"),
+    ("leads", "Lead_Phonecalls"): ("phonecalls", "_regardingobjectid_value"),
+    ("contacts", "contact_activity_parties"): ("activityparties", "_partyid_value"),
+    ("accounts", "account_activity_parties"): ("activityparties", "_partyid_value"),
+    ("leads", "lead_activity_parties"): ("activityparties", "_partyid_value"),
 }
 
 
@@ -654,6 +661,10 @@ class DataverseEmulator(EmulatorServer):
             if (table.entity_set, name) in COLLECTIONS:
                 child_set, lookup = COLLECTIONS[(table.entity_set, name)]
                 child = self.table(child_set)
+                if options.get("$expand") and ("$orderby" in options or "$top" in options):
+                    raise DataverseError(  # as Dataverse: not supported beside a nested $expand
+                        400, "0x80060888", f"$orderby and $top are not supported with nested $expand of '{name}'."
+                    )
                 predicate = (
                     compile_filter(options["$filter"], child.has_column, child.is_guid)
                     if options.get("$filter")

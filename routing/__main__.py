@@ -1,4 +1,4 @@
-"""``python -m routing explain +358... [--bnum +358...]`` and ``python -m routing index [--full]``.
+"""``python -m routing explain +358... [--bnum +358...] [--queue <id>]`` and ``python -m routing index [--full]``.
 
 Runs against the Dataverse configured in the environment (the app settings), so an admin
 can see why a caller is, or is not, routed without placing a call.
@@ -20,7 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     explain = commands.add_parser("explain", help="show the routing decision for a caller as JSON")
     explain.add_argument("anum", help="the caller's number")
-    explain.add_argument("--bnum", default="", help="the pool number the call is in (for the loop check)")
+    explain.add_argument("--bnum", default="", help="the pool number the call is in (pools, the loop check)")
+    explain.add_argument("--queue", default=None, help="the Enreach queue id (extradata.CurrQueueId)")
     index = commands.add_parser("index", help="run sync_phone_index once")
     index.add_argument("--full", action="store_true", help="rescan every record, not only changed ones")
     args = parser.parse_args(argv)
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     from .runtime import checkpoint_store, dataverse_client, router
 
     if args.command == "explain":
-        decision = router().route(args.anum, args.bnum)
+        decision = router().route(args.anum, args.bnum, queue_id=args.queue)
         print(json.dumps(decision.explain(), indent=2, ensure_ascii=False))
         router().close()
         return 0

@@ -44,7 +44,7 @@ def authenticate(
     return authenticate_enreach(headers, api_key=api_key, basic_user=basic_user, basic_password=basic_password)
 
 
-def _parse(headers: Mapping[str, str], body: bytes) -> tuple[str, str] | HttpResult:
+def _parse(headers: Mapping[str, str], body: bytes) -> tuple[str, str, str | None] | HttpResult:
     lowered = {k.lower(): v for k, v in headers.items()}
     content_type = lowered.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/json":
@@ -69,9 +69,13 @@ def _parse(headers: Mapping[str, str], body: bytes) -> tuple[str, str] | HttpRes
         numbers.append(value.strip())
     if "targetid" in payload and payload["targetid"] is not None and not isinstance(payload["targetid"], str):
         return _error(400, "targetid must be a string", "targetid")
-    if "extradata" in payload and payload["extradata"] is not None and not isinstance(payload["extradata"], dict):
+    extradata = payload.get("extradata")
+    if extradata is not None and not isinstance(extradata, dict):
         return _error(400, "extradata must be a JSON object", "extradata")
-    return numbers[0], numbers[1]
+    queue = (extradata or {}).get("CurrQueueId")
+    if queue is not None and (isinstance(queue, bool) or not isinstance(queue, (str, int)) or len(str(queue)) > 64):
+        return _error(400, "extradata.CurrQueueId must be the queue id (a string)", "extradata.CurrQueueId")
+    return numbers[0], numbers[1], str(queue).strip() or None if queue is not None else None
 
 
 def handle_routing_request(
@@ -93,8 +97,8 @@ def handle_routing_request(
     parsed = _parse(headers, body)
     if isinstance(parsed, HttpResult):
         return parsed
-    anum, bnum = parsed
-    decision: Decision = router().route(anum, bnum)
+    anum, bnum, queue_id = parsed
+    decision: Decision = router().route(anum, bnum, queue_id=queue_id)
     log_decision(decision, bnum)
     if params.get("explain", "").lower() in ("1", "true", "yes"):
         return _json(200, decision.explain())

@@ -19,8 +19,7 @@ from core.schema import CUSTOMER_TABLES, PHONE_INDEX, CustomerTable
 from core.state import CheckpointConflict, CheckpointStore
 from dataverse import BatchRequest, ChangeSet, DataverseClient, key_path
 from dataverse import filters as f
-
-from .numbers import to_e164
+from matching import to_e164
 
 __all__ = ["CHECKPOINT_NAME", "IndexSyncReport", "sync_phone_index"]
 

@@ -2,34 +2,93 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from core.settings import Settings, get_settings
 from core.state import CheckpointStore
 from dataverse import DataverseClient, credential_from_settings
+from matching import CallerLookup
 
-from .lookup import CallerLookup
+from .availability import AvailabilitySource, PresenceAvailability, read_enreach_status
 from .service import Router
 
-__all__ = ["build_router", "checkpoint_store", "dataverse_client", "router"]
+if TYPE_CHECKING:
+    from enreach import EnreachClient
+    from presence_sync.state import PresenceStore
+
+__all__ = ["availability_for", "build_router", "checkpoint_store", "dataverse_client", "router"]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 @lru_cache(maxsize=1)
 def dataverse_client() -> DataverseClient:
+    import requests
+    from requests.adapters import HTTPAdapter
+
     settings = get_settings()
+    session = requests.Session()
+    # one pooled connection per concurrent caller lookup, so a burst reuses connections
+    adapter = HTTPAdapter(pool_maxsize=max(10, settings.routing_max_lookups))
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
     return DataverseClient(
-        settings.dataverse_url, credential=credential_from_settings(settings), timeout=settings.http_timeout_seconds
+        settings.dataverse_url,
+        credential=credential_from_settings(settings),
+        timeout=settings.http_timeout_seconds,
+        session=session,
     )
 
 
-def build_router(settings: Settings, client: DataverseClient) -> Router:
+def availability_for(
+    settings: Settings,
+    client: DataverseClient,
+    *,
+    enreach: EnreachClient | None = None,
+    store: PresenceStore | None = None,
+) -> PresenceAvailability:
+    """Availability from the presence sync's Table Storage state, Enreach (one read, no retries:
+    the routing budget is shorter than a back-off) and Omnichannel presence in Dataverse."""
+    from core.retry import RetryPolicy
+    from enreach import client_from_settings
+    from presence_sync.state import PresenceStore
+
+    if enreach is None:
+        enreach = client_from_settings(
+            settings, timeout=settings.routing_time_budget_seconds, retry=RetryPolicy(max_attempts=1)
+        )
+    reader = enreach
+    return PresenceAvailability(
+        store=store or PresenceStore(settings.storage_connection_string),
+        enreach=lambda user_id: read_enreach_status(reader, user_id),
+        dataverse=client,
+    )
+
+
+def build_router(
+    settings: Settings,
+    client: DataverseClient,
+    *,
+    availability: AvailabilitySource | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> Router:
+    """The router for these settings; an availability source is built only when a rule needs one."""
+    now = clock or _utcnow
     lookup = CallerLookup(
         client,
         rules=settings.routing_rules,
         owner_column=settings.routing_owner_phone_column,
         phone_columns=settings.routing_phone_columns,
         region=settings.phone_default_region,
+        clock=now,
     )
+    if availability is None and any(rule.require_available for rule in settings.routing_rules):
+        availability = availability_for(settings, client)
     return Router(
         lookup,
         rules=settings.routing_rules,
@@ -37,6 +96,9 @@ def build_router(settings: Settings, client: DataverseClient) -> Router:
         owner_column=settings.routing_owner_phone_column,
         budget_seconds=settings.routing_time_budget_seconds,
         cache_ttl_seconds=settings.routing_cache_ttl_seconds,
+        max_lookups=settings.routing_max_lookups,
+        availability=availability,
+        clock=now,
     )
 
 

@@ -7,19 +7,22 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from core.masking import mask_phone, mask_phones_in
+from matching import CallerLookup, Candidate, LookupResult, looks_like_e164, to_e164
 
-from .lookup import CallerLookup, LookupResult
-from .numbers import looks_like_e164, to_e164
-from .rules import Candidate, Rule, evaluate
+from .availability import Availability, AvailabilitySource
+from .rules import CallContext, Rule, evaluate
 
-__all__ = ["Decision", "LookupCache", "Router"]
+__all__ = ["DEFAULT_MAX_LOOKUPS", "Decision", "InFlightLookups", "LookupCache", "Router"]
+
+DEFAULT_MAX_LOOKUPS = 64
 
 log = logging.getLogger("routing")
 
@@ -38,13 +41,20 @@ class Decision:
     used_index: bool | None = None
     dataverse_requests: int = 0
     elapsed_ms: float = 0.0
+    fail_target: str | None = None
+    shared: bool = False  # answered by another caller's lookup of the same number, in flight
 
     @property
     def status(self) -> int:
         return 200 if self.target else 204
 
     def answer(self) -> dict[str, str] | None:
-        return {"InitialTarget": self.target} if self.target else None
+        if not self.target:
+            return None
+        answer = {"InitialTarget": self.target}
+        if self.fail_target:
+            answer["FailTarget"] = self.fail_target
+        return answer
 
     def explain(self) -> dict[str, Any]:
         """The full reasoning, for authorised callers (``?explain=true``) and the CLI."""
@@ -59,6 +69,7 @@ class Decision:
                 for c, r in zip(self.candidates, self.per_record, strict=False)
             ],
             "cached": self.cached,
+            "shared": self.shared,
             "used_index": self.used_index,
             "dataverse_requests": self.dataverse_requests,
             "elapsed_ms": round(self.elapsed_ms, 1),
@@ -73,10 +84,12 @@ class Decision:
                 "caller": mask_phone(self.caller) if self.caller else None,
                 "pool": mask_phone(pool),
                 "target": mask_phone(self.target) if self.target else None,
+                "fail_target": mask_phone(self.fail_target) if self.fail_target else None,
                 "rule": self.rule,
                 "reason": mask_phones_in(self.reason),
                 "matches": [f"{c.table}:{c.id}" for c in self.candidates],
                 "cached": self.cached,
+                "shared": self.shared,
                 "used_index": self.used_index,
                 "dataverse_requests": self.dataverse_requests,
                 "elapsed_ms": round(self.elapsed_ms, 1),
@@ -119,6 +132,47 @@ class LookupCache:
             self._entries.clear()
 
 
+class InFlightLookups:
+    """Caller lookups on worker threads: at most ``limit`` at once, and callers of the same number
+    share the lookup already in flight. Beyond the limit a caller is refused at once (``None``)
+    instead of queueing, so memory stays bounded whatever arrives."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._pool = ThreadPoolExecutor(max_workers=limit, thread_name_prefix="routing-lookup")
+        self._in_flight: dict[str, Future[LookupResult]] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._in_flight)
+
+    def start(self, key: str, work: Callable[[], LookupResult]) -> tuple[Future[LookupResult] | None, bool]:
+        """(the lookup's future, whether it was already in flight); (None, False) when full."""
+        with self._lock:
+            running = self._in_flight.get(key)
+            if running is not None:
+                return running, True
+            if len(self._in_flight) >= self._limit:
+                return None, False
+            future = self._pool.submit(work)
+            self._in_flight[key] = future
+        future.add_done_callback(lambda done: self._forget(key, done))
+        return future, False
+
+    def _forget(self, key: str, future: Future[LookupResult]) -> None:
+        with self._lock:
+            if self._in_flight.get(key) is future:
+                del self._in_flight[key]
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
 class Router:
     """Decides where a call goes. Thread-safe; one per Functions instance."""
 
@@ -131,72 +185,111 @@ class Router:
         owner_column: str,
         budget_seconds: float = 1.5,
         cache_ttl_seconds: float = 60.0,
-        workers: int = 8,
+        max_lookups: int = DEFAULT_MAX_LOOKUPS,
+        availability: AvailabilitySource | None = None,
+        clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self._lookup = lookup
         self._rules = tuple(rules)
         self._region = region
         self._owner_column = owner_column
         self._budget = budget_seconds
+        self._availability = availability
+        self._clock = clock
         self.cache = LookupCache(cache_ttl_seconds)
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="routing-lookup")
+        self.lookups = InFlightLookups(max_lookups)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.lookups.close()
 
-    def route(self, anum: str, bnum: str) -> Decision:
+    def route(self, anum: str, bnum: str, *, queue_id: str | None = None) -> Decision:
         started = time.monotonic()
-        decision = self._decide(anum, bnum, started)
+        decision = self._decide(anum, bnum, queue_id, started)
         decision.elapsed_ms = (time.monotonic() - started) * 1000
         return decision
 
-    def _lookup_within_budget(self, caller: str, started: float) -> LookupResult:
+    def _lookup_within_budget(self, caller: str, deadline: float) -> tuple[LookupResult, bool]:
         # The lookup runs in a worker so the answer leaves on time whatever happens below
         # (token refresh, DNS, a slow Dataverse); a late result still fills the cache.
-        deadline = started + self._budget
-
         def work() -> LookupResult:
             result = self._lookup.find(caller, deadline=deadline)
             self.cache.put(caller, result)
             return result
 
-        future = self._pool.submit(work)
-        return future.result(timeout=max(0.0, deadline - time.monotonic()))
+        future, shared = self.lookups.start(caller, work)
+        if future is None:
+            raise _Overloaded
+        return future.result(timeout=max(0.0, deadline - time.monotonic())), shared
 
-    def _decide(self, anum: str, bnum: str, started: float) -> Decision:
+    def _decide(self, anum: str, bnum: str, queue_id: str | None, started: float) -> Decision:
         caller = to_e164(anum, self._region)
         if caller is None:
             return Decision(None, "caller number is not a recognisable phone number")
         pool = to_e164(bnum, self._region) or bnum
+        deadline = started + self._budget
         result = self.cache.get(caller)
-        cached = result is not None
+        cached, shared = result is not None, False
         if result is None:
             try:
-                result = self._lookup_within_budget(caller, started)
+                result, shared = self._lookup_within_budget(caller, deadline)
             except FutureTimeout:
                 return Decision(None, f"Dataverse did not answer within the {self._budget:g}s budget", caller)
+            except _Overloaded:
+                return Decision(None, f"over {len(self.lookups)} caller lookups already running: not routed", caller)
             except Exception as error:  # any failure below means: let the call go on normally
                 return Decision(None, f"lookup failed: {type(error).__name__}: {_short(error)}", caller)
-        decision = self._apply_rules(caller, result)
-        decision.cached = cached
+        context = CallContext(
+            pool=pool,
+            queue_id=queue_id,
+            now=self._clock(),
+            owner_column=self._owner_column,
+            region=self._region,
+            availability=self._availability_check(deadline),
+        )
+        decision = self._apply_rules(caller, result, context)
+        decision.cached, decision.shared = cached, shared
         decision.used_index = result.used_index
-        decision.dataverse_requests = 0 if cached else result.requests
+        decision.dataverse_requests = 0 if cached or shared else result.requests
         if decision.target and (decision.target == pool or decision.target == bnum):
             decision.reason = f"rule {decision.rule} chose the pool the call is already in (bnum): not routed"
-            decision.target = None
+            decision.target = decision.fail_target = None
         elif decision.target and not looks_like_e164(decision.target):
             decision.reason = "the chosen target is not an E.164 number: not routed"
-            decision.target = None
+            decision.target = decision.fail_target = None
+        elif decision.fail_target and decision.fail_target in (pool, bnum):
+            decision.reason += "; FailTarget left out: it is the pool the call is in (bnum)"
+            decision.fail_target = None
         return decision
 
-    def _apply_rules(self, caller: str, result: LookupResult) -> Decision:
+    def _availability_check(self, deadline: float) -> Callable[[Mapping[str, Any]], Availability]:
+        source, seen = self._availability, {}
+
+        def check(user: Mapping[str, Any]) -> Availability:
+            user_id = str(user.get("systemuserid") or "").lower()
+            if source is None or not user_id:
+                return Availability(None, "no availability source" if source is None else "the user has no id")
+            if user_id not in seen:  # one check per user and call, however many records share them
+                enreach_id = user.get("enr_enreachuserid")
+                seen[user_id] = source.is_available(user_id, str(enreach_id) if enreach_id else None, deadline=deadline)
+            return seen[user_id]
+
+        return check
+
+    def _apply_rules(self, caller: str, result: LookupResult, context: CallContext) -> Decision:
         candidates = result.candidates
         if not candidates:
             return Decision(None, "caller not found in Dataverse", caller)
         per_record = []
         for candidate in candidates:
-            target, rule = evaluate(self._rules, candidate, owner_column=self._owner_column, region=self._region)
-            per_record.append({"target": target, "rule": rule})
+            outcome = evaluate(self._rules, candidate, context)
+            per_record.append(
+                {
+                    "target": outcome.target,
+                    "rule": outcome.rule,
+                    "fail_target": outcome.fail_target,
+                    "rules": [step.as_dict() for step in outcome.steps],
+                }
+            )
         targets = {r["target"] for r in per_record}
         if len(targets) != 1 or None in targets:
             reason = (
@@ -206,14 +299,20 @@ class Router:
             )
             return Decision(None, reason, caller, candidates=candidates, per_record=per_record)
         rules = {r["rule"] for r in per_record}
+        fail_targets = {r["fail_target"] for r in per_record}
         return Decision(
-            targets.pop(),
+            str(targets.pop()),
             "routed",
             caller,
             rule=",".join(sorted(str(r) for r in rules)),
             candidates=candidates,
             per_record=per_record,
+            fail_target=str(fail_targets.pop()) if len(fail_targets) == 1 and None not in fail_targets else None,
         )
+
+
+class _Overloaded(Exception):
+    pass
 
 
 def _short(error: BaseException) -> str:

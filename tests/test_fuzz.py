@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from emulators.odata import compile_filter
+from matching import looks_like_e164, stored_forms, to_e164
 from routing.http import handle_routing_request
-from routing.numbers import looks_like_e164, stored_forms, to_e164
 
 PHONEISH = st.text(alphabet="+0123456789 ()-./#x", max_size=30)
 

@@ -502,5 +502,5 @@ def test_settings_refuse_bad_rules_naming_the_rule(env):
             {"name": "vip", "kind": "field", "table": "account", "column": "x", "equals": 1, "target": "0501234567"},
         ]
     )
-    with pytest.raises(SettingsError, match=r"rule 2 \(vip\): target must be an E.164"):
+    with pytest.raises(SettingsError, match=r"rule 2 \(vip\): 'target' must be an E.164"):
         load_settings({**env, "ROUTING_RULES": bad})
