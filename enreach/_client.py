@@ -96,6 +96,7 @@ class EnreachCall:
     classification: str  # "Work", "Private" or "Unclassified"
     is_mobile: bool
     modified: datetime | None
+    recording_ids: tuple[str, ...] = ()
 
     @classmethod
     def from_api(cls, item: Mapping[str, Any]) -> EnreachCall:
@@ -112,6 +113,7 @@ class EnreachCall:
             classification=str(item.get("Classification") or "Unclassified"),
             is_mobile=bool(item.get("IsMobile", False)),
             modified=parse_time(item["Modified"]) if item.get("Modified") else None,
+            recording_ids=tuple(str(r) for r in item.get("RecordingIds") or ()),
         )
 
 
