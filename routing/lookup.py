@@ -46,14 +46,22 @@ class CallerLookup:
         owner_column: str,
         phone_columns: Mapping[str, Sequence[str]],
         region: str,
+        extra_columns: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
+        """``extra_columns``: more columns to read per table, e.g. the call sync's
+        ``{"contact": ["_parentcustomerid_value"]}`` to prefer a contact whose account also matched."""
         self._client = client
         self._region = region
         self._phone_columns = {t: tuple(c) for t, c in phone_columns.items()}
         self._user_columns = sorted(user_columns_needed(rules, owner_column))
         self._owner_column = owner_column
         self._needs_cases = any(r.kind == "open_case" for r in rules)
-        self._columns = {t.logical_name: sorted(columns_needed(rules, t.logical_name)) for t in CUSTOMER_TABLES}
+        self._columns = {
+            t.logical_name: sorted(
+                columns_needed(rules, t.logical_name) | set((extra_columns or {}).get(t.logical_name, ()))
+            )
+            for t in CUSTOMER_TABLES
+        }
         self._index_exists: bool | None = None
         self._index_checked = 0.0
         self._lock = threading.Lock()

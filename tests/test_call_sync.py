@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from call_sync.calls import CallSyncReport, UserDirectory, call_key, sync_calls, sync_phone_calls
+from call_sync.parking import ParkedCalls
 from call_sync.runtime import lookup_for
 from call_sync.runtime import options as options_for
 from call_sync.users import sync_enreach_user_ids
@@ -16,6 +17,7 @@ from core.schema import CALL_SYNC
 from core.settings import load_settings
 from core.state import CheckpointStore
 from emulators._server import FaultRule
+from enreach import EnreachCall
 from routing.index_sync import sync_phone_index
 from sandbox.services import provision_app_schema
 from tests.helpers import dataverse_client_for, enreach_client_for
@@ -62,8 +64,12 @@ def _call(
     seconds=120,
     classification="Work",
     mobile=False,
+    recordings=(),
+    modified_after=None,
 ):
+    """One Enreach call record, in the API's field names (the one place tests write them)."""
     start = NOW - timedelta(hours=2) + timedelta(minutes=minute)
+    modified = start + (modified_after if modified_after is not None else timedelta(seconds=seconds + 1))
     return {
         "CallId": call_id,
         "UserId": user,
@@ -74,7 +80,8 @@ def _call(
         "DurationInSeconds": seconds,
         "Classification": classification,
         "IsMobile": mobile,
-        "Modified": (start + timedelta(seconds=seconds + 1)).strftime("%Y-%m-%d %H:%M:%S"),
+        "Modified": modified.strftime("%Y-%m-%d %H:%M:%S"),
+        "RecordingIds": list(recordings),
     }
 
 
@@ -97,17 +104,32 @@ def sync_env(world, azurite):
     enreach = enreach_client_for(settings)
     lookup = lookup_for(settings, client)
     store = CheckpointStore(settings.storage_connection_string, table_name=f"c{uuid.uuid4().hex[:12]}")
+    parking = ParkedCalls(settings.storage_connection_string, table_name=f"p{uuid.uuid4().hex[:12]}")
     index_store = CheckpointStore(settings.storage_connection_string, table_name=f"i{uuid.uuid4().hex[:12]}")
     sync_phone_index(client, index_store, phone_columns=settings.routing_phone_columns, region="FI")
-    return {"settings": settings, "client": client, "enreach": enreach, "lookup": lookup, "store": store, "env": env}
+    return {
+        "settings": settings,
+        "client": client,
+        "enreach": enreach,
+        "lookup": lookup,
+        "store": store,
+        "parking": parking,
+        "env": env,
+    }
 
 
-def _run(sync_env, **option_changes):
+def _run(sync_env, now=NOW, **option_changes):
     from dataclasses import replace
 
     options = replace(options_for(sync_env["settings"]), **option_changes)
     return sync_phone_calls(
-        sync_env["enreach"], sync_env["client"], sync_env["store"], sync_env["lookup"], options, now=NOW
+        sync_env["enreach"],
+        sync_env["client"],
+        sync_env["store"],
+        sync_env["lookup"],
+        options,
+        parking=sync_env["parking"],
+        now=now,
     )
 
 
@@ -117,12 +139,12 @@ def _synced(world):
 
 def _expected_keys(world, *, assignee=False):
     keys = []
-    for call in world.enreach.calls:
-        if call["Classification"] != "Work" or call["DurationInSeconds"] < 10:
+    for call in map(EnreachCall.from_api, world.enreach.calls):
+        if call.classification != "Work" or call.duration_seconds < 10:
             continue
-        if call["UserId"] != E_AINO and not (call["IsMobile"] and call["UserId"] == E_MIKKO) and not assignee:
+        if call.user_id != E_AINO and not (call.is_mobile and call.user_id == E_MIKKO) and not assignee:
             continue
-        keys.append(f"{call['CallId']}:{call['UserId']}")
+        keys.append(call_key(call))
     return sorted(keys)
 
 
@@ -271,7 +293,7 @@ def test_429_storms_and_an_expired_token_mid_run_are_survived(world, sync_env):
             expired.append(count)
 
     report = CallSyncReport()
-    failed = sync_calls(
+    result = sync_calls(
         sync_env["enreach"].calls(NOW - timedelta(days=1), NOW),
         client=sync_env["client"],
         lookup=sync_env["lookup"],
@@ -281,7 +303,7 @@ def test_429_storms_and_an_expired_token_mid_run_are_survived(world, sync_env):
         report=report,
         on_progress=expire_once,
     )
-    assert failed == [] and report.created == 9 and expired
+    assert result.retry == [] and report.created == 9 and expired
     assert _synced(world) == _expected_keys(world)
 
 
@@ -330,7 +352,5 @@ def test_user_id_sync_is_idempotent_and_reports_unmatched(world, sync_env):
 
 
 def test_call_key_is_per_user():
-    from enreach import EnreachCall
-
     call = EnreachCall.from_api(_call("x"))
     assert call_key(call) == "x:e-aino"
