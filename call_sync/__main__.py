@@ -119,7 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     if parking is not None:
         settle_parking(parking, parked, result, report, run_options, datetime.now(UTC))
     print(("DRY RUN (nothing written): " if args.dry_run else "") + report.summary().replace("; checkpoint none", ""))
-    return 1 if report.failed or report.throttled else 0
+    if report.failed or report.throttled:
+        print("some calls were not written: run the same backfill again (calls already synced are skipped)")
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from emulators._server import FaultRule
 from sandbox.services import load_data, provision_app_schema
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,3 +82,71 @@ def test_a_bad_settings_file_is_named_and_exits_2(world, tmp_path):
         assert result.returncode == 2 and str(broken) in result.stderr, (command, result.stderr)
     missing = _run("routing", "explain", "+358501234567", ca_bundle=world.ca.bundle_path)
     assert missing.returncode == 2 and "DATAVERSE_URL" in missing.stderr
+
+
+def _clear_tables(connection_string: str, *names: str) -> None:
+    from azure.data.tables import TableServiceClient
+
+    service = TableServiceClient.from_connection_string(connection_string)
+    for name in names:
+        service.delete_table(name)
+
+
+def test_status_shows_the_checkpoint_its_lag_the_last_run_and_the_parked_calls(settings_file, world, azurite):
+    from datetime import UTC, datetime
+
+    from call_sync.calls import sync_phone_calls
+    from call_sync.parking import ParkedCalls
+    from call_sync.runtime import lookup_for, options
+    from core.settings import load_settings
+    from core.state import CheckpointStore
+    from tests.helpers import dataverse_client_for, enreach_client_for
+
+    _clear_tables(azurite.connection_string, "bridgecheckpoints", "bridgeparkedcalls")  # the app's own tables
+    ca = world.ca.bundle_path
+    before = _run("call_sync", "--settings", str(settings_file), "status", ca_bundle=ca)
+    assert before.returncode == 0, before.stderr
+    assert "checkpoint: none yet" in before.stdout and "parked calls: 0 waiting, 0 expired" in before.stdout
+    first = world.enreach.calls[0]
+    world.enreach.load(
+        {
+            "users": [{"Id": "e-new-hire", "Email": "new.hire@example.fi"}],
+            "calls": [{**first, "CallId": "new-hire-1", "UserId": "e-new-hire"}],
+        }
+    )
+    values = json.loads(settings_file.read_text())["Values"]
+    settings = load_settings(values)
+    client = dataverse_client_for(settings)
+    sync_phone_calls(
+        enreach_client_for(settings),
+        client,
+        CheckpointStore(settings.storage_connection_string),
+        lookup_for(settings, client),
+        options(settings),
+        parking=ParkedCalls(settings.storage_connection_string),
+        now=datetime(2026, 11, 24, 23, 0, tzinfo=UTC),
+    )
+    after = _run("call_sync", "--settings", str(settings_file), "status", ca_bundle=ca)
+    assert after.returncode == 0, after.stderr
+    lines = after.stdout.splitlines()
+    assert lines[0].startswith("checkpoint: 2026-11-24T23:00:00Z (") and lines[0].endswith(" behind now)")
+    assert lines[1].startswith("last run: 2026-11-24T23:00:00Z ok: phone calls:") and "1 new" in lines[1]
+    assert lines[2].startswith("parked calls: 1 waiting (oldest parked 2026-11-24 23:00 UTC), 0 expired")
+
+
+def test_a_throttling_storm_during_backfill_ends_with_a_summary_and_a_rerun_finishes(settings_file, world):
+    ca = world.ca.bundle_path
+    work_calls = {c["CallId"] for c in world.enreach.calls if c["Classification"] == "Work"}
+    day = sorted({c["StartTime"][:10] for c in world.enreach.calls})
+    args = ("call_sync", "--settings", str(settings_file), "backfill", "--from", day[0], "--to", day[-1])
+    assert _run("call_sync", "--settings", str(settings_file), "users", ca_bundle=ca).returncode == 0
+    world.dataverse.inject(FaultRule(status=429, retry_after=0, path="$batch", count=5))  # past the retry policy
+    stormy = _run(*args, ca_bundle=ca)
+    assert stormy.returncode == 1 and "Traceback" not in stormy.stderr, stormy.stderr
+    assert "throttled (retried next run)" in stormy.stdout and "run the same backfill again" in stormy.stdout
+    assert not world.dataverse.rows("phonecalls")
+    again = _run(*args, ca_bundle=ca)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert sorted(r["enr_enreachcallid"].split(":")[0] for r in world.dataverse.rows("phonecalls")) == sorted(
+        work_calls
+    )
