@@ -9,6 +9,7 @@ synced after all (a backfill once the user is mapped).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from collections.abc import Iterable
@@ -111,17 +112,19 @@ class ParkedCalls(TableStore):
         return [p for p in self.all() if p.expired_at is not None]
 
     def expire(self, key: str, now: datetime) -> None:
+        from azure.core.exceptions import ResourceNotFoundError
         from azure.data.tables import UpdateMode
 
-        self._client().update_entity(
-            {
-                "PartitionKey": PARTITION,
-                "RowKey": _row_key(key),
-                "State": "expired",
-                "ExpiredAt": now.astimezone(UTC).isoformat(),
-            },
-            mode=UpdateMode.MERGE,
-        )
+        with contextlib.suppress(ResourceNotFoundError):  # released by a racing run meanwhile
+            self._client().update_entity(
+                {
+                    "PartitionKey": PARTITION,
+                    "RowKey": _row_key(key),
+                    "State": "expired",
+                    "ExpiredAt": now.astimezone(UTC).isoformat(),
+                },
+                mode=UpdateMode.MERGE,
+            )
 
     def release(self, keys: Iterable[str]) -> None:
         """Forget these calls (synced, or no longer to be synced); unknown keys are fine."""
