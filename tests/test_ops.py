@@ -132,6 +132,7 @@ def test_doctor_command_exit_status_and_output(world, env, tmp_path):
 def test_a_full_routing_and_sync_run_logs_no_unmasked_number_and_no_secret(world, env):
     """Everything logged at DEBUG (SDKs and HTTP libraries included) through the app's telemetry set-up."""
     from call_sync.calls import CallSyncOptions, sync_phone_calls
+    from call_sync.parking import ParkedCalls
     from call_sync.runtime import lookup_for
     from core.state import CheckpointStore
     from core.telemetry import configure_telemetry
@@ -217,6 +218,7 @@ def test_a_full_routing_and_sync_run_logs_no_unmasked_number_and_no_secret(world
             store,
             lookup,
             CallSyncOptions(region="FI"),
+            parking=ParkedCalls(settings.storage_connection_string, table_name="p" + uuid.uuid4().hex[:8]),
             now=datetime(2026, 11, 24, 12, tzinfo=UTC),
         )
         assert report.created == 2
