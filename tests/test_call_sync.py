@@ -692,3 +692,21 @@ def test_a_customer_lookup_throttled_past_the_retry_policy_does_not_abort_the_ru
     assert _synced(world) == ["l2:e-aino"]
     retry = _run(sync_env, now=NOW + timedelta(minutes=5), batch_size=1)
     assert retry.created == 1 and _synced(world) == ["l1:e-aino", "l2:e-aino"]
+
+
+def test_a_parked_call_keeps_every_attribute_through_table_storage():
+    from call_sync.parking import call_from_json, call_to_json
+
+    call = EnreachCall.from_api(_call("x", recordings=("rec-1", "rec-2")))
+    assert call_from_json(call_to_json(call)) == call
+
+
+def test_two_calls_near_one_agent_made_phonecall_it_goes_to_the_closer_call_only():
+    from call_sync.adoption import Planned, match_adoptions
+
+    first, second = (EnreachCall.from_api(_call(c, minute=m)) for c, m in (("first", 0), ("second", 1)))
+    planned = [Planned(call_key(c), c, AINO, "+358501234567") for c in (first, second)]
+    row = {"activityid": "x", "phonenumber": "050 1234567", "actualstart": _at(0, 45), "_ownerid_value": AINO}
+    assert list(match_adoptions(planned, [row], timedelta(seconds=120), "FI")) == ["second:e-aino"]
+    elsewhere = {**row, "phonenumber": "+358 40 999 9999"}
+    assert match_adoptions(planned, [elsewhere], timedelta(seconds=120), "FI") == {}
