@@ -500,6 +500,8 @@ def _sync_page(
         if answer is not None and answer.ok:
             _count(report, kind)
             result.settled.add(item.key)
+            if kind != "created":  # the notable decisions, one line each (no numbers in them)
+                _decision(item.call, kind, activity=adoptions[item.key]["activityid"] if kind == "adopted" else None)
         elif (
             kind != "private"
             and answer is not None
@@ -518,6 +520,11 @@ def _sync_page(
             result.retry.append(item.call)
             detail = answer.error() if answer is not None else "no answer"
             log.warning("call %s was not written: %s", item.call.call_id, detail)
+
+
+def _decision(call: EnreachCall, decision: str, **details: Any) -> None:
+    values = {k: v for k, v in details.items() if v is not None}
+    log.info("%s", json.dumps({"call_sync_decision": decision, "call": call.call_id, "user": call.user_id, **values}))
 
 
 def _count(report: CallSyncReport, kind: str) -> None:
@@ -552,6 +559,7 @@ def settle_parking(
             parking.expire(key, now)
             waiting.discard(key)
             report.expired += 1
+            _decision(call, "expired")
             log.warning(
                 "call %s of Enreach user %s expired: no Dataverse user after %s days (map the user, then backfill)",
                 call.call_id,
@@ -564,6 +572,7 @@ def settle_parking(
         try:
             if parking.park(key, call, "no Dataverse user for the Enreach user", now):
                 report.parked += 1
+                _decision(call, "parked")
             waiting.add(key)
         except AzureError as error:
             log.warning("call %s could not be parked, kept for the next run: %s", call.call_id, error)
