@@ -392,7 +392,7 @@ def sync_calls(
     resolved: dict[str, str] = {}
     if unknown and enreach_users:
         try:
-            resolved = resolve_users(unknown, list(enreach_users.values()), client)
+            resolved = resolve_users(unknown, list(enreach_users.values()), client, write=not options.dry_run)
             report.users_mapped += len(resolved)
         except DataverseError as error:
             log.warning("unmapped users not matched this run (their calls are parked): %s", error)

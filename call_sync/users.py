@@ -76,11 +76,16 @@ def _write_ids(client: DataverseClient, changes: Sequence[tuple[str, str]]) -> l
 
 
 def resolve_users(
-    enreach_ids: Iterable[str], enreach_users: Sequence[EnreachUser], client: DataverseClient
+    enreach_ids: Iterable[str],
+    enreach_users: Sequence[EnreachUser],
+    client: DataverseClient,
+    *,
+    write: bool = True,
 ) -> dict[str, str]:
     """The call sync's on-the-spot mapping: Dataverse users (systemuserid by lower-cased Enreach id)
     for Enreach users the run found unmapped, matched by e-mail exactly as ``sync_enreach_user_ids``
-    does, in one query for all of them; the ids found are written as that sync would write them."""
+    does, in one query for all of them; the ids found are written as that sync would write them
+    (unless ``write`` is false: a dry run)."""
     wanted = {i.lower() for i in enreach_ids}
     by_email = {u.email.lower(): u for u in enreach_users if u.email and u.id.lower() in wanted}
     if not by_email:
@@ -102,7 +107,7 @@ def resolve_users(
         found[match.id.lower()] = user["systemuserid"]
         if str(user.get(CALL_SYNC.user_id_column) or "").lower() != match.id.lower():
             changes.append((user["systemuserid"], match.id))
-    if changes:
+    if changes and write:
         for (user_id, _), answer in zip(changes, _write_ids(client, changes), strict=True):
             if answer is None or not answer.ok:  # the call is owned anyway; the hourly sync writes it later
                 log.warning("Enreach user id of systemuser %s not written: %s", user_id, answer and answer.error())

@@ -710,3 +710,16 @@ def test_two_calls_near_one_agent_made_phonecall_it_goes_to_the_closer_call_only
     assert list(match_adoptions(planned, [row], timedelta(seconds=120), "FI")) == ["second:e-aino"]
     elsewhere = {**row, "phonenumber": "+358 40 999 9999"}
     assert match_adoptions(planned, [elsewhere], timedelta(seconds=120), "FI") == {}
+
+
+def test_a_dry_run_writes_nothing_not_even_a_user_id_or_a_parked_call(world, sync_env):
+    world.dataverse.touch("systemusers", MIKKO, **{CALL_SYNC.user_email_column: "Mikko.Korhonen@example.fi"})
+    world.enreach.load({"calls": [_call("m", E_MIKKO), _call("g", E_GHOST, minute=1)]})
+    world.dataverse.reset_requests()
+    report = _run(sync_env, dry_run=True)
+    assert (report.created, report.users_mapped) == (1, 1)
+    assert world.dataverse.rows("phonecalls") == [] and sync_env["parking"].all() == []
+    mikko = next(u for u in world.dataverse.rows("systemusers") if u["systemuserid"] == MIKKO)
+    assert mikko.get(CALL_SYNC.user_id_column) is None
+    assert all(part["method"] == "GET" for part in world.dataverse.batch_parts)
+    assert sync_env["store"].read("phone_calls").value is None
