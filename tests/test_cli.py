@@ -92,14 +92,22 @@ def _clear_tables(connection_string: str, *names: str) -> None:
         service.delete_table(name)
 
 
-def test_status_shows_the_checkpoint_its_lag_the_last_run_and_the_parked_calls(settings_file, world, azurite):
-    from datetime import UTC, datetime
+def _sample_calls(world):
+    from enreach import EnreachCall
 
-    from call_sync.calls import sync_phone_calls
+    return [EnreachCall.from_api(item) for item in world.enreach.calls]
+
+
+def test_status_shows_the_checkpoint_its_lag_the_last_run_and_the_parked_calls(settings_file, world, azurite):
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from call_sync.calls import call_key, sync_phone_calls
     from call_sync.parking import ParkedCalls
     from call_sync.runtime import lookup_for, options
     from core.settings import load_settings
     from core.state import CheckpointStore
+    from emulators.dataverse import APPLICATION_USER_ID
     from tests.helpers import dataverse_client_for, enreach_client_for
 
     _clear_tables(azurite.connection_string, "bridgecheckpoints", "bridgeparkedcalls")  # the app's own tables
@@ -107,38 +115,42 @@ def test_status_shows_the_checkpoint_its_lag_the_last_run_and_the_parked_calls(s
     before = _run("call_sync", "--settings", str(settings_file), "status", ca_bundle=ca)
     assert before.returncode == 0, before.stderr
     assert "checkpoint: none yet" in before.stdout and "parked calls: 0 waiting, 0 expired" in before.stdout
-    first = world.enreach.calls[0]
-    world.enreach.load(
-        {
-            "users": [{"Id": "e-new-hire", "Email": "new.hire@example.fi"}],
-            "calls": [{**first, "CallId": "new-hire-1", "UserId": "e-new-hire"}],
-        }
-    )
-    values = json.loads(settings_file.read_text())["Values"]
-    settings = load_settings(values)
+    # Nobody has a Dataverse user yet (a new environment): every Work call is parked.
+    users = world.dataverse.tables["systemusers"].rows
+    for user_id in [u for u in users if u != APPLICATION_USER_ID]:
+        del users[user_id]
+    calls = _sample_calls(world)
+    parked = {call_key(c) for c in calls if c.classification == "Work" and c.user_id and not c.is_mobile}
+    now = max(c.modified or c.start for c in calls).replace(microsecond=0) + timedelta(hours=1)
+    settings = load_settings(json.loads(settings_file.read_text())["Values"])
     client = dataverse_client_for(settings)
-    sync_phone_calls(
+    report = sync_phone_calls(
         enreach_client_for(settings),
         client,
         CheckpointStore(settings.storage_connection_string),
         lookup_for(settings, client),
-        options(settings),
+        replace(options(settings), initial_lookback=now - min(c.start for c in calls)),
         parking=ParkedCalls(settings.storage_connection_string),
-        now=datetime(2026, 11, 24, 23, 0, tzinfo=UTC),
+        now=now,
     )
+    assert report.parked == len(parked) > 0, report.summary()
     after = _run("call_sync", "--settings", str(settings_file), "status", ca_bundle=ca)
     assert after.returncode == 0, after.stderr
     lines = after.stdout.splitlines()
-    assert lines[0].startswith("checkpoint: 2026-11-24T23:00:00Z (") and lines[0].endswith(" behind now)")
-    assert lines[1].startswith("last run: 2026-11-24T23:00:00Z ok: phone calls:") and "1 new" in lines[1]
-    assert lines[2].startswith("parked calls: 1 waiting (oldest parked 2026-11-24 23:00 UTC), 0 expired")
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert lines[0].startswith(f"checkpoint: {stamp} (") and lines[0].endswith(" behind now)")
+    assert lines[1].startswith(f"last run: {stamp} ok: phone calls:") and f"{len(parked)} new" in lines[1]
+    assert lines[2] == f"parked calls: {len(parked)} waiting (oldest parked {now:%Y-%m-%d %H:%M} UTC), 0 expired"
 
 
 def test_a_throttling_storm_during_backfill_ends_with_a_summary_and_a_rerun_finishes(settings_file, world):
+    from call_sync.calls import call_key
+
     ca = world.ca.bundle_path
-    work_calls = {c["CallId"] for c in world.enreach.calls if c["Classification"] == "Work"}
-    day = sorted({c["StartTime"][:10] for c in world.enreach.calls})
-    args = ("call_sync", "--settings", str(settings_file), "backfill", "--from", day[0], "--to", day[-1])
+    calls = _sample_calls(world)
+    work_calls = sorted({call_key(c) for c in calls if c.classification == "Work"})
+    days = sorted({c.start.date().isoformat() for c in calls})
+    args = ("call_sync", "--settings", str(settings_file), "backfill", "--from", days[0], "--to", days[-1])
     assert _run("call_sync", "--settings", str(settings_file), "users", ca_bundle=ca).returncode == 0
     world.dataverse.inject(FaultRule(status=429, retry_after=0, path="$batch", count=5))  # past the retry policy
     stormy = _run(*args, ca_bundle=ca)
@@ -147,6 +159,4 @@ def test_a_throttling_storm_during_backfill_ends_with_a_summary_and_a_rerun_fini
     assert not world.dataverse.rows("phonecalls")
     again = _run(*args, ca_bundle=ca)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert sorted(r["enr_enreachcallid"].split(":")[0] for r in world.dataverse.rows("phonecalls")) == sorted(
-        work_calls
-    )
+    assert sorted(r["enr_enreachcallid"] for r in world.dataverse.rows("phonecalls")) == work_calls
