@@ -64,6 +64,9 @@ PRIVATE_SUBJECT = "Private call"
 DESCRIPTION_LENGTH = 2000
 _ENTITY_SET = {t.logical_name: t.entity_set for t in CUSTOMER_TABLES}
 _DUPLICATE_CODES = {"0x80060892", "0x80040237"}
+# Calls per page query (their keys and the adoption candidates): 500 keys of two GUIDs each stay
+# well under the 64 KB a GET may have inside a $batch (32 KB outside one).
+QUERY_PAGE = 500
 
 
 @dataclass(frozen=True)
@@ -424,11 +427,18 @@ def sync_calls(
         except DataverseError as error:
             unavailable.update(dict.fromkeys(chunk, error))
 
-    for start in range(0, len(work), options.batch_size):
-        page = work[start : start + options.batch_size]
-        _sync_page(page, customers, unavailable, client=client, options=options, report=report, result=result)
-        if on_progress:
-            on_progress(len(page))
+    group = max(options.batch_size, QUERY_PAGE)
+    for start in range(0, len(work), group):
+        _sync_page(
+            work[start : start + group],
+            customers,
+            unavailable,
+            client=client,
+            options=options,
+            report=report,
+            result=result,
+            on_progress=on_progress,
+        )
     return result
 
 
@@ -441,7 +451,9 @@ def _sync_page(
     options: CallSyncOptions,
     report: CallSyncReport,
     result: SyncResult,
+    on_progress: Callable[[int], None] | None,
 ) -> None:
+    """One page query for up to ``QUERY_PAGE`` calls, then their writes, ``batch_size`` calls per ``$batch``."""
     blocked = [w for w in page if w.number in unavailable]
     if blocked:
         _note_failure(report, "customer lookup", unavailable[str(blocked[0].number)], len(blocked))
@@ -484,8 +496,31 @@ def _sync_page(
         body = phonecall_body(item.call, item.owner, item.number, choice, recording_link=options.recording_link)
         items.append(_changeset(item.call, body))
         planned.append((item, "review" if choice.review else "created"))
-    if not items:
-        return
+    for start in range(0, len(items), options.batch_size):
+        end = start + options.batch_size
+        _write(
+            items[start:end],
+            planned[start:end],
+            adoptions,
+            client=client,
+            options=options,
+            report=report,
+            result=result,
+        )
+        if on_progress:
+            on_progress(len(items[start:end]))
+
+
+def _write(
+    items: Sequence[ChangeSet],
+    planned: Sequence[tuple[_Work, str]],
+    adoptions: Mapping[str, Mapping[str, Any]],
+    *,
+    client: DataverseClient,
+    options: CallSyncOptions,
+    report: CallSyncReport,
+    result: SyncResult,
+) -> None:
     if options.dry_run:
         for _, kind in planned:
             _count(report, kind)
