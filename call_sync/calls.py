@@ -398,7 +398,9 @@ def sync_calls(
             resolved = resolve_users(unknown, list(enreach_users.values()), client, write=not options.dry_run)
             report.users_mapped += len(resolved)
         except DataverseError as error:
-            log.warning("unmapped users not matched this run (their calls are parked): %s", error)
+            line = f"user matching: {error.__class__.__name__} (their calls are parked and retried)"
+            report.problems.append(line)
+            log.warning("%s: %s", line, error)
     for call in candidates:
         owner = _owner(call, users, enreach_users, options.region)
         if owner is None and not call.is_mobile and call.user_id:
