@@ -1,10 +1,13 @@
 """Phone call sync cost: 10,000 Enreach calls into the Dataverse emulator with injected latency.
 
-Reports Dataverse requests per 1,000 calls (goal <= 4) and the wall time (goal <= 15 s) of
-the real sync (batched lookups and $batch writes), beside a naive baseline measured in the
-same run: one request per operation (lookup GET, create POST, complete PATCH per call). The
-baseline runs on a sample of the calls (it is slow by design) and is reported per 1,000 calls.
-Run: python benchmarks/call_sync.py [--calls 10000] [--baseline-calls 300] [--batch-size 500]
+Reports Dataverse requests per 1,000 calls (goal <= 5, with the per-page query for calls
+already synced and agent-made phonecalls to adopt) and the wall time (goal <= 15 s) of the real
+sync (batched lookups, one query and one $batch write per page), beside a naive baseline
+measured in the same run: one request per operation (lookup GET, adoption-candidate GET, create
+POST, complete PATCH per call). ``--agent-made`` of the calls have a phonecall an agent logged
+during the call, which the sync adopts. The baseline runs on a sample of the calls (it is slow
+by design) and is reported per 1,000 calls.
+Run: python benchmarks/call_sync.py [--calls 10000] [--baseline-calls 300] [--batch-size 500] [--agent-made 0.05]
 """
 
 from __future__ import annotations
@@ -24,11 +27,11 @@ from call_sync.calls import (
     CallSyncReport,
     UserDirectory,
     _changeset,
-    _customer,
     call_key,
     phonecall_body,
     sync_calls,
 )
+from call_sync.customers import choose_customer
 from call_sync.runtime import lookup_for
 from core.schema import CALL_SYNC
 from core.settings import load_settings
@@ -79,7 +82,20 @@ def naive(calls: list[EnreachCall], client: DataverseClient, users: UserDirector
         for table, entity_set, key, name in (("account", "accounts", "accountid", "name"),):
             for row in client.query(entity_set, select=[key, name], filter=f.eq("telephone1", number)):
                 found.append(Candidate(table, row[key], row.get(name), {}, None))
-        body = phonecall_body(call, owner, number, _customer(found))
+        margin = timedelta(seconds=120)
+        list(
+            client.query(
+                "phonecalls",
+                select=["activityid", "phonenumber", "actualstart"],
+                filter=f.and_(
+                    f.eq(CALL_SYNC.call_id_column, None),
+                    f.eq("_ownerid_value", uuid.UUID(owner)),
+                    f.ge("actualstart", call.start - margin),
+                    f.le("actualstart", call.start + margin),
+                ),
+            )
+        )
+        body = phonecall_body(call, owner, number, choose_customer(found, owner))
         new_id = client.create("phonecalls", body)
         status = 2 if call.direction == "out" else 4
         client.update("phonecalls", new_id, {"statecode": 1, "statuscode": status})
@@ -93,6 +109,7 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=2_000)
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--agent-made", type=float, default=0.05, help="share of calls an agent logged meanwhile")
     args = parser.parse_args()
 
     users = [f"00000000-0000-4000-8000-{i:012d}" for i in range(20)]
@@ -124,11 +141,26 @@ def main() -> None:
         services.dataverse.inject(latency_ms=args.latency_ms)
 
         calls = make_calls(args.calls, enreach_ids, args.customers)
+        step = max(1, round(1 / args.agent_made)) if args.agent_made > 0 else 0
+        agent_made = calls[::step] if step else []
+        services.dataverse.load(
+            {
+                "phonecalls": [
+                    {
+                        "subject": "logged by the agent",
+                        "phonenumber": c.other_number,
+                        "actualstart": (c.start + timedelta(seconds=20)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        "_ownerid_value": users[enreach_ids.index(c.user_id or "")],
+                    }
+                    for c in agent_made
+                ]
+            }
+        )
         services.dataverse.reset_requests()
         report = CallSyncReport()
         started = time.perf_counter()
         directory = UserDirectory.load(client, "FI")  # part of a run
-        failed = sync_calls(
+        result = sync_calls(
             calls,
             client=client,
             lookup=lookup,
@@ -139,9 +171,11 @@ def main() -> None:
         )
         batched_seconds = time.perf_counter() - started
         batched_requests = services.dataverse.request_count()
-        assert not failed and report.created == args.calls, report.summary()
-        synced = {r[CALL_SYNC.call_id_column] for r in services.dataverse.rows("phonecalls")}
-        assert synced == {call_key(c) for c in calls}, "every call exactly once"
+        assert not result.retry and report.created + report.adopted == args.calls, report.summary()
+        assert report.adopted == len(agent_made), report.summary()
+        rows = services.dataverse.rows("phonecalls")
+        synced = [r[CALL_SYNC.call_id_column] for r in rows]
+        assert sorted(synced) == sorted(call_key(c) for c in calls), "every call exactly once, agent-made ones adopted"
 
         sample = make_calls(args.baseline_calls, enreach_ids, args.customers)
         sample = [EnreachCall(**{**c.__dict__, "call_id": "naive-" + c.call_id}) for c in sample]
@@ -156,10 +190,11 @@ def main() -> None:
         naive_time_k = naive_seconds * 1000 / len(sample)
         print(
             f"{args.calls} calls, {args.customers} customers, batch size {args.batch_size}, "
-            f"{args.latency_ms:g} ms injected latency per Dataverse request"
+            f"{args.latency_ms:g} ms injected latency per Dataverse request; "
+            f"{len(agent_made)} agent-made phonecalls adopted"
         )
         print(
-            f"batched sync:   {batched_requests} Dataverse requests = {per_k:.2f} per 1,000 calls (goal <= 4); "
+            f"batched sync:   {batched_requests} Dataverse requests = {per_k:.2f} per 1,000 calls (goal <= 5); "
             f"wall time {batched_seconds:.1f} s (goal <= 15 s)"
         )
         print(

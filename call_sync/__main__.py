@@ -1,9 +1,12 @@
-"""``python -m call_sync backfill --from 2026-11-01 --to 2026-11-20 [--dry-run]`` and ``python -m call_sync users``.
+"""``python -m call_sync backfill --from 2026-11-01 --to 2026-11-20 [--dry-run]``, ``python -m call_sync users``
+and ``python -m call_sync status``.
 
 Backfill re-syncs the calls that started in a date range (UTC days, ``--to`` inclusive)
 against the configured environment, with a progress bar and a summary. It is safe to run
 over calls that are already in Dataverse: they count as already synced. The timer's
-checkpoint is not touched.
+checkpoint is not touched; calls whose user has no Dataverse user are parked for the timer.
+Status shows the checkpoint and its lag, the last timer run's outcome and the parked calls.
+Exit codes: 0 done, 1 something failed (the summary says what), 2 settings or usage.
 """
 
 from __future__ import annotations
@@ -46,12 +49,30 @@ def main(argv: list[str] | None = None) -> int:
     backfill.add_argument("--to", dest="end", type=_day, required=True, help="last day (UTC), inclusive")
     backfill.add_argument("--dry-run", action="store_true", help="count what would be written, write nothing")
     commands.add_parser("users", help="run the Enreach user id sync once")
+    commands.add_parser("status", help="checkpoint, lag, last run's outcome, parked and expired calls")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     settings = cli_settings(args.settings)
     if settings is None:
         return 2
-    from .runtime import call_lookup, dataverse_client, enreach_client, options
+    from .runtime import call_lookup, checkpoint_store, dataverse_client, enreach_client, options, parking_store
+
+    if args.command == "status":
+        from azure.core.exceptions import AzureError
+
+        from .status import status_lines
+
+        try:
+            lines = status_lines(checkpoint_store(), parking_store())
+        except (AzureError, ValueError) as error:
+            print(
+                f"cannot read the call sync's state in Table Storage: {error.__class__.__name__}; "
+                "check AzureWebJobsStorage",
+                file=sys.stderr,
+            )
+            return 1
+        print("\n".join(lines))
+        return 0
 
     if args.command == "users":
         from .users import sync_enreach_user_ids
@@ -64,29 +85,45 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.end < args.start:
         parser.error("--to is before --from")
-    from .calls import CallSyncReport, UserDirectory, sync_calls
+    from dataverse import DataverseError
+    from enreach import EnreachError
+
+    from .calls import CallSyncReport, UserDirectory, settle_parking, sync_calls
 
     start = datetime.combine(args.start, time.min, tzinfo=UTC)
     end = datetime.combine(args.end + timedelta(days=1), time.min, tzinfo=UTC)
     enreach = enreach_client()
-    everyone = enreach.users()
-    calls = enreach.calls(start, end, by="start", users=everyone)
     report = CallSyncReport(window=(start.isoformat(), end.isoformat()))
+    run_options = options(settings, dry_run=args.dry_run)
+    try:
+        everyone = enreach.users()  # calls are asked for per user (UserIDs), see enreach.EnreachClient.calls
+        calls = enreach.calls(start, end, by="start", users=everyone)
+        users = UserDirectory.load(dataverse_client(), settings.phone_default_region)
+    except (EnreachError, DataverseError) as error:
+        print(f"backfill stopped before writing: {error}", file=sys.stderr)
+        return 1
+    parking = None if args.dry_run else parking_store()
+    parked = {p.key: p for p in parking.all()} if parking else {}
     progress = _Progress(len(calls))
-    sync_calls(
+    result = sync_calls(
         calls,
         client=dataverse_client(),
         lookup=call_lookup(),
-        users=UserDirectory.load(dataverse_client(), settings.phone_default_region),
+        users=users,
         enreach_users={u.id.lower(): u for u in everyone},
-        options=options(settings, dry_run=args.dry_run),
+        options=run_options,
         report=report,
         on_progress=progress,
     )
     if progress.done < progress.total:
         progress(progress.total - progress.done)  # skipped calls count as done
+    if parking is not None:
+        settle_parking(parking, parked, result, report, run_options, datetime.now(UTC))
     print(("DRY RUN (nothing written): " if args.dry_run else "") + report.summary().replace("; checkpoint none", ""))
-    return 1 if report.failed else 0
+    if report.failed or report.throttled:
+        print("some calls were not written: run the same backfill again (calls already synced are skipped)")
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

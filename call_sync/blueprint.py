@@ -14,9 +14,16 @@ def sync_phone_calls(timer: func.TimerRequest) -> None:
     from core.settings import get_settings
 
     from .calls import sync_phone_calls as run
-    from .runtime import call_lookup, checkpoint_store, dataverse_client, enreach_client, options
+    from .runtime import call_lookup, checkpoint_store, dataverse_client, enreach_client, options, parking_store
 
-    run(enreach_client(), dataverse_client(), checkpoint_store(), call_lookup(), options(get_settings()))
+    run(
+        enreach_client(),
+        dataverse_client(),
+        checkpoint_store(),
+        call_lookup(),
+        options(get_settings()),
+        parking=parking_store(),
+    )
 
 
 @bp.function_name("sync_enreach_user_ids")

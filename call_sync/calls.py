@@ -1,40 +1,69 @@
 """``sync_phone_calls``: Enreach Work calls become Dataverse phone call activities, exactly once.
 
 Per run: read Enreach call events modified since the checkpoint (minus an overlap, for
-late records), keep Work calls of at least ``CALL_DURATION_LIMIT`` seconds, map each to its
-Dataverse owner (Enreach user id; for mobile calls the user's mobile number; else
-``DEFAULT_CRM_ASSIGNEE``), find the customers of a whole page of calls in one query (the
-routing package's matching), and write each call as one atomic change set: create the
-phonecall (with the Enreach call id in an alternate-key column, parties and regarding), then
-complete it. A call that already exists fails its create with 412 and counts as done, so
-crashes, retries, replayed timers and overlapping runs never duplicate a call. The
-checkpoint (Table Storage) moves only to the start of the window's first failed call.
+late records) plus the calls parked by earlier runs, keep Work calls of at least
+``CALL_DURATION_LIMIT`` seconds, and map each to its Dataverse owner (Enreach user id; users
+not mapped yet are matched on the spot by e-mail, as the user id sync does, in one query; for
+mobile calls the user's mobile number; else ``DEFAULT_CRM_ASSIGNEE``; else the call is parked
+in Table Storage and retried by later runs for ``CALL_SYNC_PARK_DAYS``). The customers of all
+calls are found in one query per ``CALL_SYNC_BATCH_SIZE`` numbers (the routing package's
+matching). Then, per page of calls, one query finds what Dataverse already holds (calls synced
+before, agent-made phonecalls to adopt) and one ``$batch`` writes the page, one atomic change
+set per call: create the phonecall (the Enreach call id in an alternate-key column) and
+complete it, or adopt the agent's phonecall (key, end, duration, state; its subject and
+description kept), or remove a call reclassified Private. A create that meets the key fails
+with 412 and counts as already synced, so crashes, retries, replayed timers and overlapping
+runs never duplicate a call. A page that stays throttled is reported and left for the next
+run; the checkpoint (Table Storage) never moves past a call that was not settled.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 from core.masking import mask_phone
 from core.schema import CALL_SYNC, CUSTOMER_TABLES
-from core.state import CheckpointConflict, CheckpointStore
-from dataverse import BatchRequest, ChangeSet, DataverseClient
+from core.state import CheckpointConflict, CheckpointStore, RunRecord
+from dataverse import BatchRequest, BatchResponse, ChangeSet, DataverseClient, DataverseError, ServiceUnavailable
+from dataverse import Throttled as DataverseThrottled
 from dataverse import filters as f
-from enreach import EnreachCall, EnreachClient, EnreachUser
+from enreach import EnreachCall, EnreachClient, EnreachError, EnreachUser
 from matching import CallerLookup, Candidate, to_e164
 
-__all__ = ["CHECKPOINT_NAME", "CallSyncOptions", "CallSyncReport", "UserDirectory", "sync_calls", "sync_phone_calls"]
+from .adoption import Planned, match_adoptions, read_page_state
+from .customers import NOBODY, CustomerChoice, choose_customer
+from .parking import ParkedCall, ParkedCalls
+from .users import resolve_users
+
+__all__ = [
+    "CHECKPOINT_NAME",
+    "CallSyncOptions",
+    "CallSyncReport",
+    "SyncResult",
+    "UserDirectory",
+    "call_key",
+    "settle_parking",
+    "sync_calls",
+    "sync_phone_calls",
+    "write_page",
+]
 
 log = logging.getLogger("call_sync")
 CHECKPOINT_NAME = "phone_calls"
-INITIAL_LOOKBACK = timedelta(days=1)
+PRIVATE_SUBJECT = "Private call"
+DESCRIPTION_LENGTH = 2000
 _ENTITY_SET = {t.logical_name: t.entity_set for t in CUSTOMER_TABLES}
 _DUPLICATE_CODES = {"0x80060892", "0x80040237"}
+# Calls per page query (their keys and the adoption candidates): 500 keys of two GUIDs each stay
+# well under the 64 KB a GET may have inside a $batch (32 KB outside one).
+QUERY_PAGE = 500
 
 
 @dataclass(frozen=True)
@@ -45,6 +74,11 @@ class CallSyncOptions:
     overlap: timedelta = timedelta(minutes=15)
     batch_size: int = 100
     dry_run: bool = False
+    start_margin: timedelta = timedelta(seconds=120)
+    park_for: timedelta = timedelta(days=7)
+    initial_lookback: timedelta = timedelta(hours=24)
+    private_calls: str = "delete"  # or "anonymise"
+    recording_link: str | None = None  # None (off), "id", or a URL template with {recording_id}
 
 
 @dataclass
@@ -53,19 +87,55 @@ class CallSyncReport:
     created: int = 0
     already_synced: int = 0
     failed: int = 0
+    throttled: int = 0
+    adopted: int = 0
+    for_review: int = 0
+    private_removed: int = 0
+    users_mapped: int = 0
+    parked: int = 0  # newly parked by this run
+    waiting: int = 0  # parked and still waiting after this run
+    unparked: int = 0  # parked earlier, synced by this run
+    expired: int = 0  # parked past CALL_SYNC_PARK_DAYS by this run
     skipped: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
     window: tuple[str, str] | None = None
     checkpoint: str | None = None
 
     def skip(self, reason: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
 
+    @property
+    def outcome(self) -> str:
+        return "ok" if not (self.failed or self.throttled or self.problems) else "partial"
+
+    def counts(self) -> dict[str, int]:
+        names = (
+            "read created already_synced failed throttled adopted for_review private_removed "
+            "users_mapped parked waiting unparked expired"
+        )
+        return {name: int(getattr(self, name)) for name in names.split()}
+
     def summary(self) -> str:
         skipped = ", ".join(f"{n} {r}" for r, n in sorted(self.skipped.items())) or "none"
-        return (
+        text = (
             f"phone calls: {self.read} read, {self.created} created, {self.already_synced} already synced, "
-            f"{self.failed} failed; skipped: {skipped}; checkpoint {self.checkpoint or 'none'}"
+            f"{self.failed} failed, {self.throttled} throttled (retried next run); {self.adopted} adopted, "
+            f"{self.for_review} for review, {self.private_removed} private removed, "
+            f"{self.users_mapped} users mapped on the spot; parked: {self.parked} new, {self.unparked} synced, "
+            f"{self.waiting} waiting, {self.expired} expired; skipped: {skipped}"
         )
+        if self.problems:
+            text += "; problems: " + " | ".join(self.problems[:5])
+        return text + f"; checkpoint {self.checkpoint or 'none'}"
+
+
+@dataclass
+class SyncResult:
+    """What ``sync_calls`` leaves to its caller."""
+
+    retry: list[EnreachCall] = field(default_factory=list)  # failed or throttled: keep behind the checkpoint
+    unmapped: list[EnreachCall] = field(default_factory=list)  # no owner: park
+    settled: set[str] = field(default_factory=set)  # keys needing nothing more (synced, or never to sync)
 
 
 @dataclass(frozen=True)
@@ -108,18 +178,41 @@ def _owner(
     return users.by_enreach_id.get((call.user_id or "").lower())
 
 
-def _customer(candidates: Sequence[Candidate]) -> Candidate | None:
-    """The one customer a number belongs to; None when unknown or ambiguous (never a guess)."""
-    return candidates[0] if len(candidates) == 1 else None
-
-
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def phonecall_body(call: EnreachCall, owner: str, number: str | None, customer: Candidate | None) -> dict[str, Any]:
+def recording_lines(call: EnreachCall, link: str | None) -> list[str]:
+    """What an agent follows to the call's recordings (never the audio itself)."""
+    if not link or not call.recording_ids:
+        return []
+    if link == "id":
+        return [f"Enreach recording {r}" for r in call.recording_ids]
+    return [
+        "Recording: " + link.replace("{recording_id}", quote(r, safe="")).replace("{call_id}", quote(call.call_id))
+        for r in call.recording_ids
+    ]
+
+
+def _party(table: str, entity_set: str, record_id: str, mask: int) -> dict[str, Any]:
+    return {f"partyid_{table}@odata.bind": f"/{entity_set}({record_id})", "participationtypemask": mask}
+
+
+def phonecall_body(
+    call: EnreachCall,
+    owner: str,
+    number: str | None,
+    customer: CustomerChoice | Candidate | None,
+    *,
+    recording_link: str | None = None,
+) -> dict[str, Any]:
+    choice = customer if isinstance(customer, CustomerChoice) else NOBODY
+    if isinstance(customer, Candidate):
+        choice = CustomerChoice(customer, (customer,))
     outgoing = call.direction == "out"
-    who = (customer.name if customer and customer.name else None) or (mask_phone(number) if number else "unknown")
+    regarding = choice.regarding
+    who = (regarding.name if regarding and regarding.name else None) or (mask_phone(number) if number else "unknown")
+    description = "\n".join([f"Enreach call {call.call_id}", *recording_lines(call, recording_link)])
     body: dict[str, Any] = {
         "subject": f"{'Outgoing call to' if outgoing else 'Incoming call from'} {who}"[:200],
         "phonenumber": (number or call.other_number or "")[:200] or None,
@@ -127,34 +220,115 @@ def phonecall_body(call: EnreachCall, owner: str, number: str | None, customer: 
         "actualstart": _iso(call.start),
         "actualend": _iso(call.end or call.start + timedelta(seconds=call.duration_seconds)),
         "actualdurationminutes": max(1, math.ceil(call.duration_seconds / 60)),
-        "description": f"Enreach call {call.call_id}",
+        "description": description[:DESCRIPTION_LENGTH],
         CALL_SYNC.call_id_column: call_key(call),
         "ownerid@odata.bind": f"/systemusers({owner})",
     }
-    user_party = {"partyid_systemuser@odata.bind": f"/systemusers({owner})"}
-    parties = [{**user_party, "participationtypemask": 1 if outgoing else 2}]
-    if customer is not None:
-        entity_set = _ENTITY_SET[customer.table]
-        body[f"regardingobjectid_{customer.table}_phonecall@odata.bind"] = f"/{entity_set}({customer.id})"
-        parties.append(
-            {
-                f"partyid_{customer.table}@odata.bind": f"/{entity_set}({customer.id})",
-                "participationtypemask": 2 if outgoing else 1,
-            }
-        )
+    parties = [_party("systemuser", "systemusers", owner, 1 if outgoing else 2)]
+    if regarding is not None:
+        entity_set = _ENTITY_SET[regarding.table]
+        body[f"regardingobjectid_{regarding.table}_phonecall@odata.bind"] = f"/{entity_set}({regarding.id})"
+    for record in choice.parties:
+        parties.append(_party(record.table, _ENTITY_SET[record.table], record.id, 2 if outgoing else 1))
+    if choice.review:
+        body[CALL_SYNC.review_column] = choice.review
     body["phonecall_activity_parties"] = parties
     return body
 
 
+def _status(call: EnreachCall) -> int:
+    return 2 if call.direction == "out" else 4  # Made / Received
+
+
 def _changeset(call: EnreachCall, body: dict[str, Any]) -> ChangeSet:
     # A phone call cannot be created closed: create, then complete it (Made 2 / Received 4), atomically.
-    status = 2 if call.direction == "out" else 4
     return ChangeSet(
         [
             BatchRequest("POST", "phonecalls", body, content_id="1"),
-            BatchRequest("PATCH", "$1", {"statecode": 1, "statuscode": status}),
+            BatchRequest("PATCH", "$1", {"statecode": 1, "statuscode": _status(call)}),
         ]
     )
+
+
+def _adoption(call: EnreachCall, row: Mapping[str, Any], recording_link: str | None) -> ChangeSet:
+    """Make the agent's phonecall this call's record: key, times, direction and state; its subject,
+    description (a recording line is appended), parties and regarding stay as the agent left them."""
+    path = f"phonecalls({row['activityid']})"
+    match = {"If-Match": "*"}  # update only, never create
+    changes: dict[str, Any] = {
+        CALL_SYNC.call_id_column: call_key(call),
+        "directioncode": call.direction == "out",
+        "actualend": _iso(call.end or call.start + timedelta(seconds=call.duration_seconds)),
+        "actualdurationminutes": max(1, math.ceil(call.duration_seconds / 60)),
+    }
+    if not row.get("actualstart"):
+        changes["actualstart"] = _iso(call.start)
+    lines = [line for line in recording_lines(call, recording_link) if line not in str(row.get("description") or "")]
+    if lines:
+        changes["description"] = "\n".join([str(row.get("description") or ""), *lines]).strip()[:DESCRIPTION_LENGTH]
+    requests = []
+    if row.get("statecode") == 1:  # completed by the agent: reopen, update, complete again
+        requests.append(BatchRequest("PATCH", path, {"statecode": 0, "statuscode": 1}, headers=dict(match)))
+    requests.append(BatchRequest("PATCH", path, changes, headers=dict(match)))
+    requests.append(BatchRequest("PATCH", path, {"statecode": 1, "statuscode": _status(call)}, headers=dict(match)))
+    return ChangeSet(requests)
+
+
+def _private_change(call: EnreachCall, row: Mapping[str, Any], action: str) -> ChangeSet | None:
+    """Remove a synced call that became Private; or replace it by an anonymous record (same key:
+    owner, direction and times only). None when it is anonymous already."""
+    path = f"phonecalls({row['activityid']})"
+    if action != "anonymise":
+        return ChangeSet([BatchRequest("DELETE", path)])
+    if row.get("subject") == PRIVATE_SUBJECT:
+        return None
+    owner = str(row.get("_ownerid_value") or "")
+    outgoing = call.direction == "out"
+    body = {
+        "subject": PRIVATE_SUBJECT,
+        "directioncode": outgoing,
+        "actualstart": _iso(call.start),
+        "actualend": _iso(call.end or call.start + timedelta(seconds=call.duration_seconds)),
+        "actualdurationminutes": max(1, math.ceil(call.duration_seconds / 60)),
+        CALL_SYNC.call_id_column: call_key(call),
+        "ownerid@odata.bind": f"/systemusers({owner})",
+        "phonecall_activity_parties": [_party("systemuser", "systemusers", owner, 1 if outgoing else 2)],
+    }
+    return ChangeSet(
+        [
+            BatchRequest("DELETE", path, content_id="1"),
+            BatchRequest("POST", "phonecalls", body, content_id="2"),
+            BatchRequest("PATCH", "$2", {"statecode": 1, "statuscode": _status(call)}, content_id="3"),
+        ]
+    )
+
+
+def write_page(client: DataverseClient, items: Sequence[ChangeSet]) -> list[BatchResponse | None]:
+    """The one write step of the call sync: a page of change sets, one outcome per change set."""
+    return client.batch_each(items, idempotent=True)
+
+
+def _transient(error: Exception) -> bool:
+    return isinstance(error, (DataverseThrottled, ServiceUnavailable))
+
+
+def _note_failure(report: CallSyncReport, what: str, error: Exception, count: int) -> None:
+    kind = "throttled" if _transient(error) else "failed"
+    if kind == "throttled":
+        report.throttled += count
+    else:
+        report.failed += count
+    line = f"{what}: {kind} for {count} calls ({error.__class__.__name__}: {str(error)[:160]})"
+    report.problems.append(line)
+    log.warning("%s", line)
+
+
+@dataclass
+class _Work:
+    key: str
+    call: EnreachCall
+    owner: str | None  # None for a Private call (only removed, if it was synced)
+    number: str | None
 
 
 def sync_calls(
@@ -167,53 +341,267 @@ def sync_calls(
     options: CallSyncOptions,
     report: CallSyncReport,
     on_progress: Callable[[int], None] | None = None,
-) -> list[EnreachCall]:
-    """Write the calls that should be synced; return the calls that failed (to be retried)."""
-    kept: list[tuple[EnreachCall, str, str | None]] = []
+) -> SyncResult:
+    """Write the calls that should be synced; return what is left: calls to retry, calls to park."""
+    result = SyncResult()
+    work: list[_Work] = []
     seen: set[str] = set()
+    candidates: list[EnreachCall] = []
     for call in calls:
         report.read += 1
         key = call_key(call)
-        if key in seen:
+        if key.lower() in seen:
             report.skip("repeated event")
             continue
-        seen.add(key)
-        if call.classification.lower() != "work":
-            report.skip(f"{call.classification.lower()} call")
+        seen.add(key.lower())
+        kind = call.classification.lower()
+        if kind == "private":
+            work.append(_Work(key, call, None, None))  # removed below if an earlier run synced it
+            continue
+        if kind != "work":
+            report.skip(f"{kind} call")
+            result.settled.add(key)
             continue
         if call.duration_seconds < options.duration_limit_seconds:
             report.skip("shorter than CALL_DURATION_LIMIT")
+            result.settled.add(key)
             continue
-        owner = _owner(call, users, enreach_users, options.region) or options.default_assignee
+        candidates.append(call)
+
+    # Owners; Enreach users not mapped yet are matched by e-mail now, in one query for all of them.
+    unknown = {
+        c.user_id.lower()
+        for c in candidates
+        if not c.is_mobile and c.user_id and c.user_id.lower() not in users.by_enreach_id
+    }
+    resolved: dict[str, str] = {}
+    if unknown and enreach_users:
+        try:
+            resolved = resolve_users(unknown, list(enreach_users.values()), client, write=not options.dry_run)
+            report.users_mapped += len(resolved)
+        except DataverseError as error:
+            line = f"user matching: {error.__class__.__name__} (their calls are parked and retried)"
+            report.problems.append(line)
+            log.warning("%s: %s", line, error)
+    for call in candidates:
+        owner = _owner(call, users, enreach_users, options.region)
+        if owner is None and not call.is_mobile and call.user_id:
+            owner = resolved.get(call.user_id.lower())
+        owner = owner or options.default_assignee
         if owner is None:
-            report.skip("unmapped mobile user" if call.is_mobile else "unmapped user")
+            if call.is_mobile:
+                report.skip("unmapped mobile user")
+                result.settled.add(call_key(call))
+            elif not call.user_id:
+                report.skip("no Enreach user")
+                result.settled.add(call_key(call))
+            else:
+                result.unmapped.append(call)
             continue
-        kept.append((call, owner, to_e164(call.other_number, options.region)))
-    # Customers of every kept call: one query per batch-size of distinct numbers.
-    customers = lookup.find_many([n for _, _, n in kept if n], chunk=options.batch_size)
-    failed: list[EnreachCall] = []
-    for start in range(0, len(kept), options.batch_size):
-        page = kept[start : start + options.batch_size]
-        items = [
-            _changeset(call, phonecall_body(call, owner, n, _customer(customers.get(n or "", ()))))
-            for call, owner, n in page
-        ]
-        if options.dry_run:
-            report.created += len(items)
+        work.append(_Work(call_key(call), call, owner, to_e164(call.other_number, options.region)))
+
+    # Customers of every call: one query per batch-size of distinct numbers.
+    numbers = list(dict.fromkeys(w.number for w in work if w.number))
+    customers: dict[str, tuple[Candidate, ...]] = {}
+    unavailable: dict[str, Exception] = {}
+    for start in range(0, len(numbers), options.batch_size):
+        chunk = numbers[start : start + options.batch_size]
+        try:
+            customers.update(lookup.find_many(chunk, chunk=options.batch_size))
+        except DataverseError as error:
+            unavailable.update(dict.fromkeys(chunk, error))
+
+    group = max(options.batch_size, QUERY_PAGE)
+    for start in range(0, len(work), group):
+        _sync_page(
+            work[start : start + group],
+            customers,
+            unavailable,
+            client=client,
+            options=options,
+            report=report,
+            result=result,
+            on_progress=on_progress,
+        )
+    return result
+
+
+def _sync_page(
+    page: Sequence[_Work],
+    customers: Mapping[str, tuple[Candidate, ...]],
+    unavailable: Mapping[str, Exception],
+    *,
+    client: DataverseClient,
+    options: CallSyncOptions,
+    report: CallSyncReport,
+    result: SyncResult,
+    on_progress: Callable[[int], None] | None,
+) -> None:
+    """One page query for up to ``QUERY_PAGE`` calls, then their writes, ``batch_size`` calls per ``$batch``."""
+    blocked = [w for w in page if w.number in unavailable]
+    if blocked:
+        _note_failure(report, "customer lookup", unavailable[str(blocked[0].number)], len(blocked))
+        result.retry += [w.call for w in blocked]
+    page = [w for w in page if w.number not in unavailable]
+    if not page:
+        return
+    to_create = [Planned(w.key, w.call, w.owner, w.number) for w in page if w.owner is not None]
+    try:
+        state = read_page_state(client, [w.key for w in page], to_create, options.start_margin)
+    except (DataverseError, RuntimeError) as error:
+        _note_failure(report, "page query", error, len(page))
+        result.retry += [w.call for w in page]
+        return
+    fresh = [p for p in to_create if p.key.lower() not in state.existing]
+    adoptions = match_adoptions(fresh, state.candidates, options.start_margin, options.region)
+    items: list[ChangeSet] = []
+    planned: list[tuple[_Work, str]] = []
+    for item in page:
+        existing = state.existing.get(item.key.lower())
+        if item.owner is None:  # Private
+            report.skip("private call")
+            change = _private_change(item.call, existing, options.private_calls) if existing else None
+            if change is None:
+                result.settled.add(item.key)
+            else:
+                items.append(change)
+                planned.append((item, "private"))
             continue
-        for (call, _, _), answer in zip(page, client.batch_each(items, idempotent=True), strict=True):
-            if answer is not None and answer.ok:
-                report.created += 1
-            elif answer is not None and answer.status == 412 and answer.error().code in _DUPLICATE_CODES:
-                report.already_synced += 1
+        if existing is not None:
+            report.already_synced += 1
+            result.settled.add(item.key)
+            continue
+        adopted = adoptions.get(item.key)
+        if adopted is not None:
+            items.append(_adoption(item.call, adopted, options.recording_link))
+            planned.append((item, "adopted"))
+            continue
+        choice = choose_customer(customers.get(item.number or "", ()), item.owner)
+        body = phonecall_body(item.call, item.owner, item.number, choice, recording_link=options.recording_link)
+        items.append(_changeset(item.call, body))
+        planned.append((item, "review" if choice.review else "created"))
+    for start in range(0, len(items), options.batch_size):
+        end = start + options.batch_size
+        _write(
+            items[start:end],
+            planned[start:end],
+            adoptions,
+            client=client,
+            options=options,
+            report=report,
+            result=result,
+        )
+        if on_progress:
+            on_progress(len(items[start:end]))
+
+
+def _write(
+    items: Sequence[ChangeSet],
+    planned: Sequence[tuple[_Work, str]],
+    adoptions: Mapping[str, Mapping[str, Any]],
+    *,
+    client: DataverseClient,
+    options: CallSyncOptions,
+    report: CallSyncReport,
+    result: SyncResult,
+) -> None:
+    if options.dry_run:
+        for _, kind in planned:
+            _count(report, kind)
+        return
+    try:
+        answers = write_page(client, items)
+    except DataverseError as error:
+        _note_failure(report, "$batch write", error, len(items))
+        result.retry += [item.call for item, _ in planned]
+        return
+    for (item, kind), answer in zip(planned, answers, strict=True):
+        if answer is not None and answer.ok:
+            _count(report, kind)
+            result.settled.add(item.key)
+            if kind != "created":  # the notable decisions, one line each (no numbers in them)
+                _decision(item.call, kind, activity=adoptions[item.key]["activityid"] if kind == "adopted" else None)
+        elif (
+            kind != "private"
+            and answer is not None
+            and answer.status == 412
+            and answer.error().code in _DUPLICATE_CODES
+        ):
+            report.already_synced += 1  # written meanwhile (a racing run, an answer lost on the way)
+            result.settled.add(item.key)
+        elif kind == "private" and answer is not None and answer.status == 404:
+            result.settled.add(item.key)  # removed meanwhile
+        else:
+            if answer is not None and answer.status in (429, 503):
+                report.throttled += 1
             else:
                 report.failed += 1
-                failed.append(call)
-                detail = answer.error() if answer is not None else "no answer"
-                log.warning("call %s was not written: %s", call.call_id, detail)
-        if on_progress:
-            on_progress(len(page))
-    return failed
+            result.retry.append(item.call)
+            detail = answer.error() if answer is not None else "no answer"
+            log.warning("call %s was not written: %s", item.call.call_id, detail)
+
+
+def _decision(call: EnreachCall, decision: str, **details: Any) -> None:
+    values = {k: v for k, v in details.items() if v is not None}
+    log.info("%s", json.dumps({"call_sync_decision": decision, "call": call.call_id, "user": call.user_id, **values}))
+
+
+def _count(report: CallSyncReport, kind: str) -> None:
+    if kind == "adopted":
+        report.adopted += 1
+    elif kind == "private":
+        report.private_removed += 1
+    else:
+        report.created += 1
+        if kind == "review":
+            report.for_review += 1
+
+
+def settle_parking(
+    parking: ParkedCalls,
+    parked: Mapping[str, ParkedCall],
+    result: SyncResult,
+    report: CallSyncReport,
+    options: CallSyncOptions,
+    now: datetime,
+) -> None:
+    """Park the calls that found no owner (before the checkpoint moves past them), expire those
+    parked longer than ``CALL_SYNC_PARK_DAYS``, forget those now settled. A park write that fails
+    puts the call back among the calls to retry, so the checkpoint stays behind it."""
+    from azure.core.exceptions import AzureError
+
+    waiting = {key for key, p in parked.items() if p.expired_at is None}
+    for call in result.unmapped:
+        key = call_key(call)
+        earlier = parked.get(key)
+        if earlier is not None and earlier.expired_at is None and now - earlier.parked_at >= options.park_for:
+            parking.expire(key, now)
+            waiting.discard(key)
+            report.expired += 1
+            _decision(call, "expired")
+            log.warning(
+                "call %s of Enreach user %s expired: no Dataverse user after %s days (map the user, then backfill)",
+                call.call_id,
+                call.user_id,
+                options.park_for.days,
+            )
+            continue
+        if earlier is not None:
+            continue
+        try:
+            if parking.park(key, call, "no Dataverse user for the Enreach user", now):
+                report.parked += 1
+                _decision(call, "parked")
+            waiting.add(key)
+        except AzureError as error:
+            log.warning("call %s could not be parked, kept for the next run: %s", call.call_id, error)
+            result.retry.append(call)
+            report.failed += 1
+    done = [key for key in parked if key in result.settled]
+    parking.release(done)
+    report.unparked += sum(1 for key in done if key in waiting)
+    report.waiting = len(waiting - set(done))
+    parking.purge_expired(now)
 
 
 def sync_phone_calls(
@@ -223,37 +611,56 @@ def sync_phone_calls(
     lookup: CallerLookup,
     options: CallSyncOptions,
     *,
+    parking: ParkedCalls,
     now: datetime | None = None,
 ) -> CallSyncReport:
-    """One timer run: the window since the checkpoint, written, and the checkpoint moved."""
+    """One timer run: the window since the checkpoint and the parked calls, written, the checkpoint moved."""
     report = CallSyncReport()
     until = (now or datetime.now(UTC)).replace(microsecond=0)
     checkpoint = store.read(CHECKPOINT_NAME)
     if checkpoint.value:
         since = datetime.fromisoformat(checkpoint.value.replace("Z", "+00:00")) - options.overlap
     else:
-        since = until - INITIAL_LOOKBACK
+        since = until - options.initial_lookback
     report.window = (_iso(since), _iso(until))
-    # Enreach answers call records per user (UserIDs=<id>): the records name their user only by
-    # UserName, so each user's calls are asked for with that user's id (see enreach.EnreachClient.calls).
-    everyone = enreach.users()
-    calls = sorted(
-        enreach.calls(since, until, by="modified", users=everyone), key=lambda c: (c.modified or c.start, c.call_id)
-    )
+    report.checkpoint = checkpoint.value
+    try:
+        # Enreach answers call records per user (UserIDs=<id>): the records name their user only by
+        # UserName, so each user's calls are asked for with that user's id (see enreach.EnreachClient.calls).
+        everyone = enreach.users()
+        calls = sorted(
+            enreach.calls(since, until, by="modified", users=everyone),
+            key=lambda c: (c.modified or c.start, c.call_id),
+        )
+        users = UserDirectory.load(client, options.region)
+    except (EnreachError, DataverseError) as error:
+        report.problems.append(f"run stopped: {error.__class__.__name__}: {str(error)[:200]}")
+        _record(store, report, "failed", until)
+        raise
     for missing, count in enreach.skipped_records.items():
         report.skipped[f"unreadable record (no {missing})"] = count
-    users = UserDirectory.load(client, options.region)
-    enreach_users = {u.id.lower(): u for u in everyone}
-    failed = sync_calls(
-        calls, client=client, lookup=lookup, users=users, enreach_users=enreach_users, options=options, report=report
+    parked = {p.key: p for p in parking.all()}
+    fresh = {call_key(c) for c in calls}
+    retried = [p.call for key, p in parked.items() if p.expired_at is None and key not in fresh]
+    everything = calls + retried
+    result = sync_calls(
+        everything,
+        client=client,
+        lookup=lookup,
+        users=users,
+        enreach_users={u.id.lower(): u for u in everyone},
+        options=options,
+        report=report,
     )
     if options.dry_run:
         return report
-    # Move forward to `until`, but never past a failed call: the next run retries it.
+    settle_parking(parking, parked, result, report, options, until)
+    # Move forward to `until`, but never past a call of this window that was not settled
+    # (parked calls from earlier runs do not hold it: they stay parked).
+    held = [c for c in result.retry if call_key(c) in fresh]
     target = until
-    if failed:
-        target = min((c.modified or c.start) for c in failed).replace(microsecond=0) - timedelta(seconds=1)
-    report.checkpoint = checkpoint.value
+    if held:
+        target = min((c.modified or c.start) for c in held).replace(microsecond=0) - timedelta(seconds=1)
     if checkpoint.value is None or target > datetime.fromisoformat(checkpoint.value.replace("Z", "+00:00")):
         try:
             store.write(CHECKPOINT_NAME, _iso(target), expected=checkpoint)
@@ -261,5 +668,12 @@ def sync_phone_calls(
         except CheckpointConflict:
             log.info("phone call checkpoint moved by a concurrent run; keeping theirs")
             report.checkpoint = store.read(CHECKPOINT_NAME).value
-    log.info("%s", report.summary())
+    _record(store, report, report.outcome, until)
     return report
+
+
+def _record(store: CheckpointStore, report: CallSyncReport, outcome: str, finished: datetime) -> None:
+    """The run's one structured log line, and its outcome for ``python -m call_sync status``."""
+    log.info("%s", json.dumps({"job": "sync_phone_calls", "outcome": outcome, **report.counts()}))
+    log.info("%s", report.summary())
+    store.save_run(CHECKPOINT_NAME, RunRecord(_iso(finished), outcome, report.summary(), report.counts()))

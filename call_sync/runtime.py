@@ -8,12 +8,22 @@ from functools import lru_cache
 from core.settings import Settings, get_settings
 from dataverse import DataverseClient
 from enreach import EnreachClient, client_from_settings
-from matching import CallerLookup
+from matching import CallerLookup, LookupNeeds
 from routing.runtime import checkpoint_store, dataverse_client
 
 from .calls import CallSyncOptions
+from .customers import PARENT_COLUMN
+from .parking import ParkedCalls
 
-__all__ = ["call_lookup", "checkpoint_store", "dataverse_client", "enreach_client", "lookup_for", "options"]
+__all__ = [
+    "call_lookup",
+    "checkpoint_store",
+    "dataverse_client",
+    "enreach_client",
+    "lookup_for",
+    "options",
+    "parking_store",
+]
 
 
 @lru_cache(maxsize=1)
@@ -29,6 +39,11 @@ def options(settings: Settings, *, dry_run: bool = False) -> CallSyncOptions:
         overlap=timedelta(minutes=settings.call_sync_overlap_minutes),
         batch_size=settings.call_sync_batch_size,
         dry_run=dry_run,
+        start_margin=timedelta(seconds=settings.call_sync.start_margin_seconds),
+        park_for=timedelta(days=settings.call_sync.park_days),
+        initial_lookback=timedelta(hours=settings.call_sync.initial_lookback_hours),
+        private_calls=settings.call_sync.private_calls,
+        recording_link=settings.call_sync.recording_link,
     )
 
 
@@ -40,9 +55,15 @@ def lookup_for(settings: Settings, client: DataverseClient) -> CallerLookup:
         owner_column=settings.routing_owner_phone_column,
         phone_columns=settings.routing_phone_columns,
         region=settings.phone_default_region,
+        needs=LookupNeeds(columns=frozenset({("contact", PARENT_COLUMN)})),  # a contact whose account matched wins
     )
 
 
 @lru_cache(maxsize=1)
 def call_lookup() -> CallerLookup:
     return lookup_for(get_settings(), dataverse_client())
+
+
+@lru_cache(maxsize=1)
+def parking_store() -> ParkedCalls:
+    return ParkedCalls(get_settings().storage_connection_string)

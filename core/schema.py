@@ -53,11 +53,15 @@ PHONE_INDEX = PhoneIndexSchema()
 
 @dataclass(frozen=True)
 class CallSyncSchema:
-    """Columns the call and user id syncs add: the Enreach call id (alternate key) on phonecall,
-    the Enreach user id and e-mail override on systemuser."""
+    """Columns the call and user id syncs add: the Enreach call id (alternate key) and the review
+    note on phonecall, the Enreach user id and e-mail override on systemuser."""
 
     call_id_column: str = "enr_enreachcallid"
     call_key_name: str = "enr_enreachcallid_key"
+    # Set on a call whose number matched several records (all are parties, none is regarding):
+    # says which; users pick the regarding record and clear it. Text, so views can filter on it.
+    review_column: str = "enr_callreview"
+    review_length: int = 400
     user_id_column: str = "enr_enreachuserid"
     user_email_column: str = "enr_enreachemail"
 

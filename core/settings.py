@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from .ids import is_guid
 
 if TYPE_CHECKING:
+    from call_sync.config import CallSyncConfig
     from enreach import EnreachMapping
     from presence_sync.mapping import PresenceMapping
     from routing.rules import Rule
@@ -55,6 +56,11 @@ SETTING_NAMES = (
     "DEFAULT_CRM_ASSIGNEE",
     "CALL_SYNC_OVERLAP_MINUTES",
     "CALL_SYNC_BATCH_SIZE",
+    "CALL_SYNC_PARK_DAYS",
+    "CALL_START_MARGIN_SECONDS",
+    "CALL_SYNC_INITIAL_LOOKBACK_HOURS",
+    "CALL_SYNC_PRIVATE_CALLS",
+    "CALL_SYNC_RECORDING_LINK",
     "PRESENCE_WEBHOOK_KEY",
     "PRESENCE_MAPPING",
     "PRESENCE_IDS",
@@ -120,6 +126,7 @@ class Settings:
     presence_webhook_key: str
     presence_mapping: PresenceMapping
     presence_echo_ttl_seconds: float
+    call_sync: CallSyncConfig  # the call sync's own section (call_sync/config.py)
     routing_max_lookups: int = 64
 
     @property
@@ -310,6 +317,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     except MappingError as error:
         problems.append(str(error))
     echo_ttl = seconds("PRESENCE_ECHO_TTL_SECONDS", 30.0, 0, 600)
+    from call_sync.config import parse_config
+
+    call_sync = parse_config(get, problems)
 
     if problems:
         raise SettingsError(problems)
@@ -349,6 +359,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         routing_max_lookups=max_lookups,
         presence_mapping=presence_mapping,
         presence_echo_ttl_seconds=echo_ttl,
+        call_sync=call_sync,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Checkpoint", "CheckpointConflict", "CheckpointStore"]
+__all__ = ["Checkpoint", "CheckpointConflict", "CheckpointStore", "RunRecord"]
 
 
 class CheckpointConflict(Exception):
@@ -16,6 +16,16 @@ class CheckpointConflict(Exception):
 class Checkpoint:
     value: str | None
     etag: str | None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """How a job's last run ended: when, ``ok``/``partial``/``failed``, its summary and counts."""
+
+    finished: str
+    outcome: str
+    summary: str
+    counts: dict[str, int]
 
 
 class TableStore:
@@ -67,3 +77,35 @@ class CheckpointStore(TableStore):
         except (ResourceExistsError, ResourceModifiedError) as exc:
             raise CheckpointConflict(f"checkpoint {name!r} was moved by another run") from exc
         return Checkpoint(value, metadata["etag"])
+
+    def save_run(self, name: str, record: RunRecord) -> None:
+        """Remember the last run of job ``name`` (overwrites the previous one; last writer wins)."""
+        import json
+
+        from azure.data.tables import UpdateMode
+
+        entity = {
+            "PartitionKey": "lastrun",
+            "RowKey": name,
+            "Finished": record.finished,
+            "Outcome": record.outcome,
+            "Summary": record.summary,
+            "Counts": json.dumps(record.counts),
+        }
+        self._client().upsert_entity(entity, mode=UpdateMode.REPLACE)
+
+    def last_run(self, name: str) -> RunRecord | None:
+        import json
+
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            entity = self._client().get_entity("lastrun", name)
+        except ResourceNotFoundError:
+            return None
+        return RunRecord(
+            str(entity.get("Finished")),
+            str(entity.get("Outcome")),
+            str(entity.get("Summary")),
+            {k: int(v) for k, v in json.loads(entity.get("Counts") or "{}").items()},
+        )

@@ -115,6 +115,7 @@ REQUIRED: tuple[Item, ...] = (
     _column("systemuser", CALL_SYNC.user_email_column, "Enreach user e-mail", 320),
     _column("phonecall", CALL_SYNC.call_id_column, "Enreach call id", 200),
     _key("phonecall", CALL_SYNC.call_key_name, [CALL_SYNC.call_id_column], "Enreach call id"),
+    _column("phonecall", CALL_SYNC.review_column, "Enreach call review", CALL_SYNC.review_length),
     Item(
         "table",
         PHONE_INDEX.logical_name,

@@ -92,6 +92,7 @@ def provision_app_schema(emulator: DataverseEmulator) -> None:
     )
     emulator.add_alternate_key(PHONE_INDEX.entity_set, PHONE_INDEX.key_name, [PHONE_INDEX.key_column])
     emulator.add_alternate_key("phonecalls", CALL_SYNC.call_key_name, [CALL_SYNC.call_id_column])
+    emulator.add_column("phonecalls", CALL_SYNC.review_column)
     emulator.add_column("systemusers", CALL_SYNC.user_id_column)
     emulator.add_column("systemusers", CALL_SYNC.user_email_column)
 

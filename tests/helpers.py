@@ -109,6 +109,7 @@ def clear_app_caches() -> None:
         routing_runtime.checkpoint_store,
         call_runtime.enreach_client,
         call_runtime.call_lookup,
+        call_runtime.parking_store,
         presence_runtime.presence_sync,
     ):
         cached.cache_clear()

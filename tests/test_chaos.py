@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from call_sync.calls import call_key, sync_phone_calls
+from call_sync.parking import ParkedCalls
 from call_sync.runtime import lookup_for
 from call_sync.runtime import options as options_for
 from core.schema import CALL_SYNC
@@ -67,35 +68,63 @@ class DyingStore:
             raise Killed
         return self._store.write(name, value, expected=expected)
 
+    def save_run(self, name, record):
+        return self._store.save_run(name, record)
+
+    def last_run(self, name):
+        return self._store.last_run(name)
+
+
+def _record(
+    call_id: str, user: str, start: datetime, seconds: int, direction: str, number: str, classification: str | None
+) -> dict:
+    """One Enreach call record in the API's field names (the one place this module writes them);
+    ``user`` is the Enreach user id, whose login e-mail is ``<id>@example.fi`` here."""
+    return enreach_call(
+        call_id,
+        f"{user}@example.fi",
+        start,
+        seconds=seconds,
+        outgoing=direction == "out",
+        number=number,
+        classification=classification,
+        modified=start + timedelta(seconds=seconds + 1),
+    )
+
 
 def _calls(rng: random.Random, count: int) -> list[dict]:
     calls = []
     for i in range(count):
         start = NOW - timedelta(hours=3) + timedelta(minutes=i * 3 + rng.randint(0, 2))
-        seconds = rng.choice([3, 45, 120, 600])
         calls.append(
-            enreach_call(
+            _record(
                 f"k{i:03d}",
-                f"{rng.choice([*USERS, 'ghost'])}@example.fi",
+                rng.choice([*USERS, "ghost"]),
                 start,
-                seconds=seconds,
-                outgoing=rng.choice([True, False]),
-                number=rng.choice(["+358501234567", "+358409998877"]),
-                classification=rng.choice(["Work", "Work", "Work", "Private", None]),
-                modified=start + timedelta(seconds=seconds + 1),
+                rng.choice([3, 45, 120, 600]),
+                rng.choice(["in", "out"]),
+                rng.choice(["+358501234567", "+358409998877"]),
+                rng.choice(["Work", "Work", "Work", "Private", None]),
             )
         )
     return calls
 
 
-def _expected(world) -> list[str]:
-    keys = []
-    for item in world.enreach.calls:
-        user = item["UserName"].split("@")[0]
-        call = EnreachCall.from_api(item, user_id=user)
-        if call.classification == "Work" and call.duration_seconds >= 10 and user in USERS:
-            keys.append(call_key(call))
-    return sorted(keys)
+def _parsed(world) -> list[EnreachCall]:
+    """The emulator's call records as the app reads them, each with the user its query named."""
+    return [EnreachCall.from_api(item, user_id=item["UserName"].split("@")[0]) for item in world.enreach.calls]
+
+
+def _to_sync(world, users=USERS) -> list[EnreachCall]:
+    return [
+        call
+        for call in _parsed(world)
+        if call.classification == "Work" and call.duration_seconds >= 10 and call.user_id in users
+    ]
+
+
+def _expected(world, users=USERS) -> list[str]:
+    return sorted(call_key(call) for call in _to_sync(world, users))
 
 
 def _synced(world) -> list[str]:
@@ -125,36 +154,148 @@ def chaos_env(world, azurite):
         )
     )
     store = CheckpointStore(settings.storage_connection_string, table_name=f"x{uuid.uuid4().hex[:12]}")
-    return settings, store
+    return settings, store, _parking(settings)
 
 
-def _run(settings, store, session=None):
+def _parking(settings) -> ParkedCalls:
+    return ParkedCalls(settings.storage_connection_string, table_name=f"p{uuid.uuid4().hex[:12]}")
+
+
+def _run(settings, store, session=None, *, parking, now=NOW):
     client = dataverse_client_for(settings, session=session)
     enreach = enreach_client_for(settings)
     lookup = lookup_for(settings, client)
-    return sync_phone_calls(enreach, client, store, lookup, options_for(settings), now=NOW)
+    return sync_phone_calls(enreach, client, store, lookup, options_for(settings), parking=parking, now=now)
 
 
 @pytest.mark.parametrize("seed", range(50))
 def test_killed_at_a_random_point_then_rerun_leaves_every_call_exactly_once(world, chaos_env, seed):
-    settings, store = chaos_env
+    settings, store, parking = chaos_env
     rng = random.Random(seed)
     world.enreach.load({"calls": _calls(rng, 18)})
     for _ in range(rng.randint(1, 2)):  # one or two crashed runs
         session = ChaosSession(die_after=rng.randint(1, 10), lose_answer=rng.random() < 0.5)
         try:
-            _run(settings, DyingStore(store, die=rng.random() < 0.3), session)
+            _run(settings, DyingStore(store, die=rng.random() < 0.3), session, parking=parking)
         except Killed:
             pass
-    final = _run(settings, store)
+    final = _run(settings, store, parking=parking)
     assert final.failed == 0
     assert _synced(world) == _expected(world), f"seed {seed}"
     for row in world.dataverse.rows("phonecalls"):
         assert row["statecode"] == 1  # never left open by a crash between create and complete
 
 
+class DyingParking:
+    """The parked calls' store, dying at its ``die_at``-th change (park, expire, release)."""
+
+    def __init__(self, parking: ParkedCalls, die_at: int | None) -> None:
+        self._parking, self._left = parking, die_at
+
+    def _change(self) -> None:
+        if self._left is not None:
+            self._left -= 1
+            if self._left < 0:
+                raise Killed
+
+    def all(self):
+        return self._parking.all()
+
+    def park(self, *args, **kwargs):
+        self._change()
+        return self._parking.park(*args, **kwargs)
+
+    def expire(self, *args, **kwargs):
+        self._change()
+        return self._parking.expire(*args, **kwargs)
+
+    def release(self, keys):
+        for key in keys:
+            self._change()
+            self._parking.release([key])
+
+    def purge_expired(self, now):
+        return self._parking.purge_expired(now)
+
+
+GHOST, GHOST_DV = "ghost", "4b7e2a10-1c3d-4e5f-8a9b-0c1d2e3f4a09"
+EVERYONE = {**USERS, GHOST: GHOST_DV}
+
+
+def _agent_made(world, rng: random.Random) -> dict[str, str]:
+    """For about half of the calls to sync, the agent logged a phonecall (no call id) within 40 s of
+    its start, with the number in local format; returns call key -> that phonecall's id."""
+    rows, made = [], {}
+    for call in _to_sync(world, EVERYONE):
+        if rng.random() < 0.5:
+            activity = str(uuid.uuid4())
+            start = call.start + timedelta(seconds=rng.randint(-40, 40))
+            rows.append(
+                {
+                    "activityid": activity,
+                    "subject": f"agent's notes {call.call_id}",
+                    "phonenumber": "0" + str(call.other_number)[4:],
+                    "actualstart": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "_ownerid_value": EVERYONE[str(call.user_id)],
+                    "statecode": rng.choice([0, 0, 1]),
+                }
+            )
+            made[call_key(call)] = activity
+    world.dataverse.load({"phonecalls": rows})
+    return made
+
+
+def _keys(world) -> list[str]:
+    return sorted(
+        r[CALL_SYNC.call_id_column] for r in world.dataverse.rows("phonecalls") if r.get(CALL_SYNC.call_id_column)
+    )
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_killed_at_any_point_with_adoption_and_parking_every_call_ends_exactly_once(world, chaos_env, seed):
+    settings, store, parking = chaos_env
+    rng = random.Random(1000 + seed)
+    world.enreach.load({"directory": [{"Id": GHOST, "Email": "new.hire@example.fi"}], "calls": _calls(rng, 18)})
+    made = _agent_made(world, rng)
+    for _ in range(rng.randint(1, 2)):  # one or two crashed runs
+        session = ChaosSession(die_after=rng.randint(1, 12), lose_answer=rng.random() < 0.5)
+        dying_parking = DyingParking(parking, rng.choice([None, 0, 1, 2]))
+        with contextlib.suppress(Killed):
+            _run(settings, DyingStore(store, die=rng.random() < 0.3), session, parking=dying_parking)
+    final = _run(settings, store, parking=parking)
+    assert final.failed == 0 and final.throttled == 0
+    ghost_calls = sorted(call_key(c) for c in _to_sync(world, {GHOST: GHOST_DV}))
+    assert sorted(p.key for p in parking.all()) == ghost_calls, f"seed {seed}"
+    assert _keys(world) == _expected(world), f"seed {seed}"
+    # The new employee gets her Dataverse user; later runs (no backfill) sync her parked calls.
+    world.dataverse.load(
+        {"systemusers": [{"systemuserid": GHOST_DV, "fullname": "New", "internalemailaddress": "new.hire@example.fi"}]}
+    )
+    for _ in range(rng.randint(0, 1)):  # perhaps killed once more
+        session = ChaosSession(die_after=rng.randint(1, 6), lose_answer=rng.random() < 0.5)
+        with contextlib.suppress(Killed):
+            _run(
+                settings,
+                store,
+                session,
+                parking=DyingParking(parking, rng.choice([None, 0])),
+                now=NOW + timedelta(hours=1),
+            )
+    later = _run(settings, store, parking=parking, now=NOW + timedelta(hours=2))
+    assert later.failed == 0 and parking.all() == [], f"seed {seed}"
+    assert _keys(world) == _expected(world, EVERYONE), f"seed {seed}"
+    rows = world.dataverse.rows("phonecalls")
+    by_id = {r["activityid"]: r for r in rows}
+    for key, activity in made.items():  # every agent-made phonecall became its call's record
+        assert by_id[activity][CALL_SYNC.call_id_column] == key, f"seed {seed}: {key}"
+        assert by_id[activity]["subject"].startswith("agent's notes")
+    assert len(rows) == len(_keys(world))  # no agent-made phonecall left beside a second activity
+    for row in rows:
+        assert row["statecode"] == 1  # never left open by a crash
+
+
 def test_racing_runs_under_random_throttling_and_server_errors(world, chaos_env):
-    settings, store = chaos_env
+    settings, store, parking = chaos_env
     world.enreach.load({"calls": _calls(random.Random(7), 40)})
     world.dataverse.seed(7)
     world.dataverse.inject(
@@ -166,7 +307,7 @@ def test_racing_runs_under_random_throttling_and_server_errors(world, chaos_env)
 
     def run():
         try:
-            _run(settings, store)
+            _run(settings, store, parking=parking)
         except Exception as error:  # a run that gives up is fine: the next one retries
             errors.append(error)
 
@@ -177,23 +318,23 @@ def test_racing_runs_under_random_throttling_and_server_errors(world, chaos_env)
         thread.join()
     world.dataverse.clear_faults()
     world.enreach.clear_faults()
-    _run(settings, store)
+    _run(settings, store, parking=parking)
     assert _synced(world) == _expected(world)
 
 
 def test_token_expiry_mid_run_is_survived(world, chaos_env):
-    settings, store = chaos_env
+    settings, store, parking = chaos_env
     world.enreach.load({"calls": _calls(random.Random(3), 20)})
     expire_at = {2, 5}
     issued = world.issuer.issued_count
     session = ChaosSession(on_request=lambda n: world.issuer.expire_all() if n in expire_at else None)
-    report = _run(settings, store, session)
+    report = _run(settings, store, session, parking=parking)
     assert report.failed == 0 and _synced(world) == _expected(world)
     assert world.issuer.issued_count - issued == 3  # the first token, then one fresh token per expiry
 
 
 def test_azurite_restarted_mid_run_loses_the_checkpoint_but_no_call(world, chaos_env, azurite):
-    settings, store = chaos_env
+    settings, store, parking = chaos_env
     world.enreach.load({"calls": _calls(random.Random(5), 12)})
 
     def restart_storage(n):
@@ -202,9 +343,11 @@ def test_azurite_restarted_mid_run_loses_the_checkpoint_but_no_call(world, chaos
 
     session = ChaosSession(on_request=restart_storage)
     with contextlib.suppress(Exception):
-        _run(settings, store, session)  # its checkpoint write meets an empty, restarted Azurite
+        _run(settings, store, session, parking=parking)  # its checkpoint write meets an empty, restarted Azurite
     fresh = CheckpointStore(settings.storage_connection_string, table_name=f"x{uuid.uuid4().hex[:12]}")
-    report = _run(settings, fresh)  # no checkpoint: the day is read again; nothing is written twice
+    report = _run(
+        settings, fresh, parking=_parking(settings)
+    )  # no checkpoint: the day is read again; nothing is written twice
     assert report.failed == 0
     assert _synced(world) == _expected(world)
 

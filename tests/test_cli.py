@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from emulators._server import FaultRule
 from sandbox.services import load_data, provision_app_schema
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,3 +82,82 @@ def test_a_bad_settings_file_is_named_and_exits_2(world, tmp_path):
         assert result.returncode == 2 and str(broken) in result.stderr, (command, result.stderr)
     missing = _run("routing", "explain", "+358501234567", ca_bundle=world.ca.bundle_path)
     assert missing.returncode == 2 and "DATAVERSE_URL" in missing.stderr
+
+
+def _clear_tables(connection_string: str, *names: str) -> None:
+    from azure.data.tables import TableServiceClient
+
+    service = TableServiceClient.from_connection_string(connection_string)
+    for name in names:
+        service.delete_table(name)
+
+
+def _sample_calls(world):
+    from enreach import EnreachCall
+
+    ids = {str(u["UserName"]).lower(): u["Id"] for u in world.enreach.users}  # whose query answers the record
+    return [EnreachCall.from_api(item, user_id=ids.get(item["UserName"].lower())) for item in world.enreach.calls]
+
+
+def test_status_shows_the_checkpoint_its_lag_the_last_run_and_the_parked_calls(settings_file, world, azurite):
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from call_sync.calls import call_key, sync_phone_calls
+    from call_sync.parking import ParkedCalls
+    from call_sync.runtime import lookup_for, options
+    from core.settings import load_settings
+    from core.state import CheckpointStore
+    from emulators.dataverse import APPLICATION_USER_ID
+    from tests.helpers import dataverse_client_for, enreach_client_for
+
+    _clear_tables(azurite.connection_string, "bridgecheckpoints", "bridgeparkedcalls")  # the app's own tables
+    ca = world.ca.bundle_path
+    before = _run("call_sync", "--settings", str(settings_file), "status", ca_bundle=ca)
+    assert before.returncode == 0, before.stderr
+    assert "checkpoint: none yet" in before.stdout and "parked calls: 0 waiting, 0 expired" in before.stdout
+    # Nobody has a Dataverse user yet (a new environment): every Work call is parked.
+    users = world.dataverse.tables["systemusers"].rows
+    for user_id in [u for u in users if u != APPLICATION_USER_ID]:
+        del users[user_id]
+    calls = _sample_calls(world)
+    parked = {call_key(c) for c in calls if c.classification == "Work" and c.user_id and not c.is_mobile}
+    now = max(c.modified or c.start for c in calls).replace(microsecond=0) + timedelta(hours=1)
+    settings = load_settings(json.loads(settings_file.read_text())["Values"])
+    client = dataverse_client_for(settings)
+    report = sync_phone_calls(
+        enreach_client_for(settings),
+        client,
+        CheckpointStore(settings.storage_connection_string),
+        lookup_for(settings, client),
+        replace(options(settings), initial_lookback=now - min(c.start for c in calls)),
+        parking=ParkedCalls(settings.storage_connection_string),
+        now=now,
+    )
+    assert report.parked == len(parked) > 0, report.summary()
+    after = _run("call_sync", "--settings", str(settings_file), "status", ca_bundle=ca)
+    assert after.returncode == 0, after.stderr
+    lines = after.stdout.splitlines()
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert lines[0].startswith(f"checkpoint: {stamp} (") and lines[0].endswith(" behind now)")
+    assert lines[1].startswith(f"last run: {stamp} ok: phone calls:") and f"{len(parked)} new" in lines[1]
+    assert lines[2] == f"parked calls: {len(parked)} waiting (oldest parked {now:%Y-%m-%d %H:%M} UTC), 0 expired"
+
+
+def test_a_throttling_storm_during_backfill_ends_with_a_summary_and_a_rerun_finishes(settings_file, world):
+    from call_sync.calls import call_key
+
+    ca = world.ca.bundle_path
+    calls = _sample_calls(world)
+    work_calls = sorted({call_key(c) for c in calls if c.classification == "Work"})
+    days = sorted({c.start.date().isoformat() for c in calls})
+    args = ("call_sync", "--settings", str(settings_file), "backfill", "--from", days[0], "--to", days[-1])
+    assert _run("call_sync", "--settings", str(settings_file), "users", ca_bundle=ca).returncode == 0
+    world.dataverse.inject(FaultRule(status=429, retry_after=0, path="$batch", count=5))  # past the retry policy
+    stormy = _run(*args, ca_bundle=ca)
+    assert stormy.returncode == 1 and "Traceback" not in stormy.stderr, stormy.stderr
+    assert "throttled (retried next run)" in stormy.stdout and "run the same backfill again" in stormy.stdout
+    assert not world.dataverse.rows("phonecalls")
+    again = _run(*args, ca_bundle=ca)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert sorted(r["enr_enreachcallid"] for r in world.dataverse.rows("phonecalls")) == work_calls

@@ -43,11 +43,11 @@ def _schema(emulator):
 def test_provision_creates_everything_once_and_matches_the_test_shortcut(world, env):
     lines = []
     created, existing = provision(_client(env), report=lines.append)
-    assert len(created) == len(REQUIRED) == 11 and existing == []
+    assert len(created) == len(REQUIRED) == 12 and existing == []
     assert "created  table enr_phoneindex" in lines
     provisioned = _schema(world.dataverse)
     again, existing = provision(_client(env), report=lines.append)
-    assert again == [] and len(existing) == 11
+    assert again == [] and len(existing) == len(REQUIRED)
     assert _schema(world.dataverse) == provisioned  # the second run changed nothing
     world.dataverse.reset()
     provision_app_schema(world.dataverse)
@@ -57,7 +57,7 @@ def test_provision_creates_everything_once_and_matches_the_test_shortcut(world, 
 def test_dry_run_changes_nothing(world, env):
     before = _schema(world.dataverse)
     created, _ = provision(_client(env), dry_run=True, report=lambda line: None)
-    assert len(created) == 11 and _schema(world.dataverse) == before
+    assert len(created) == len(REQUIRED) and _schema(world.dataverse) == before
     assert world.dataverse.request_count(method="POST") == 0
 
 
@@ -141,12 +141,13 @@ def test_doctor_command_exit_status_and_output(world, env, tmp_path):
     assert result.returncode == 1, result.stdout + result.stderr
     assert "PROBLEM provisioned schema" in result.stdout and "fix: run: python -m ops provision" in result.stdout
     provisioned = ops("provision")
-    assert provisioned.returncode == 0 and "created 11, already there 0" in provisioned.stdout
+    assert provisioned.returncode == 0 and f"created {len(REQUIRED)}, already there 0" in provisioned.stdout
 
 
 def test_a_full_routing_and_sync_run_logs_no_unmasked_number_and_no_secret(world, env):
     """Everything logged at DEBUG (SDKs and HTTP libraries included) through the app's telemetry set-up."""
     from call_sync.calls import CallSyncOptions, sync_phone_calls
+    from call_sync.parking import ParkedCalls
     from call_sync.runtime import lookup_for
     from core.state import CheckpointStore
     from core.telemetry import configure_telemetry
@@ -221,6 +222,7 @@ def test_a_full_routing_and_sync_run_logs_no_unmasked_number_and_no_secret(world
             store,
             lookup,
             CallSyncOptions(region="FI"),
+            parking=ParkedCalls(settings.storage_connection_string, table_name="p" + uuid.uuid4().hex[:8]),
             now=datetime(2026, 11, 24, 12, tzinfo=UTC),
         )
         assert report.created == 2

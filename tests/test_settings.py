@@ -86,3 +86,42 @@ def test_no_secret_and_no_certificate_means_managed_identity():
 def test_basic_auth_alone_is_enough_for_routing():
     settings = load_settings({**GOOD, "ROUTING_API_KEY": "", "ROUTING_BASIC_USER": "u", "ROUTING_BASIC_PASSWORD": "p"})
     assert settings.routing_api_key is None and settings.routing_basic_user == "u"
+
+
+def test_call_sync_section_defaults_and_values():
+    from call_sync.config import CallSyncConfig
+
+    assert load_settings(GOOD).call_sync == CallSyncConfig(
+        park_days=7, start_margin_seconds=120, initial_lookback_hours=24, private_calls="delete", recording_link=None
+    )
+    chosen = load_settings(
+        {
+            **GOOD,
+            "CALL_SYNC_PARK_DAYS": "14",
+            "CALL_START_MARGIN_SECONDS": "0",
+            "CALL_SYNC_INITIAL_LOOKBACK_HOURS": "72",
+            "CALL_SYNC_PRIVATE_CALLS": "Anonymize",
+            "CALL_SYNC_RECORDING_LINK": "https://rec.example.com/{recording_id}",
+        }
+    ).call_sync
+    assert chosen == CallSyncConfig(14, 0, 72, "anonymise", "https://rec.example.com/{recording_id}")
+    assert load_settings({**GOOD, "CALL_SYNC_RECORDING_LINK": "id"}).call_sync.recording_link == "id"
+    assert load_settings({**GOOD, "CALL_SYNC_RECORDING_LINK": "off"}).call_sync.recording_link is None
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("CALL_SYNC_PARK_DAYS", "0"),
+        ("CALL_SYNC_PARK_DAYS", "a week"),
+        ("CALL_START_MARGIN_SECONDS", "-5"),
+        ("CALL_SYNC_INITIAL_LOOKBACK_HOURS", "1000"),
+        ("CALL_SYNC_PRIVATE_CALLS", "keep"),
+        ("CALL_SYNC_RECORDING_LINK", "http://rec.example.com/{recording_id}"),
+        ("CALL_SYNC_RECORDING_LINK", "https://rec.example.com/latest"),
+    ],
+)
+def test_bad_call_sync_settings_are_named(name, value):
+    with pytest.raises(SettingsError) as caught:
+        load_settings({**GOOD, name: value})
+    assert name in str(caught.value) and len(caught.value.problems) == 1
