@@ -203,7 +203,8 @@ def sync_calls(
         if options.dry_run:
             report.created += len(items)
             continue
-        for (call, _, _), answer in zip(page, client.batch_each(items, idempotent=True), strict=True):
+        answers = client.batch_each_parallel(items, max_batch=options.batch_size, idempotent=True)
+        for (call, _, _), answer in zip(page, answers, strict=True):
             if answer is not None and answer.ok:
                 report.created += 1
             elif answer is not None and answer.status == 412 and answer.error().code in _DUPLICATE_CODES:

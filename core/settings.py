@@ -57,6 +57,7 @@ SETTING_NAMES = (
     "PHONE_DEFAULT_REGION",
     "AzureWebJobsStorage",
     "HTTP_TIMEOUT_SECONDS",
+    "DATAVERSE_MAX_PARALLEL_BATCHES",
 )
 
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
@@ -112,6 +113,7 @@ class Settings:
     presence_webhook_key: str
     presence_mapping: PresenceMapping
     presence_echo_ttl_seconds: float
+    dataverse_max_parallel_batches: int = 4
 
     @property
     def dataverse_scope(self) -> str:
@@ -285,6 +287,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     except MappingError as error:
         problems.append(str(error))
     echo_ttl = seconds("PRESENCE_ECHO_TTL_SECONDS", 30.0, 0, 600)
+    # 4 in flight use at most 4 s of Dataverse execution time per second: the documented 1,200 s per
+    # 300 s window, so the syncs alone never exhaust the budget the routing webhook shares.
+    max_parallel = integer("DATAVERSE_MAX_PARALLEL_BATCHES", 4, 1, 52)
 
     if problems:
         raise SettingsError(problems)
@@ -320,6 +325,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         presence_webhook_key=presence_key,
         presence_mapping=presence_mapping,
         presence_echo_ttl_seconds=echo_ttl,
+        dataverse_max_parallel_batches=max_parallel,
     )
 
 

@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Enreach emulator:   {services.enreach.url}")
     if services.azurite is not None:
         print(f"Azurite (tables):   http://127.0.0.1:{services.azurite.port}")
+    host.warm_up()  # as Premium does before a new instance takes traffic
     if services.azurite is not None:
         host.run_function("sync_phone_index")  # lookups work on freshly loaded data at once
     else:
