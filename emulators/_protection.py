@@ -83,6 +83,8 @@ class ServiceProtection:
         self._clock = clock
         self._users: dict[str, _UserState] = {}
         self.throttled: dict[str, int] = {}  # code -> 429s answered
+        self.running = 0  # requests spending server time right now
+        self.peak_running = 0  # the most at once since configure()
         self._limits = limits or ServerLimits()
         self._workers: threading.BoundedSemaphore | None = None
         self.configure(self._limits)
@@ -97,6 +99,7 @@ class ServiceProtection:
             self._workers = threading.BoundedSemaphore(limits.workers) if limits.workers > 0 else None
             self._users.clear()
             self.throttled.clear()
+            self.peak_running = 0
 
     def _prune(self, state: _UserState, now: float) -> None:
         horizon = now - self._limits.window_seconds
@@ -157,14 +160,24 @@ class ServiceProtection:
             workers = self._workers
             if workers is not None:
                 with workers:
-                    time.sleep(spent_ms / 1000.0)
+                    self._run(spent_ms)
             else:
-                time.sleep(spent_ms / 1000.0)
+                self._run(spent_ms)
         with self._lock:
             state = self._users.setdefault(user, _UserState())
             if spent_ms > 0:
                 state.executions.append((self._clock(), spent_ms))
                 state.execution_ms += spent_ms
+
+    def _run(self, spent_ms: float) -> None:
+        with self._lock:
+            self.running += 1
+            self.peak_running = max(self.peak_running, self.running)
+        try:
+            time.sleep(spent_ms / 1000.0)
+        finally:
+            with self._lock:
+                self.running -= 1
 
     def release(self, user: str) -> None:
         with self._lock:
@@ -177,6 +190,7 @@ class ServiceProtection:
             return {
                 "limits": self._limits.to_json(),
                 "throttled": dict(self.throttled),
+                "peak_running": self.peak_running,
                 "users": {
                     user: {
                         "in_flight": s.in_flight,

@@ -15,6 +15,7 @@ from call_sync.users import sync_enreach_user_ids
 from core.schema import CALL_SYNC
 from core.settings import load_settings
 from core.state import CheckpointStore
+from emulators._protection import ServerLimits
 from emulators._server import FaultRule
 from routing.index_sync import sync_phone_index
 from sandbox.services import provision_app_schema
@@ -78,8 +79,10 @@ def _call(
     }
 
 
-@pytest.fixture()
-def sync_env(world, azurite):
+@pytest.fixture(params=["single-stream", "parallel"])
+def sync_env(request, world, azurite):
+    if request.param == "parallel":  # Dataverse recommends 4 in flight: the writes go out in parallel
+        world.dataverse.configure_limits(ServerLimits(dop_hint=4))
     world.dataverse.load(DATAVERSE)
     provision_app_schema(world.dataverse)
     world.dataverse.touch("systemusers", AINO, **{CALL_SYNC.user_id_column: E_AINO})
