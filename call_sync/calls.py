@@ -79,6 +79,9 @@ class CallSyncOptions:
     initial_lookback: timedelta = timedelta(hours=24)
     private_calls: str = "delete"  # or "anonymise"
     recording_link: str | None = None  # None (off), "id", or a URL template with {recording_id}
+    # how long one write step may wait out Dataverse's 429s before its calls are reported as
+    # throttled and left for the next run (the timer runs every few minutes)
+    throttle_wait_seconds: float = 60.0
 
 
 @dataclass
@@ -303,9 +306,15 @@ def _private_change(call: EnreachCall, row: Mapping[str, Any], action: str) -> C
     )
 
 
-def write_page(client: DataverseClient, items: Sequence[ChangeSet]) -> list[BatchResponse | None]:
-    """The one write step of the call sync: a page of change sets, one outcome per change set."""
-    return client.batch_each(items, idempotent=True)
+def write_page(
+    client: DataverseClient, items: Sequence[ChangeSet], *, batch_size: int, throttle_wait_seconds: float = 60.0
+) -> list[BatchResponse | None]:
+    """The one write step of the call sync: change sets in ``$batch`` requests of ``batch_size``, sent in
+    parallel at Dataverse's recommended degree; one outcome per change set, in order. Dataverse's
+    429s are waited out for ``throttle_wait_seconds`` at most, then the step fails as throttled."""
+    return client.batch_each_parallel(
+        items, max_batch=batch_size, idempotent=True, max_throttle_wait=throttle_wait_seconds
+    )
 
 
 def _transient(error: Exception) -> bool:
@@ -480,8 +489,11 @@ def _sync_page(
         body = phonecall_body(item.call, item.owner, item.number, choice, recording_link=options.recording_link)
         items.append(_changeset(item.call, body))
         planned.append((item, "review" if choice.review else "created"))
-    for start in range(0, len(items), options.batch_size):
-        end = start + options.batch_size
+    # as many batches at once as Dataverse recommends (x-ms-dop-hint, capped by
+    # DATAVERSE_MAX_PARALLEL_BATCHES): one group of them per write step
+    group = options.batch_size * client.parallelism()
+    for start in range(0, len(items), group):
+        end = start + group
         _write(
             items[start:end],
             planned[start:end],
@@ -510,7 +522,9 @@ def _write(
             _count(report, kind)
         return
     try:
-        answers = write_page(client, items)
+        answers = write_page(
+            client, items, batch_size=options.batch_size, throttle_wait_seconds=options.throttle_wait_seconds
+        )
     except DataverseError as error:
         _note_failure(report, "$batch write", error, len(items))
         result.retry += [item.call for item, _ in planned]

@@ -68,6 +68,7 @@ SETTING_NAMES = (
     "PHONE_DEFAULT_REGION",
     "AzureWebJobsStorage",
     "HTTP_TIMEOUT_SECONDS",
+    "DATAVERSE_MAX_PARALLEL_BATCHES",
 )
 
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
@@ -128,6 +129,7 @@ class Settings:
     presence_echo_ttl_seconds: float
     call_sync: CallSyncConfig  # the call sync's own section (call_sync/config.py)
     routing_max_lookups: int = 64
+    dataverse_max_parallel_batches: int = 4
 
     @property
     def dataverse_scope(self) -> str:
@@ -321,6 +323,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
     call_sync = parse_config(get, problems)
 
+    # 4 in flight use at most 4 s of Dataverse execution time per second: the documented 1,200 s per
+    # 300 s window, so the syncs alone never exhaust the budget the routing webhook shares.
+    max_parallel = integer("DATAVERSE_MAX_PARALLEL_BATCHES", 4, 1, 52)
+
     if problems:
         raise SettingsError(problems)
     return Settings(
@@ -360,6 +366,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         presence_mapping=presence_mapping,
         presence_echo_ttl_seconds=echo_ttl,
         call_sync=call_sync,
+        dataverse_max_parallel_batches=max_parallel,
     )
 
 

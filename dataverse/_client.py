@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import requests
+from requests.adapters import HTTPAdapter
 
 from core.ids import is_guid
 from core.retry import DeadlineExceeded as _RetryDeadline
-from core.retry import RetryExhausted, RetryPolicy, send_with_retry
+from core.retry import RetryExhausted, RetryPolicy, retry_after_seconds, send_with_retry
 
 from ._auth import TokenProvider
 from ._batch import BatchItem, BatchResponse, decode_batch, decode_batch_groups, encode_batch, outcome
@@ -28,6 +29,7 @@ __all__ = ["DataverseClient", "DeadlineExceeded", "Page", "TokenUnavailable", "U
 _ENTITY_SET = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _QUERY_SAFE = "'(),/:@*$"
 _KEY_SAFE = "'(),=:@*$"
+MAX_PARALLEL = 52  # Dataverse's documented concurrent request limit per user
 _IDEMPOTENT = frozenset({"GET", "PUT", "PATCH", "DELETE", "HEAD"})
 _ODATA_HEADERS = {
     "Accept": "application/json",
@@ -125,14 +127,26 @@ class DataverseClient:
         retry: RetryPolicy = RetryPolicy(),
         api_version: str = "v9.2",
         page_size: int = 5000,
+        max_parallel: int = 4,
     ) -> None:
+        if not 1 <= max_parallel <= MAX_PARALLEL:
+            raise ValueError(f"max_parallel must be 1 to {MAX_PARALLEL} (Dataverse's concurrent request limit)")
         self.url = url.rstrip("/")
         self.api_root = f"{self.url}/api/data/{api_version}/"
         self._tokens = TokenProvider(credential, self.url + "/.default")
-        self._session = session or requests.Session()
+        if session is None:
+            session = requests.Session()
+            # one pooled connection per parallel stream (requests keeps 10 per host by default)
+            adapter = HTTPAdapter(pool_maxsize=max(10, max_parallel + 2))
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
+        self._session = session
         self._timeout = timeout
         self._retry = retry
         self._page_size = page_size
+        self.max_parallel = max_parallel
+        # Dataverse's recommended degree of parallelism (x-ms-dop-hint), from its latest answer.
+        self.dop_hint: int | None = None
 
     # -- plumbing -----------------------------------------------------------------
 
@@ -198,9 +212,10 @@ class DataverseClient:
                 raise DeadlineExceeded(0, None, str(exc), method=method, path=path) from exc
             except RetryExhausted as exc:
                 if exc.response is not None:
-                    raise error_from_response(
-                        exc.response.status_code, _body(exc.response), method=method, path=path
-                    ) from exc
+                    self._note_dop_hint(exc.response)
+                    error = error_from_response(exc.response.status_code, _body(exc.response), method=method, path=path)
+                    error.retry_after = retry_after_seconds(exc.response)
+                    raise error from exc
                 raise ServiceUnavailable(0, None, str(exc), method=method, path=path) from exc
             except requests.RequestException as exc:
                 raise ServiceUnavailable(
@@ -210,6 +225,7 @@ class DataverseClient:
                     method=method,
                     path=path,
                 ) from exc
+            self._note_dop_hint(response)
             if response.status_code == 401 and attempt == 1:
                 token = self._token(stale=token)  # expired or revoked: one fresh token, one more try
                 continue
@@ -227,6 +243,16 @@ class DataverseClient:
                 raise error_from_response(response.status_code, _body(response), method=method, path=path)
             return response
         raise AssertionError("unreachable")
+
+    def _note_dop_hint(self, response: requests.Response) -> None:
+        value = response.headers.get("x-ms-dop-hint", "")
+        if value.strip().isdigit() and int(value) > 0:
+            self.dop_hint = int(value)
+
+    def parallelism(self) -> int:
+        """How many requests to have in flight: Dataverse's ``x-ms-dop-hint``, at most ``max_parallel``
+        (1 until Dataverse has said)."""
+        return max(1, min(self.dop_hint or 1, self.max_parallel))
 
     # -- operations ---------------------------------------------------------------
 
@@ -354,6 +380,30 @@ class DataverseClient:
         groups = decode_batch_groups(response.headers.get("Content-Type", ""), response.content)
         outcomes: list[BatchResponse | None] = [outcome(group) if group else None for group in groups[: len(items)]]
         return outcomes + [None] * (len(items) - len(outcomes))
+
+    def batch_each_parallel(
+        self,
+        items: Sequence[BatchItem],
+        *,
+        max_batch: int = 100,
+        idempotent: bool = False,
+        max_throttle_wait: float = 600.0,
+    ) -> list[BatchResponse | None]:
+        """``batch_each`` for many items: split into ``$batch`` requests sent in parallel.
+
+        ``parallelism()`` batches are in flight at once (Dataverse's ``x-ms-dop-hint``, at most
+        ``max_parallel``), each of at most ``max_batch`` items, sized so every stream gets a share.
+        One outcome per item, in order, as ``batch_each``; ``None`` for the items of a batch that
+        failed whole (logged). A 429 is retried by the client honouring ``Retry-After``; when the
+        wait asked for is longer than its retry policy allows, every stream pauses that long and
+        the batch is sent again, for at most ``max_throttle_wait`` seconds in all. If every batch
+        failed, the first error is raised (a token or permission problem is not a per-item failure).
+        """
+        from ._parallel import send_parallel
+
+        return send_parallel(
+            self, items, max_batch=max_batch, idempotent=idempotent, max_throttle_wait=max_throttle_wait
+        )
 
     def _post_batch(
         self, items: Sequence[BatchItem], *, continue_on_error: bool, idempotent: bool, deadline: float | None

@@ -28,6 +28,7 @@ class DataverseError(Exception):
         self.message = message
         self.method = method
         self.path = path
+        self.retry_after: float | None = None  # seconds Dataverse asked to wait (429/503), when it said
         where = f"{method} {path}: " if method else ""
         super().__init__(f"{where}HTTP {status} {code or ''} {message}".replace("  ", " ").strip())
 

@@ -7,6 +7,12 @@ insert and ``@odata.bind``, update/upsert by primary or alternate key with
 ``If-Match``/``If-None-Match``, the 412 duplicate-key error, ``$batch`` with atomic
 change sets and ``Content-ID`` references, ``WhoAmI``, Dataverse's error JSON, and
 401 for a bearer token it did not issue or has expired (``/_emulator/expire-tokens``).
+
+Pace and service protection limits (``_protection.py``; all off unless configured, through
+``limits=`` or ``POST /_emulator/limits`` with ``ServerLimits`` fields, ``GET`` shows them with
+the 429s answered, ``DELETE`` or ``DELETE /_emulator/faults`` turns them off): server time per
+operation, sequential inside a ``$batch`` and parallel across requests, ``x-ms-dop-hint``, and
+the per-user request, execution-time and concurrency limits with Dataverse's 429 answers.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from ._metadata import handle_metadata
+from ._protection import ServerLimits, ServiceProtection
 from ._server import EmulatorServer, Request, Response, json_response
 from ._webhooks import WebhookSender
 from .odata import FilterSyntaxError, UnknownColumn, compile_filter
@@ -288,9 +295,12 @@ class DataverseEmulator(EmulatorServer):
         *,
         host: str = "127.0.0.1",
         port: int = 0,
+        limits: ServerLimits | None = None,
     ) -> None:
         super().__init__(host=host, port=port)
         self.issuer = issuer
+        self.protection = ServiceProtection(limits)
+        self._operations = 1  # operations in the request being executed (set under self.lock)
         self.lock = threading.RLock()
         self._version = 1000
         self.tables: dict[str, Table] = {}
@@ -435,10 +445,29 @@ class DataverseEmulator(EmulatorServer):
 
     # -- HTTP -----------------------------------------------------------------------
 
+    def configure_limits(self, limits: ServerLimits) -> None:
+        """Pace and service protection limits from now on (``ServerLimits()`` turns them off)."""
+        self.protection.configure(limits)
+
+    def clear_faults(self) -> None:
+        super().clear_faults()
+        self.protection.configure(ServerLimits())
+
     def control(self, request: Request) -> Response | None:
         if request.path == "/_emulator/expire-tokens" and request.method == "POST":
             self.issuer.expire_all()
             return Response(204)
+        if request.path == "/_emulator/limits":
+            if request.method == "POST":
+                try:
+                    self.configure_limits(ServerLimits.from_json(request.json() or {}))
+                except (TypeError, ValueError) as error:
+                    return json_response(400, {"error": {"code": "BadRequest", "message": str(error)}})
+                return Response(204)
+            if request.method == "DELETE":
+                self.configure_limits(ServerLimits())
+                return Response(204)
+            return json_response(200, self.protection.snapshot())
         return None
 
     def handle(self, request: Request) -> Response:
@@ -450,17 +479,40 @@ class DataverseEmulator(EmulatorServer):
                 {"error": {"code": "0x80072560", "message": "The user is not a member of the organization."}},
                 {"WWW-Authenticate": 'Bearer error="invalid_token", error_description="expired or unknown token"'},
             )
+        # Limits count per user: the caller impersonated with MSCRMCallerID, else the token's client.
+        user = request.headers.get("mscrmcallerid") or self.issuer.client_of(token[7:]) or ""
+        throttle = self.protection.admit(user)
+        if throttle is not None:
+            response = json_response(
+                429,
+                {"error": {"code": throttle.code, "message": throttle.message}},
+                {"Retry-After": str(throttle.retry_after)},
+            )
+        else:
+            try:
+                response, operations = self._serve(request)
+                self.protection.execute(user, operations)
+            finally:
+                self.protection.release(user)
+        if self.protection.limits.dop_hint is not None:
+            response.headers["x-ms-dop-hint"] = str(self.protection.limits.dop_hint)
+        return response
+
+    def _serve(self, request: Request) -> tuple[Response, int]:
+        """Answer a request; also return how many operations it ran (a $batch's parts, else 1)."""
         if not request.path.startswith(API_PREFIX):
             return DataverseError(
                 404, "0x80060888", f"No HTTP resource was found that matches {request.path}"
-            ).response()
+            ).response(), 1
         with self.lock:
+            self._operations = 1
             try:
-                return self._execute(request, content_ids={})
+                response = self._execute(request, content_ids={})
             except DataverseError as error:
-                return error.response()
+                response = error.response()
             except (FilterSyntaxError, ValueError) as error:
-                return DataverseError(400, "0x80060888", str(error)).response()
+                response = DataverseError(400, "0x80060888", str(error)).response()
+            return response, self._operations
 
     def _execute(self, request: Request, content_ids: dict[str, str]) -> Response:
         resource = request.path[len(API_PREFIX) :]
@@ -858,6 +910,7 @@ class DataverseEmulator(EmulatorServer):
         if count > 1000:
             raise DataverseError(400, "0x80060888", "The number of requests in a $batch exceeds 1000.")
         continue_on_error = "odata.continue-on-error" in request.headers.get("prefer", "")
+        self._operations = 0
         boundary = f"batchresponse_{uuid.uuid4()}"
         out: list[str] = []
         for part in parts:
@@ -939,6 +992,7 @@ class DataverseEmulator(EmulatorServer):
             url = content_ids[ref] + ("/" + rest if rest else "")
         split = urlsplit(url)
         path = split.path if split.path.startswith("/") else API_PREFIX + split.path
+        self._operations += 1  # each request of a $batch is one operation (run one after another)
         with self._log_lock:
             self.batch_parts.append({"method": method.upper(), "path": unquote(path), "query": unquote(split.query)})
         for header in ("authorization",):

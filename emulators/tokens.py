@@ -64,6 +64,12 @@ class TokenIssuer:
             self.issued_count += 1
         return token, self.lifetime_seconds
 
+    def client_of(self, token: str) -> str | None:
+        """The client id a token was issued to (the Dataverse user its requests count against)."""
+        with self._lock:
+            issued = self._tokens.get(token)
+        return issued.client_id if issued is not None else None
+
     def validate(self, token: str, audience: str) -> bool:
         with self._lock:
             issued = self._tokens.get(token)
@@ -81,11 +87,32 @@ class TokenIssuer:
 
 
 class TokenServer(EmulatorServer):
+    """``token_latency_ms``: how long the token endpoint takes to issue a token (Entra ID is not
+    instant: a cold start pays it on top of the network latency, which ``inject`` sets for every
+    request). 0 by default; also set with ``POST /_emulator/token-latency {"ms": 150}``."""
+
     name = "token-emulator"
 
-    def __init__(self, issuer: TokenIssuer, ca: TestCA, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, issuer: TokenIssuer, ca: TestCA, *, host: str = "127.0.0.1", port: int = 0, token_latency_ms: float = 0.0
+    ) -> None:
         super().__init__(host=host, port=port, ssl_context=ca.server_context())
         self.issuer = issuer
+        self.token_latency_ms = token_latency_ms
+
+    def control(self, request: Request) -> Response | None:
+        if request.path == "/_emulator/token-latency" and request.method == "POST":
+            spec = request.json() or {}
+            try:
+                self.token_latency_ms = max(0.0, float(spec.get("ms", 0)))
+            except (TypeError, ValueError):
+                return json_response(400, {"error": {"code": "BadRequest", "message": "ms must be a number"}})
+            return Response(204)
+        return None
+
+    def clear_faults(self) -> None:
+        super().clear_faults()
+        self.token_latency_ms = 0.0
 
     def handle(self, request: Request) -> Response:
         parts = [p for p in request.path.split("/") if p]
@@ -119,6 +146,8 @@ class TokenServer(EmulatorServer):
             scope = form.get("scope", "")
             if not scope.endswith("/.default"):
                 return _oauth_error("invalid_scope", "AADSTS1002012: scope must end with /.default")
+            if self.token_latency_ms:
+                time.sleep(self.token_latency_ms / 1000.0)
             token, lifetime = self.issuer.issue(client_id, scope.split()[0])
             return json_response(
                 200, {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": token}

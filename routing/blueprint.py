@@ -37,6 +37,18 @@ def routing(req: func.HttpRequest) -> func.HttpResponse:
     )
 
 
+@bp.function_name("warmup")
+@bp.warm_up_trigger(arg_name="context")
+def warmup(context: func.warmup.WarmUpContext) -> None:
+    """A new instance (scale-out on Premium) gets ready before traffic: router built, token fetched.
+
+    (`func.WarmUpContext` is in azure-functions' __all__ but not imported there, hence `func.warmup`.)
+    """
+    from .runtime import warm_up
+
+    warm_up()
+
+
 @bp.function_name("sync_phone_index")
 @bp.timer_trigger(schedule="%PHONE_INDEX_SCHEDULE%", arg_name="timer", run_on_startup=False)
 def sync_phone_index(timer: func.TimerRequest) -> None:

@@ -80,18 +80,17 @@ def _existing(client: DataverseClient, keys: Sequence[str]) -> dict[str, str | N
 
 
 def _write(client: DataverseClient, operations: list[BatchRequest], batch_size: int) -> int:
-    """Send operations in $batch requests (one change set each, so one failure blocks nothing else)."""
+    """Send operations in parallel $batch requests, at most ``batch_size`` each (one change set per
+    operation, so one failure blocks nothing else)."""
     failed = 0
-    for start in range(0, len(operations), batch_size):
-        chunk = operations[start : start + batch_size]
-        outcomes = client.batch_each([ChangeSet([op]) for op in chunk], idempotent=True)
-        for operation, answer in zip(chunk, outcomes, strict=True):
-            if answer is None:
-                failed += 1
-                log.warning("phone index write got no answer: %s", operation.method)
-            elif not answer.ok and not (operation.method == "DELETE" and answer.status == 404):
-                failed += 1
-                log.warning("phone index write failed: %s %s: %s", operation.method, answer.status, answer.error())
+    outcomes = client.batch_each_parallel([ChangeSet([op]) for op in operations], max_batch=batch_size, idempotent=True)
+    for operation, answer in zip(operations, outcomes, strict=True):
+        if answer is None:
+            failed += 1
+            log.warning("phone index write got no answer: %s", operation.method)
+        elif not answer.ok and not (operation.method == "DELETE" and answer.status == 404):
+            failed += 1
+            log.warning("phone index write failed: %s %s: %s", operation.method, answer.status, answer.error())
     return failed
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -19,7 +22,9 @@ if TYPE_CHECKING:
     from enreach import EnreachClient
     from presence_sync.state import PresenceStore
 
-__all__ = ["availability_for", "build_router", "checkpoint_store", "dataverse_client", "router"]
+__all__ = ["availability_for", "build_router", "checkpoint_store", "dataverse_client", "router", "warm_up"]
+
+log = logging.getLogger("routing.warmup")
 
 
 def _utcnow() -> datetime:
@@ -42,6 +47,7 @@ def dataverse_client() -> DataverseClient:
         credential=credential_from_settings(settings),
         timeout=settings.http_timeout_seconds,
         session=session,
+        max_parallel=settings.dataverse_max_parallel_batches,
     )
 
 
@@ -110,3 +116,26 @@ def router() -> Router:
 @lru_cache(maxsize=1)
 def checkpoint_store() -> CheckpointStore:
     return CheckpointStore(get_settings().storage_connection_string)
+
+
+def warm_up() -> dict[str, object]:
+    """Ready this instance for its first routing call: build the router (which imports matching,
+    rules and the clients), get the Dataverse token and open the connection with one ``WhoAmI``.
+
+    Run by the ``warmup`` trigger before a new instance takes traffic (Premium); on plans without
+    it the first routing request builds the same objects on first use, and they are shared, so the
+    token is fetched once either way. Never raises: a failure is logged and the first request tries
+    again (within its time budget).
+    """
+    started = time.monotonic()
+    result: dict[str, object] = {"event": "routing_warmup", "ok": True}
+    try:
+        router()
+        client = dataverse_client()
+        client.whoami(deadline=time.monotonic() + get_settings().http_timeout_seconds)
+        result["dop_hint"] = client.dop_hint
+    except Exception as error:  # the instance still starts; the first request retries on its own
+        result.update(ok=False, error=f"{type(error).__name__}: {str(error)[:200]}")
+    result["elapsed_ms"] = round((time.monotonic() - started) * 1000, 1)
+    log.info("%s", json.dumps(result))
+    return result

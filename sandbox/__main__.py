@@ -29,6 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataverse-port", type=int, default=7072)
     parser.add_argument("--enreach-port", type=int, default=7073)
     parser.add_argument("--no-azurite", action="store_true", help="do not start Azurite (storage-free runs)")
+    parser.add_argument(
+        "--pace",
+        action="store_true",
+        help="Dataverse's pace: 10 ms per operation, x-ms-dop-hint 4, the documented service protection limits",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("azure").setLevel(logging.WARNING)  # the SDKs log every HTTP exchange at INFO
@@ -52,6 +57,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sandbox: could not start the emulators: {error}", file=sys.stderr)
         services.stop()
         return 2
+    if args.pace:
+        from dataclasses import replace
+
+        from emulators._protection import DOCUMENTED_LIMITS
+
+        services.dataverse.configure_limits(replace(DOCUMENTED_LIMITS, op_ms=10, dop_hint=4, workers=52))
     settings = services.app_settings()
     if not os.environ.get("ROUTING_API_KEY") and not os.environ.get("ROUTING_BASIC_USER"):
         settings["ROUTING_API_KEY"] = secrets.token_urlsafe(24)
@@ -98,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if services.azurite is not None:
         print(f"Azurite (tables):   http://127.0.0.1:{services.azurite.port}")
+    host.warm_up()  # as Premium does before a new instance takes traffic
     if services.azurite is not None:
         host.run_function("sync_phone_index")  # lookups work on freshly loaded data at once
     else:

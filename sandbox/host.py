@@ -101,10 +101,13 @@ class LocalFunctionsHost:
         return lines
 
     def run_function(self, name: str) -> None:
-        """Run any function once as the admin endpoint does (timers get a not-past-due request)."""
+        """Run a timer or the warm-up function once as the admin endpoint does (timers get a
+        not-past-due request)."""
         function, trigger_type, arg_name = self.functions[name]
         if trigger_type == "timerTrigger":
             function(**{arg_name: _TimerRequest()})
+        elif trigger_type == "warmupTrigger":
+            function(**{arg_name: func.warmup.WarmUpContext()})
         else:
             raise ValueError(f"{name} is a {trigger_type} function: call its route instead")
 
@@ -149,6 +152,12 @@ class LocalFunctionsHost:
                     out_headers["Content-Type"] = f"{response.mimetype}; charset={response.charset}"
                 return response.status_code, out_headers, response.get_body() or b""
         return 404, {}, b""
+
+    def warm_up(self) -> None:
+        """Call the app's ``warmup`` function, if it has one, as Premium does for a new instance."""
+        for name, (_, trigger_type, _) in self.functions.items():
+            if trigger_type == "warmupTrigger":
+                self.run_function(name)
 
     def start(self) -> LocalFunctionsHost:
         host = self

@@ -17,6 +17,7 @@ from call_sync.users import sync_enreach_user_ids
 from core.schema import CALL_SYNC
 from core.settings import load_settings
 from core.state import CheckpointStore
+from emulators._protection import ServerLimits
 from emulators._server import FaultRule
 from enreach import EnreachCall
 from routing.index_sync import sync_phone_index
@@ -87,8 +88,10 @@ def _call(
     )
 
 
-@pytest.fixture()
-def sync_env(world, azurite):
+@pytest.fixture(params=["single-stream", "parallel"])
+def sync_env(request, world, azurite):
+    if request.param == "parallel":  # Dataverse recommends 4 in flight: the writes go out in parallel
+        world.dataverse.configure_limits(ServerLimits(dop_hint=4))
     world.dataverse.load(DATAVERSE)
     provision_app_schema(world.dataverse)
     world.dataverse.touch("systemusers", AINO, **{CALL_SYNC.user_id_column: E_AINO})
@@ -117,6 +120,7 @@ def sync_env(world, azurite):
         "store": store,
         "parking": parking,
         "env": env,
+        "mode": request.param,
     }
 
 
@@ -288,7 +292,7 @@ def test_rerun_replayed_timer_and_lost_checkpoint_never_duplicate(world, sync_en
 
 
 def test_a_run_killed_after_a_partial_batch_then_rerun_leaves_every_call_once(world, sync_env):
-    world.enreach.load({"calls": [_call(f"c{i}", minute=i) for i in range(8)]})
+    world.enreach.load({"calls": [_call(f"c{i:02d}", minute=i) for i in range(20)]})
     settings = sync_env["settings"]
     kill = RuntimeError("killed")
 
@@ -306,10 +310,13 @@ def test_a_run_killed_after_a_partial_batch_then_rerun_leaves_every_call_once(wo
             report=CallSyncReport(),
             on_progress=die_after_first_batch,
         )
-    assert len(_synced(world)) == 3  # one batch of three landed, nothing else, no checkpoint
+    # the first write step landed: one batch of three, or with parallel writes as many batches as
+    # Dataverse recommends at once (4 here); nothing else, no checkpoint
+    landed = 3 * sync_env["client"].parallelism()
+    assert len(_synced(world)) == landed < 20
     assert sync_env["store"].read("phone_calls").value is None
     report = _run(sync_env)
-    assert (report.created, report.already_synced) == (5, 3)
+    assert (report.created, report.already_synced) == (20 - landed, landed)
     assert _synced(world) == _expected_keys(world)
 
 
@@ -571,8 +578,10 @@ def test_an_agent_made_phonecall_40_s_from_the_start_is_adopted_and_one_10_minut
     assert rows[others].get(CALL_SYNC.call_id_column) is None
     created = [r for r in rows.values() if r.get(CALL_SYNC.call_id_column) == "b:e-aino"]
     assert len(created) == 1 and created[0]["activityid"] not in (near, far, closer, second, done, others)
-    # the lookup probe, one page query (keys and adoption candidates) for all four calls, one write per three
-    assert world.dataverse.request_count("$batch") == 1 + 1 + 2
+    # the lookup probe, one page query (keys and adoption candidates) for all four calls, then the writes:
+    # one $batch per three calls, or with 4 in flight the four calls spread over four parallel batches
+    writes = 2 if sync_env["mode"] == "single-stream" else 4
+    assert world.dataverse.request_count("$batch") == 1 + 1 + writes
     # exactly once holds: a replay (lost checkpoint) finds every call by its key
     sync_env["store"] = CheckpointStore(
         sync_env["settings"].storage_connection_string, table_name=f"c{uuid.uuid4().hex[:12]}"
@@ -675,11 +684,15 @@ class _ThrottleFirstWrite(requests.Session):
 
 
 def test_a_batch_throttled_past_the_retry_policy_leaves_a_summary_the_other_pages_and_a_retry(world, sync_env, caplog):
+    if sync_env["mode"] == "parallel":
+        # the injected 429s hit whichever request comes first: with batches in flight at once,
+        # which batch stays throttled is a race (tests/test_dataverse_pace.py covers parallel 429s)
+        pytest.skip("single-stream scenario")
     world.enreach.load({"calls": [_call(f"t{i}", minute=i) for i in range(9)]})  # three pages of three
     client = dataverse_client_for(sync_env["settings"], session=_ThrottleFirstWrite(world))
     sync_env = {**sync_env, "client": client, "lookup": lookup_for(sync_env["settings"], client)}
     with caplog.at_level("INFO", logger="call_sync"):
-        report = _run(sync_env)
+        report = _run(sync_env, throttle_wait_seconds=0)  # no pause beyond the retry policy
     assert (report.created, report.throttled, report.failed) == (6, 3, 0)
     assert "3 throttled (retried next run)" in report.summary() and report.summary() in caplog.text
     assert _synced(world) == ["t3:e-aino", "t4:e-aino", "t5:e-aino", "t6:e-aino", "t7:e-aino", "t8:e-aino"]

@@ -20,6 +20,7 @@ from call_sync.runtime import options as options_for
 from core.schema import CALL_SYNC
 from core.settings import load_settings
 from core.state import CheckpointStore
+from emulators._protection import ServerLimits
 from emulators._server import FaultRule
 from enreach import EnreachCall, EnreachClient
 from sandbox.services import provision_app_schema
@@ -131,8 +132,10 @@ def _synced(world) -> list[str]:
     return sorted(r[CALL_SYNC.call_id_column] for r in world.dataverse.rows("phonecalls"))
 
 
-@pytest.fixture()
-def chaos_env(world, azurite):
+@pytest.fixture(params=["single-stream", "parallel"])
+def chaos_env(request, world, azurite):
+    if request.param == "parallel":  # Dataverse recommends 4 in flight: the writes go out in parallel
+        world.dataverse.configure_limits(ServerLimits(dop_hint=4))
     world.dataverse.load(
         {
             "systemusers": [

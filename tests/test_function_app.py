@@ -37,7 +37,8 @@ def _index():
 
 def test_every_function_is_registered_with_its_route_and_schedule():
     found = _index()
-    assert set(found) == set(EXPECTED_HTTP) | set(EXPECTED_TIMERS)
+    assert set(found) == set(EXPECTED_HTTP) | set(EXPECTED_TIMERS) | {"warmup"}
+    assert found["warmup"]["bindings"][0]["type"] == "warmupTrigger"
     for name, (route, methods, auth) in EXPECTED_HTTP.items():
         trigger = found[name]["bindings"][0]
         assert trigger["type"] == "httpTrigger"
