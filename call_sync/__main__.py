@@ -9,11 +9,10 @@ checkpoint is not touched.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from datetime import UTC, date, datetime, time, timedelta
 
-from core.cli import add_settings_argument, cli_settings
+from core.cli import add_settings_argument, command_settings, run_command
 
 
 def _day(text: str) -> date:
@@ -46,11 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     backfill.add_argument("--to", dest="end", type=_day, required=True, help="last day (UTC), inclusive")
     backfill.add_argument("--dry-run", action="store_true", help="count what would be written, write nothing")
     commands.add_parser("users", help="run the Enreach user id sync once")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    settings = cli_settings(args.settings)
-    if settings is None:
-        return 2
+    return run_command(parser, lambda args: _run(parser, args), argv)
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    settings = command_settings(args.settings)
     from .runtime import call_lookup, dataverse_client, enreach_client, options
 
     if args.command == "users":

@@ -1,4 +1,7 @@
-"""``python -m ops provision [--dry-run]`` and ``python -m ops doctor [--settings local.settings.json]``."""
+"""``python -m ops [--settings local.settings.json] provision|unprovision|doctor``.
+
+Exit codes: 0 done, 1 a runtime failure (or a doctor check failed), 2 a settings or usage problem.
+"""
 
 from __future__ import annotations
 
@@ -6,51 +9,65 @@ import argparse
 import logging
 import sys
 
-from core.cli import add_settings_argument, apply_settings_file, cli_settings
-from core.settings import SettingsError
+from core.cli import CommandError, add_settings_argument, apply_settings_file, command_settings, run_command
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ops")
     add_settings_argument(parser)
     commands = parser.add_subparsers(dest="command", required=True)
-    provision = commands.add_parser("provision", help="create the app's columns, keys and tables in Dataverse")
+    provision = commands.add_parser(
+        "provision", help="create the app's publisher, solution, columns, keys and tables in Dataverse"
+    )
     provision.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    provision.add_argument(
+        "--solution", default=None, metavar="NAME", help="unmanaged solution (default EnreachBridge)"
+    )
+    unprovision = commands.add_parser("unprovision", help="list what removing the app's customisation would delete")
+    unprovision.add_argument("--dry-run", action="store_true", help="list only (required: removal is not automated)")
+    unprovision.add_argument("--solution", default=None, metavar="NAME", help="the solution provision used")
     commands.add_parser("doctor", help="check the deployment end to end")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.ERROR)
-    if args.command == "doctor" and args.settings:
-        try:
-            apply_settings_file(args.settings)
-        except SettingsError as error:
-            print(error, file=sys.stderr)
-            return 2
+    return run_command(parser, _run, argv, log_level=logging.ERROR)
 
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "doctor":
-        from .doctor import run_doctor
+        if args.settings:
+            apply_settings_file(args.settings)  # a SettingsError exits 2 through run_command
+        from .doctor import exit_code, run_doctor
 
         checks = run_doctor()
         for check in checks:
             print(check.line())
         failed = sum(not c.ok for c in checks)
         print(f"doctor: {len(checks) - failed} checks ok, {failed} with problems")
-        return 1 if failed else 0
+        return exit_code(checks)
 
-    from dataverse import DataverseClient, DataverseError, credential_from_settings
+    from dataverse import DataverseClient, credential_from_settings
 
-    settings = cli_settings(args.settings)
-    if settings is None:
-        return 2
-    from .provision import provision as run
+    from .provision import DEFAULT_SOLUTION, ProvisionError, provision, removal_plan
 
+    settings = command_settings(args.settings)
+    solution = args.solution or DEFAULT_SOLUTION
     client = DataverseClient(settings.dataverse_url, credential=credential_from_settings(settings))
+    if args.command == "unprovision":
+        if not args.dry_run:
+            raise CommandError(
+                "unprovision only lists what removal would delete (--dry-run); it deletes nothing itself",
+                f"run it with --dry-run, then delete those components in make.powerapps.com > Solutions > {solution}",
+                exit_code=2,
+            )
+        plan = removal_plan(client, solution=solution)
+        for line in plan:
+            print(f"would delete {line}")
+        print(f"would delete {len(plan)} (with every row of the deleted tables and the values of the deleted columns)")
+        return 0
     try:
-        created, existing = run(client, dry_run=args.dry_run)
-    except DataverseError as error:
-        print(f"provisioning stopped: {error}", file=sys.stderr)
-        return 1
+        created, existing = provision(client, dry_run=args.dry_run, solution=solution)
+    except ProvisionError as error:
+        raise CommandError(f"provisioning stopped: {error.cause}", error.fix) from error
     verb = "would create" if args.dry_run else "created"
-    print(f"{verb} {len(created)}, already there {len(existing)}")
+    print(f"{verb} {len(created)}, already there {len(existing)} (solution {solution})")
     return 0
 
 
