@@ -103,7 +103,7 @@ def cli_settings(path: str | None) -> Settings | None:
 
 
 def _first_line(error: BaseException, limit: int = 300) -> str:
-    text = str(error).strip().splitlines()
+    text = str(error).replace("HTTP 0 ", "").strip().splitlines()
     line = text[0] if text else type(error).__name__
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
@@ -228,7 +228,8 @@ def run_command(
     logging.basicConfig(level=logging.DEBUG if debug else log_level, format="%(levelname)s %(name)s: %(message)s")
     if not debug:
         # The SDKs log every refused token request at WARNING with a traceback-like wall of text.
-        for noisy in ("azure", "msal", "urllib3"):
+        # Retries are announced at WARNING; the final failure is what the operator needs.
+        for noisy in ("azure", "msal", "urllib3", "core.retry"):
             logging.getLogger(noisy).setLevel(logging.CRITICAL)
     try:
         return body(args)
