@@ -36,7 +36,13 @@ def _run(args: argparse.Namespace) -> int:
         decision = router().route(args.anum, args.bnum)
         router().close()
         print(json.dumps(decision.explain(), indent=2, ensure_ascii=False))
-        if decision.caller and decision.reason.startswith(_UNDECIDED):
+        if decision.caller is None:
+            raise CommandError(
+                f"{args.anum!r} is not a phone number: {decision.reason}",
+                "give the caller's number, e.g. +358501234567 (local forms use PHONE_DEFAULT_REGION)",
+                exit_code=2,
+            )
+        if decision.reason.startswith(_UNDECIDED):
             dataverse_client().whoami()  # the same failure again, as a typed error the wrapper explains
             raise CommandError(
                 f"could not decide: {decision.reason}",

@@ -53,6 +53,8 @@ def test_routing_index_then_explain_from_a_settings_file(settings_file, world):
     assert explained.returncode == 0, explained.stderr
     decision = json.loads(explained.stdout)
     assert decision["answer"] == {"InitialTarget": "+358942421001"} and decision["used_index"] is True, decision
+    not_a_number = _run("routing", "--settings", str(settings_file), "explain", "hello", ca_bundle=ca)
+    assert not_a_number.returncode == 2 and "'hello' is not a phone number" in not_a_number.stderr
 
 
 def test_backfill_dry_run_writes_nothing_then_backfill_writes_each_work_call_once(settings_file, world):
