@@ -162,6 +162,11 @@ def test_routing_webhook_refuses_a_wrong_key_and_logs_one_masked_line(sandbox):
     event = json.loads(mine[0][mine[0].index("{") :])
     assert event["status"] == 401 and "X-Benemen-APIKey" in event["reason"]
     assert json.loads(mine[1][mine[1].index("{") :])["field"] == "anum"
+    with pytest.raises(HTTPError) as caught:
+        _post(sandbox["app"] + "/api/presence/dataverse", {"PrimaryEntityName": "msdyn_agentstatus"}, key="wrong")
+    assert caught.value.code == 401
+    presence = _wait_for(sandbox["log"], '"event": "http_refused", "function": "presence_dataverse"')
+    assert len([line for line in presence if line in sandbox["log"][before:]]) == 1
     text = "".join(sandbox["log"][before:])
     assert "501234567" not in text and "wrong" not in text  # no number, no body, no credential
 
