@@ -32,8 +32,10 @@ SETTINGS_FILE = ROOT / "sandbox.settings.json"
 
 def write_settings_file(path: Path, values: dict[str, str]) -> None:
     """A local.settings.json for the running sandbox (owner-only: it holds the sandbox's keys)."""
-    path.write_text(json.dumps({"IsEncrypted": False, "Values": values}, indent=2) + "\n", encoding="utf-8")
-    path.chmod(0o600)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps({"IsEncrypted": False, "Values": values}, indent=2) + "\n")
+    path.chmod(0o600)  # also when the file was there already
 
 
 def rows(argv: list[str]) -> int:
