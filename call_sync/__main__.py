@@ -12,11 +12,10 @@ Exit codes: 0 done, 1 something failed (the summary says what), 2 settings or us
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from datetime import UTC, date, datetime, time, timedelta
 
-from core.cli import add_settings_argument, cli_settings
+from core.cli import add_settings_argument, command_settings, run_command
 
 
 def _day(text: str) -> date:
@@ -50,11 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     backfill.add_argument("--dry-run", action="store_true", help="count what would be written, write nothing")
     commands.add_parser("users", help="run the Enreach user id sync once")
     commands.add_parser("status", help="checkpoint, lag, last run's outcome, parked and expired calls")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    settings = cli_settings(args.settings)
-    if settings is None:
-        return 2
+    return run_command(parser, lambda args: _run(parser, args), argv)
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    settings = command_settings(args.settings)
     from .runtime import call_lookup, checkpoint_store, dataverse_client, enreach_client, options, parking_store
 
     if args.command == "status":
@@ -85,9 +84,6 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.end < args.start:
         parser.error("--to is before --from")
-    from dataverse import DataverseError
-    from enreach import EnreachError
-
     from .calls import CallSyncReport, UserDirectory, settle_parking, sync_calls
 
     start = datetime.combine(args.start, time.min, tzinfo=UTC)
@@ -95,13 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     enreach = enreach_client()
     report = CallSyncReport(window=(start.isoformat(), end.isoformat()))
     run_options = options(settings, dry_run=args.dry_run)
-    try:
-        everyone = enreach.users()  # calls are asked for per user (UserIDs), see enreach.EnreachClient.calls
-        calls = enreach.calls(start, end, by="start", users=everyone)
-        users = UserDirectory.load(dataverse_client(), settings.phone_default_region)
-    except (EnreachError, DataverseError) as error:
-        print(f"backfill stopped before writing: {error}", file=sys.stderr)
-        return 1
+    # nothing is written before these reads: a failure is explained by run_command (cause + fix)
+    everyone = enreach.users()  # calls are asked for per user (UserIDs), see enreach.EnreachClient.calls
+    calls = enreach.calls(start, end, by="start", users=everyone)
+    users = UserDirectory.load(dataverse_client(), settings.phone_default_region)
     parking = None if args.dry_run else parking_store()
     parked = {p.key: p for p in parking.all()} if parking else {}
     progress = _Progress(len(calls))

@@ -1,17 +1,66 @@
 """What every command-line entry point (``python -m routing|call_sync|ops``) shares: reading
-the app settings from the environment or from a ``local.settings.json``, and saying clearly
-when they are wrong."""
+the app settings from the environment or from a ``local.settings.json``, and failing cleanly.
+
+Exit codes (the same for every command, documented in the README):
+
+* ``0``: done;
+* ``1``: a runtime failure: refused credentials, a service down, slow or throttling, a job
+  that reported failures, a question that could not be answered;
+* ``2``: a settings or usage problem: a missing or malformed setting, an unreadable
+  ``--settings`` file, a bad argument.
+
+An expected failure prints one or two lines (the cause, then ``fix: ...``) and no
+traceback; ``--debug`` adds the traceback. ``run_command`` is the one wrapper doing this.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from .settings import Settings, SettingsError, load_settings
 
-__all__ = ["add_settings_argument", "apply_settings_file", "cli_settings"]
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "CommandError",
+    "add_settings_argument",
+    "apply_settings_file",
+    "cli_settings",
+    "command_settings",
+    "describe_failure",
+    "run_command",
+]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class CommandError(Exception):
+    """An expected failure a command reports itself: ``cause`` and how to fix it."""
+
+    def __init__(self, cause: str, fix: str = "", *, exit_code: int = EXIT_FAILED) -> None:
+        super().__init__(cause)
+        self.cause, self.fix, self.exit_code = cause, fix, exit_code
+
+
+@dataclass(frozen=True)
+class Failure:
+    cause: str
+    fix: str
+    exit_code: int
+
+    def lines(self, prog: str) -> str:
+        text = f"{prog}: {self.cause}"
+        return text + (f"\n  fix: {self.fix}" if self.fix else "")
 
 
 def add_settings_argument(parser: argparse.ArgumentParser) -> None:
@@ -20,6 +69,7 @@ def add_settings_argument(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="read app settings from this local.settings.json first (what the environment sets wins)",
     )
+    parser.add_argument("--debug", action="store_true", help="show the traceback of a failure")
 
 
 def apply_settings_file(path: str) -> None:
@@ -27,6 +77,8 @@ def apply_settings_file(path: str) -> None:
     try:
         with open(path, encoding="utf-8") as handle:
             values = json.load(handle).get("Values", {})
+        if not isinstance(values, dict):
+            raise ValueError("'Values' is not an object")
     except (OSError, ValueError, AttributeError) as error:
         raise SettingsError([f"--settings {path}: not a readable local.settings.json ({error})"]) from None
     for name, value in values.items():
@@ -34,12 +86,165 @@ def apply_settings_file(path: str) -> None:
             os.environ[name] = value
 
 
+def command_settings(path: str | None) -> Settings:
+    """The settings for a command run by ``run_command`` (a ``SettingsError`` names every problem: exit 2)."""
+    if path:
+        apply_settings_file(path)
+    return load_settings()
+
+
 def cli_settings(path: str | None) -> Settings | None:
-    """The settings for a command, or None after printing every problem to stderr."""
+    """The settings for a command, or None after printing every problem to stderr (exit 2)."""
     try:
-        if path:
-            apply_settings_file(path)
-        return load_settings()
+        return command_settings(path)
     except SettingsError as error:
         print(error, file=sys.stderr)
         return None
+
+
+def _first_line(error: BaseException, limit: int = 300) -> str:
+    text = str(error).replace("HTTP 0 ", "").strip().splitlines()
+    line = text[0] if text else type(error).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def describe_failure(error: BaseException) -> Failure | None:
+    """Cause, fix and exit code of an expected failure; None for a bug (show the traceback)."""
+    import requests
+
+    from dataverse import (
+        AuthenticationFailed,
+        DataverseError,
+        Forbidden,
+        NotFound,
+        ServiceUnavailable,
+        Throttled,
+        TokenUnavailable,
+    )
+    from enreach import EnreachAuthError, EnreachError, EnreachUnavailable
+
+    if isinstance(error, CommandError):
+        return Failure(error.cause, error.fix, error.exit_code)
+    if isinstance(error, SettingsError):
+        return Failure(str(error), "", EXIT_USAGE)
+    if isinstance(error, TokenUnavailable):
+        return Failure(
+            _first_line(error),
+            "check AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (secrets expire: make a new one under "
+            "Certificates & secrets) or AZURE_CLIENT_CERTIFICATE_PATH; then run python -m ops doctor",
+            EXIT_FAILED,
+        )
+    if isinstance(error, AuthenticationFailed):
+        return Failure(
+            f"Dataverse refused the app's token: {_first_line(error)}",
+            "add an enabled application user for AZURE_CLIENT_ID in the Power Platform admin center "
+            "(docs/deployment.md step 2); check DATAVERSE_URL names the right environment",
+            EXIT_FAILED,
+        )
+    if isinstance(error, Forbidden):
+        return Failure(
+            f"Dataverse refused a privilege: {_first_line(error)}",
+            "give the application user's security role the privilege (python -m ops doctor lists what is missing)",
+            EXIT_FAILED,
+        )
+    if isinstance(error, Throttled):
+        return Failure(
+            f"Dataverse is throttling the app (service protection limits): {_first_line(error)}",
+            "run again in a few minutes; lower CALL_SYNC_BATCH_SIZE if it keeps happening",
+            EXIT_FAILED,
+        )
+    if isinstance(error, ServiceUnavailable):
+        return Failure(
+            f"Dataverse did not answer: {_first_line(error)}",
+            "check DATAVERSE_URL and the network (and the service health in the Power Platform admin center), "
+            "then run again",
+            EXIT_FAILED,
+        )
+    if isinstance(error, NotFound):
+        return Failure(
+            f"Dataverse has no such table, column or record: {_first_line(error)}",
+            "run python -m ops provision (then python -m ops doctor)",
+            EXIT_FAILED,
+        )
+    if isinstance(error, DataverseError):
+        return Failure(f"Dataverse refused a request: {_first_line(error)}", "run python -m ops doctor", EXIT_FAILED)
+    if isinstance(error, EnreachAuthError):
+        return Failure(
+            "Enreach refused the credentials (HTTP 401)",
+            "check ENREACH_USER (the API user's e-mail) and ENREACH_SECRET_KEY (its secret key, not a password)",
+            EXIT_FAILED,
+        )
+    if isinstance(error, EnreachUnavailable):
+        return Failure(
+            f"Enreach did not answer or is throttling: {_first_line(error)}",
+            "check ENREACH_API_URL / ENREACH_DISCOVERY_URL and the network, then run again",
+            EXIT_FAILED,
+        )
+    if isinstance(error, EnreachError):
+        return Failure(_first_line(error), "check ENREACH_USER and ENREACH_API_URL", EXIT_FAILED)
+    if isinstance(error, requests.RequestException):
+        return Failure(
+            f"network error: {type(error).__name__}: {_first_line(error)}",
+            "check the service addresses in the settings and the network",
+            EXIT_FAILED,
+        )
+    storage = _storage_failure(error)
+    if storage is not None:
+        return storage
+    return None
+
+
+def _storage_failure(error: BaseException) -> Failure | None:
+    try:
+        from azure.core.exceptions import AzureError, ClientAuthenticationError
+    except ImportError:  # pragma: no cover - azure-core is a dependency
+        return None
+    if isinstance(error, ClientAuthenticationError):
+        return Failure(
+            f"Azure refused the credentials: {_first_line(error)}",
+            "check AzureWebJobsStorage (account key) or AZURE_TENANT_ID / AZURE_CLIENT_ID / AZURE_CLIENT_SECRET",
+            EXIT_FAILED,
+        )
+    if isinstance(error, AzureError):
+        return Failure(
+            f"Table storage failed: {type(error).__name__}: {_first_line(error)}",
+            "check AzureWebJobsStorage (the connection string) and that the storage account is reachable",
+            EXIT_FAILED,
+        )
+    return None
+
+
+def run_command(
+    parser: argparse.ArgumentParser,
+    body: Callable[[argparse.Namespace], int],
+    argv: list[str] | None = None,
+    *,
+    log_level: int = logging.WARNING,
+) -> int:
+    """Parse ``argv`` (bad arguments exit 2 through argparse), run ``body`` and turn an expected
+    failure into one or two lines on stderr and its exit code. ``body`` calls ``command_settings``."""
+    args = parser.parse_args(argv)
+    debug = bool(getattr(args, "debug", False))
+    logging.basicConfig(level=logging.DEBUG if debug else log_level, format="%(levelname)s %(name)s: %(message)s")
+    if not debug:
+        # The SDKs log every refused token request at WARNING with a traceback-like wall of text.
+        # Retries are announced at WARNING; the final failure is what the operator needs.
+        for noisy in ("azure", "msal", "urllib3", "core.retry"):
+            logging.getLogger(noisy).setLevel(logging.CRITICAL)
+    try:
+        return body(args)
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        failure = describe_failure(error)
+        if debug:
+            traceback.print_exc()
+        if failure is None:
+            failure = Failure(
+                f"unexpected error: {type(error).__name__}: {_first_line(error)}",
+                "run again with --debug for the traceback, and report it with the command you ran",
+                EXIT_FAILED,
+            )
+        print(failure.lines(parser.prog), file=sys.stderr)
+        return failure.exit_code

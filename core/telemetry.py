@@ -4,12 +4,90 @@ exporter, ~0.3 s to import, is loaded only then, so cold starts without it stay 
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import os
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from .masking import mask_phones_in
 
-__all__ = ["MaskingFilter", "configure_telemetry"]
+__all__ = ["MaskingFilter", "configure_telemetry", "log_event", "log_refusal", "run_logged"]
+
+_log = logging.getLogger("bridge.events")
+T = TypeVar("T")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_phones_in(value)
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return mask_phones_in(str(value))
+
+
+def log_event(name: str, *, level: int = logging.INFO, **fields: Any) -> None:
+    """One structured log line ``{"event": name, ...}``: the one line per timer run, webhook
+    decision or refused request that operators query (numbers in string values are masked)."""
+    _log.log(level, "%s", json.dumps({"event": name, **_plain(fields)}, ensure_ascii=False, sort_keys=False))
+
+
+def log_refusal(function: str, status: int, body: bytes | None) -> None:
+    """A request an HTTP function refused (4xx: ``http_refused``) or could not serve (5xx:
+    ``http_failed``): status, function and the app's own reason from its answer (never the
+    request's body, which may hold numbers and credentials)."""
+    reason, field = "", None
+    try:
+        answer = json.loads(body or b"null")
+        if isinstance(answer, dict):
+            reason, field = str(answer.get("error") or ""), answer.get("field")
+    except ValueError:
+        pass
+    log_event(
+        "http_refused" if status < 500 else "http_failed",
+        level=logging.WARNING if status < 500 else logging.ERROR,
+        function=function,
+        status=status,
+        reason=reason,
+        **({"field": field} if field else {}),
+    )
+
+
+def _counts(report: Any) -> dict[str, Any]:
+    if not dataclasses.is_dataclass(report) or isinstance(report, type):
+        return {}
+    return {
+        f.name: getattr(report, f.name)
+        for f in dataclasses.fields(report)
+        if isinstance(getattr(report, f.name), int | float | dict | str | type(None))
+    }
+
+
+def run_logged(name: str, run: Callable[[], T]) -> T:
+    """Run one timer job and log exactly one line for it: its report's counts, the duration, and
+    the outcome (``ok``, ``partial`` when the report counts failures, ``failed`` when it raised)."""
+    started = time.perf_counter()
+    try:
+        report = run()
+    except Exception as error:
+        log_event(
+            name,
+            level=logging.ERROR,
+            outcome="failed",
+            error=f"{type(error).__name__}: {str(error)[:300]}",
+            duration_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+        raise
+    counts = _counts(report)
+    outcome = "partial" if counts.get("failed") else "ok"
+    log_event(name, outcome=outcome, duration_ms=round((time.perf_counter() - started) * 1000, 1), **counts)
+    return report
 
 
 class MaskingFilter(logging.Filter):

@@ -184,6 +184,41 @@ BASE_SCHEMA: dict[str, tuple[str, str, set[str]]] = {
             "msdyn_presencemodifiedon",
         },
     ),
+    # solution-aware customisation (python -m ops provision)
+    "publishers": (
+        "publisher",
+        "publisherid",
+        {
+            "createdon",
+            "modifiedon",
+            "versionnumber",
+            "uniquename",
+            "friendlyname",
+            "description",
+            "customizationprefix",
+            "customizationoptionvalueprefix",
+        },
+    ),
+    "solutions": (
+        "solution",
+        "solutionid",
+        {
+            "createdon",
+            "modifiedon",
+            "versionnumber",
+            "uniquename",
+            "friendlyname",
+            "description",
+            "version",
+            "ismanaged",
+            "_publisherid_value",
+        },
+    ),
+    "solutioncomponents": (
+        "solutioncomponent",
+        "solutioncomponentid",
+        {"createdon", "modifiedon", "versionnumber", "objectid", "componenttype", "_solutionid_value"},
+    ),
 }
 
 OMNICHANNEL_PRESENCES = {
@@ -306,6 +341,7 @@ class DataverseEmulator(EmulatorServer):
         self.tables: dict[str, Table] = {}
         self.presence_webhook = WebhookSender()  # the service endpoint on msdyn_agentstatus Update
         self.denied_privileges: set[str] = set()  # privileges the application user's role lacks
+        self.key_status: dict[str, str] = {}  # alternate key name -> EntityKeyIndexStatus (default Active)
         self.reset()
         if data:
             self.load(data)
@@ -331,6 +367,9 @@ class DataverseEmulator(EmulatorServer):
                     "modifiedon": _now(),
                     "versionnumber": 1,
                 }
+            # unique names are unique, as on Dataverse
+            self.add_alternate_key("publishers", "uniquename_key", ["uniquename"])
+            self.add_alternate_key("solutions", "uniquename_key", ["uniquename"])
             self.table("systemusers").rows[APPLICATION_USER_ID] = {
                 "systemuserid": APPLICATION_USER_ID,
                 "fullname": "# Enreach bridge (application user)",

@@ -1,5 +1,7 @@
-"""``python -m ops provision [--dry-run]``, ``python -m ops doctor`` and ``python -m ops probe-enreach [--days 3]``
-(each takes ``--settings local.settings.json``). Exit codes: 0 ok, 1 a problem found, 2 settings."""
+"""``python -m ops [--settings local.settings.json] provision|unprovision|doctor|probe-enreach``.
+
+Exit codes: 0 done, 1 a runtime failure (or a doctor check failed), 2 a settings or usage problem.
+"""
 
 from __future__ import annotations
 
@@ -7,79 +9,88 @@ import argparse
 import logging
 import sys
 
-from core.cli import add_settings_argument, apply_settings_file, cli_settings
-from core.settings import SettingsError
+from core.cli import CommandError, add_settings_argument, apply_settings_file, command_settings, run_command
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ops")
     add_settings_argument(parser)
     commands = parser.add_subparsers(dest="command", required=True)
-    provision = commands.add_parser("provision", help="create the app's columns, keys and tables in Dataverse")
+    provision = commands.add_parser(
+        "provision", help="create the app's publisher, solution, columns, keys and tables in Dataverse"
+    )
     provision.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    provision.add_argument(
+        "--solution", default=None, metavar="NAME", help="unmanaged solution (default EnreachBridge)"
+    )
+    unprovision = commands.add_parser("unprovision", help="list what removing the app's customisation would delete")
+    unprovision.add_argument("--dry-run", action="store_true", help="list only (required: removal is not automated)")
+    unprovision.add_argument("--solution", default=None, metavar="NAME", help="the solution provision used")
     commands.add_parser("doctor", help="check the deployment end to end")
     probe = commands.add_parser(
         "probe-enreach", help="read real Enreach records and report which mapped field names they carry"
     )
-    probe.add_argument("--days", type=int, default=3, help="how many days of calls to read (default 3)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.ERROR)
-    if args.command == "doctor" and args.settings:
-        try:
-            apply_settings_file(args.settings)
-        except SettingsError as error:
-            print(error, file=sys.stderr)
-            return 2
+    probe.add_argument("--days", type=int, default=3, help="how many days of calls to read (1 to 31, default 3)")
+    return run_command(parser, _run, argv, log_level=logging.ERROR)
 
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "doctor":
-        from .doctor import run_doctor
+        if args.settings:
+            apply_settings_file(args.settings)  # a SettingsError exits 2 through run_command
+        from .doctor import exit_code, run_doctor
 
         checks = run_doctor()
         for check in checks:
             print(check.line())
         failed = sum(not c.ok for c in checks)
         print(f"doctor: {len(checks) - failed} checks ok, {failed} with problems")
-        return 1 if failed else 0
+        return exit_code(checks)
 
     if args.command == "probe-enreach":
-        return _probe(args.settings, args.days)
+        return _probe(args)
 
-    from dataverse import DataverseClient, DataverseError, credential_from_settings
+    from dataverse import DataverseClient, credential_from_settings
 
-    settings = cli_settings(args.settings)
-    if settings is None:
-        return 2
-    from .provision import provision as run
+    from .provision import DEFAULT_SOLUTION, ProvisionError, provision, removal_plan
 
+    settings = command_settings(args.settings)
+    solution = args.solution or DEFAULT_SOLUTION
     client = DataverseClient(settings.dataverse_url, credential=credential_from_settings(settings))
+    if args.command == "unprovision":
+        if not args.dry_run:
+            raise CommandError(
+                "unprovision only lists what removal would delete (--dry-run); it deletes nothing itself",
+                f"run it with --dry-run, then delete those components in make.powerapps.com > Solutions > {solution}",
+                exit_code=2,
+            )
+        plan = removal_plan(client, solution=solution)
+        for line in plan:
+            print(f"would delete {line}")
+        print(f"would delete {len(plan)} (with every row of the deleted tables and the values of the deleted columns)")
+        return 0
     try:
-        created, existing = run(client, dry_run=args.dry_run)
-    except DataverseError as error:
-        print(f"provisioning stopped: {error}", file=sys.stderr)
-        return 1
+        created, existing = provision(client, dry_run=args.dry_run, solution=solution)
+    except ProvisionError as error:
+        raise CommandError(f"provisioning stopped: {error.cause}", error.fix) from error
     verb = "would create" if args.dry_run else "created"
-    print(f"{verb} {len(created)}, already there {len(existing)}")
+    print(f"{verb} {len(created)}, already there {len(existing)} (solution {solution})")
     return 0
 
 
-def _probe(settings_file: str | None, days: int) -> int:
-    from enreach import EnreachError, client_from_settings
+def _probe(args: argparse.Namespace) -> int:
+    """0: the mapping reads the tenant; 1: a required Enreach name is missing everywhere (the verdict
+    names the ENREACH_FIELD_MAP key); Enreach errors are explained by run_command."""
+    from enreach import client_from_settings
 
     from .probe import probe_enreach
 
-    settings = cli_settings(settings_file)
-    if settings is None:
-        return 2
-    if not 1 <= days <= 31:
-        print("probe-enreach: --days must be from 1 to 31", file=sys.stderr)
-        return 2
-    try:
-        result = probe_enreach(
-            client_from_settings(settings), days=days, duration_limit_seconds=settings.call_duration_limit_seconds
-        )
-    except EnreachError as error:
-        print(f"probe-enreach: {error}", file=sys.stderr)
-        return 1
+    settings = command_settings(args.settings)
+    if not 1 <= args.days <= 31:
+        raise CommandError(f"--days {args.days} is out of range", "give 1 to 31 days", exit_code=2)
+    result = probe_enreach(
+        client_from_settings(settings), days=args.days, duration_limit_seconds=settings.call_duration_limit_seconds
+    )
     return 0 if result.ok else 1
 
 

@@ -1,20 +1,26 @@
 """``python -m ops doctor``: check a deployment's settings end to end, one line per check.
 
-Each line says ok or PROBLEM and, for a problem, how to fix it. The exit status is non-zero
-when any check failed. Run it after filling in ``local.settings.json`` (values are read from
-the environment; ``python -m ops doctor --settings local.settings.json`` reads the file).
+Each line says ok or PROBLEM and, for a problem, how to fix it. Exit status: 2 when a setting
+is missing, malformed or still a placeholder copied from ``local.settings.sample.json`` (then
+nothing else is tried), 1 when any other check failed, 0 when all passed. Run it after filling
+in ``local.settings.json`` (values are read from the environment; ``python -m ops doctor
+--settings local.settings.json`` reads the file).
 """
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from core.schema import CALL_SYNC, PHONE_INDEX
-from core.settings import Settings, SettingsError, load_settings
+from core.settings import SETTING_NAMES, Settings, SettingsError, load_settings
 
-__all__ = ["PRIVILEGES", "Check", "run_doctor"]
+__all__ = ["PRIVILEGES", "Check", "exit_code", "placeholders", "run_doctor"]
+
+_SETTINGS_FIX = "set it in local.settings.json or the Function App's Configuration"
 
 # What the application user's security role must grant (Dataverse privilege names).
 PRIVILEGES = {
@@ -32,7 +38,33 @@ PRIVILEGES = {
     "prvAppendToLead": "be the regarding of phone calls",
     "prvReadmsdyn_presence": "read Omnichannel presences (presence sync)",
     "prvReadmsdyn_agentstatus": "read agent status (presence sync)",
+    **{
+        f"prv{verb}{PHONE_INDEX.logical_name}": f"{verb.lower()} phone index rows (phone index job, routing)"
+        for verb in ("Create", "Read", "Write", "Delete", "Append")
+    },
+    "prvActOnBehalfOfAnotherUser": "act on behalf of another user (presence sync sets presence as the agent, "
+    "MSCRMCallerID)",
 }
+
+# What local.settings.sample.json holds where a deployment's own value belongs.
+_PLACEHOLDER = re.compile(
+    r"<[^>]*>"  # <client secret of the app registration ...>
+    r"|^0{8}-0{4}-0{4}-0{4}-0{12}$"  # the all-zero GUID
+    r"|(^|[/.@])contoso\.",  # contoso.crm4.dynamics.com, api.user@contoso.com
+    re.IGNORECASE,
+)
+
+
+def placeholders(environ: Mapping[str, str]) -> list[str]:
+    """The settings still holding a placeholder from local.settings.sample.json."""
+    return [name for name in SETTING_NAMES if _PLACEHOLDER.search(environ.get(name) or "")]
+
+
+def exit_code(checks: list[Check]) -> int:
+    """2 when a settings check failed (nothing else was tried), 1 when another check failed, else 0."""
+    if any(not c.ok and c.name == "settings" for c in checks):
+        return 2
+    return 1 if any(not c.ok for c in checks) else 0
 
 
 @dataclass(frozen=True)
@@ -60,14 +92,18 @@ def _attempt(name: str, action: Callable[[], str], fix: str) -> Check:
 
 
 def run_doctor(environ: Mapping[str, str] | None = None) -> list[Check]:
+    environ = os.environ if environ is None else environ
+    problems: list[str] = []
     try:
         settings = load_settings(environ)
     except SettingsError as error:
-        return [
-            Check("settings", False, problem, "set it in local.settings.json or the Function App's Configuration")
-            for problem in error.problems
-        ]
-    checks = [Check("settings", True, "every setting present and well-formed")]
+        problems = list(error.problems)
+    problems += [
+        f"{name} still holds the placeholder from local.settings.sample.json" for name in placeholders(environ)
+    ]
+    if problems:
+        return [Check("settings", False, problem, _SETTINGS_FIX) for problem in problems]
+    checks = [Check("settings", True, "every setting present and well-formed, no placeholder left")]
     checks += _dataverse_checks(settings)
     checks.append(
         _attempt(
@@ -82,7 +118,7 @@ def run_doctor(environ: Mapping[str, str] | None = None) -> list[Check]:
         Check(
             "routing webhook authentication",
             True,
-            "X-Benemen-APIKey" if settings.routing_api_key else "HTTP Basic",
+            "X-Benemen-APIKey (ROUTING_API_KEY)" if settings.routing_api_key else "HTTP Basic (ROUTING_BASIC_USER)",
         )
     )
     checks.append(
@@ -139,9 +175,10 @@ def _dataverse_checks(settings: Settings) -> list[Check]:
             "add the missing table privileges (organization level) to the application user's security role",
         )
     )
-    from ops.provision import check
+    from ops.provision import REQUIRED, metadata
 
-    absent = [item.describe() for item, present in check(client) if not present]
+    found = [(item, metadata(client, item)) for item in REQUIRED]
+    absent = [item.describe() for item, meta in found if meta is None]
     checks.append(
         Check(
             "provisioned schema (columns, keys, phone index)",
@@ -150,6 +187,11 @@ def _dataverse_checks(settings: Settings) -> list[Check]:
             "run: python -m ops provision",
         )
     )
+    keys = {
+        item.describe(): str(meta.get("EntityKeyIndexStatus")) for item, meta in found if meta and item.kind == "key"
+    }
+    if keys:
+        checks.append(_key_status(keys))
     if not absent:
         checks.append(
             _attempt(
@@ -166,6 +208,23 @@ def _dataverse_checks(settings: Settings) -> list[Check]:
             )
         )
     return checks
+
+
+def _key_status(statuses: dict[str, str]) -> Check:
+    """Alternate keys are built asynchronously: Pending/InProgress for a while, Failed when duplicates block them."""
+    by_status: dict[str, list[str]] = {}
+    for name, status in statuses.items():
+        by_status.setdefault(status, []).append(name.removeprefix("key "))
+    detail = "; ".join(f"{status}: {', '.join(names)}" for status, names in sorted(by_status.items()))
+    failed = [s for s in by_status if s not in ("Active", "Pending", "InProgress")]
+    if failed:
+        fix = (
+            "a key that Failed usually meets duplicate values: remove the duplicates, then Reactivate the key "
+            "(make.powerapps.com > Tables > the table > Keys)"
+        )
+    else:
+        fix = "Dataverse is still building the key index (minutes on large tables): run the doctor again later"
+    return Check("alternate keys", set(by_status) == {"Active"}, detail, fix)
 
 
 def _has_privilege(client: Any, user_id: str, name: str) -> bool:

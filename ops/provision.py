@@ -1,19 +1,60 @@
-"""``python -m ops provision [--dry-run]``: add the app's columns, keys and phone index table to an
-environment through the metadata Web API. Idempotent: what exists is reported and left alone.
+"""``python -m ops provision [--dry-run] [--solution NAME]``: add the app's columns, keys and phone
+index table to an environment through the metadata Web API, inside an unmanaged solution.
+
+Idempotent: the publisher (prefix ``enr``) and the solution are created once; what exists is
+reported and left alone, except that a component missing from the solution (provisioned
+before solutions, or by hand) is added to it (``AddSolutionComponent``). Every create carries
+``MSCRM.SolutionUniqueName``, so the customisation can be exported, moved and removed as one.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from core.schema import CALL_SYNC, CUSTOMER_TABLES, PHONE_INDEX
 from dataverse import DataverseClient, NotFound
+from dataverse import filters as f
 
-__all__ = ["REQUIRED", "Item", "check", "provision"]
+__all__ = [
+    "COMPONENT_TYPES",
+    "DEFAULT_SOLUTION",
+    "PUBLISHER",
+    "REQUIRED",
+    "Item",
+    "ProvisionError",
+    "Publisher",
+    "check",
+    "find_solution",
+    "provision",
+    "removal_plan",
+]
 
 LANGUAGE = 1033
+DEFAULT_SOLUTION = "EnreachBridge"
+# solutioncomponent.componenttype per item kind (a lookup is checked through its column)
+COMPONENT_TYPES = {"table": 1, "column": 2, "lookup": 2, "key": 14}
+
+
+@dataclass(frozen=True)
+class Publisher:
+    unique_name: str = "enreachbridge"
+    friendly_name: str = "Enreach bridge"
+    prefix: str = "enr"  # every schema name in core/schema.py starts with enr_
+    option_value_prefix: int = 72_700  # choice values 727000000+ (10000..99999, unique per environment)
+
+
+PUBLISHER = Publisher()
+
+
+class ProvisionError(Exception):
+    """Provisioning cannot go on (e.g. the solution belongs to another publisher); says how to fix it."""
+
+    def __init__(self, cause: str, fix: str) -> None:
+        super().__init__(cause)
+        self.cause, self.fix = cause, fix
 
 
 def _label(text: str) -> dict[str, Any]:
@@ -142,12 +183,17 @@ REQUIRED: tuple[Item, ...] = (
 )
 
 
-def exists(client: DataverseClient, item: Item) -> bool:
+def metadata(client: DataverseClient, item: Item) -> dict[str, Any] | None:
+    """The item's metadata (``MetadataId``, a key's ``EntityKeyIndexStatus``), None when absent."""
     try:
-        client.request("GET", item.check_path)
+        result: dict[str, Any] = client.request("GET", item.check_path).json()
     except NotFound:
-        return False
-    return True
+        return None
+    return result
+
+
+def exists(client: DataverseClient, item: Item) -> bool:
+    return metadata(client, item) is not None
 
 
 def check(client: DataverseClient) -> list[tuple[Item, bool]]:
@@ -155,21 +201,150 @@ def check(client: DataverseClient) -> list[tuple[Item, bool]]:
     return [(item, exists(client, item)) for item in REQUIRED]
 
 
+def _one(client: DataverseClient, entity_set: str, select: list[str], unique_name: str) -> dict[str, Any] | None:
+    page = client.query_page(entity_set, select=select, filter=f.eq("uniquename", unique_name), top=1)
+    return page.records[0] if page.records else None
+
+
+def find_solution(client: DataverseClient, name: str) -> dict[str, Any] | None:
+    return _one(client, "solutions", ["solutionid", "uniquename", "ismanaged", "_publisherid_value"], name)
+
+
+def _ensure_publisher(client: DataverseClient, *, dry_run: bool, report: Callable[[str], None]) -> str | None:
+    found = _one(client, "publishers", ["publisherid", "customizationprefix"], PUBLISHER.unique_name)
+    if found is not None:
+        if found.get("customizationprefix") != PUBLISHER.prefix:
+            raise ProvisionError(
+                f"publisher {PUBLISHER.unique_name} exists with prefix {found.get('customizationprefix')!r}, "
+                f"not {PUBLISHER.prefix!r}",
+                "rename that publisher's unique name in make.powerapps.com (Solutions > Publishers), then run again",
+            )
+        report(f"exists   publisher {PUBLISHER.unique_name} (prefix {PUBLISHER.prefix})")
+        return str(found["publisherid"])
+    if dry_run:
+        report(f"would create publisher {PUBLISHER.unique_name} (prefix {PUBLISHER.prefix})")
+        return None
+    publisher_id = client.create(
+        "publishers",
+        {
+            "uniquename": PUBLISHER.unique_name,
+            "friendlyname": PUBLISHER.friendly_name,
+            "customizationprefix": PUBLISHER.prefix,
+            "customizationoptionvalueprefix": PUBLISHER.option_value_prefix,
+            "description": "Publisher of the Enreach bridge's tables and columns",
+        },
+    )
+    report(f"created  publisher {PUBLISHER.unique_name} (prefix {PUBLISHER.prefix})")
+    return publisher_id
+
+
+def _ensure_solution(client: DataverseClient, name: str, *, dry_run: bool, report: Callable[[str], None]) -> str | None:
+    publisher_id = _ensure_publisher(client, dry_run=dry_run, report=report)
+    found = find_solution(client, name)
+    if found is not None:
+        if found.get("ismanaged"):
+            raise ProvisionError(
+                f"solution {name} is managed: components cannot be added to it",
+                "pass --solution with the name of an unmanaged solution (or leave it out for the default)",
+            )
+        if publisher_id and str(found.get("_publisherid_value", "")).lower() != publisher_id.lower():
+            raise ProvisionError(
+                f"solution {name} belongs to another publisher, whose prefix is not {PUBLISHER.prefix}",
+                f"pass --solution with another name; the app's components are named {PUBLISHER.prefix}_...",
+            )
+        report(f"exists   solution {name} (unmanaged)")
+        return str(found["solutionid"])
+    if dry_run:
+        report(f"would create solution {name} (unmanaged)")
+        return None
+    solution_id = client.create(
+        "solutions",
+        {
+            "uniquename": name,
+            "friendlyname": "Enreach bridge" if name == DEFAULT_SOLUTION else name,
+            "version": "1.0.0.0",
+            "description": "Tables, columns and keys of the Enreach bridge (python -m ops provision)",
+            "publisherid@odata.bind": f"/publishers({publisher_id})",
+        },
+    )
+    report(f"created  solution {name} (unmanaged)")
+    return solution_id
+
+
+def solution_components(client: DataverseClient, solution_id: str) -> set[str]:
+    """The object ids (MetadataIds) of the components in a solution, in one query."""
+    rows = client.query(
+        "solutioncomponents", select=["objectid"], filter=f.eq("_solutionid_value", uuid.UUID(solution_id))
+    )
+    return {str(row["objectid"]).lower() for row in rows}
+
+
 def provision(
-    client: DataverseClient, *, dry_run: bool = False, report: Callable[[str], None] = print
+    client: DataverseClient,
+    *,
+    dry_run: bool = False,
+    solution: str = DEFAULT_SOLUTION,
+    report: Callable[[str], None] = print,
 ) -> tuple[list[Item], list[Item]]:
-    """Create what is missing, in order (a table before its columns and keys). (created, existing)."""
+    """Create the publisher and solution, then what is missing, in order (a table before its columns
+    and keys), each inside the solution. (created, existing)."""
+    solution_id = _ensure_solution(client, solution, dry_run=dry_run, report=report)
+    members = solution_components(client, solution_id) if solution_id else set()
     created: list[Item] = []
     existing: list[Item] = []
     for item in REQUIRED:
-        if exists(client, item):
+        found = metadata(client, item)
+        if found is not None:
             existing.append(item)
+            component = str(found.get("MetadataId", "")).lower()
+            if component and component not in members:
+                if dry_run:
+                    report(f"exists   {item.describe()}; would add it to solution {solution}")
+                    continue
+                client.request(
+                    "POST",
+                    "AddSolutionComponent",
+                    json={
+                        "ComponentId": component,
+                        "ComponentType": COMPONENT_TYPES[item.kind],
+                        "SolutionUniqueName": solution,
+                        "AddRequiredComponents": False,
+                        "DoNotIncludeSubcomponents": False,
+                    },
+                    idempotent=True,
+                )
+                report(f"exists   {item.describe()}; added to solution {solution}")
+                continue
             report(f"exists   {item.describe()}")
             continue
         if dry_run:
             report(f"would create {item.describe()}")
         else:
-            client.request("POST", item.create_path, json=item.body, idempotent=False)
+            client.request(
+                "POST",
+                item.create_path,
+                json=item.body,
+                headers={"MSCRM.SolutionUniqueName": solution},
+                idempotent=False,
+            )
             report(f"created  {item.describe()}")
         created.append(item)
     return created, existing
+
+
+def removal_plan(client: DataverseClient, *, solution: str = DEFAULT_SOLUTION) -> list[str]:
+    """What removing the app's customisation would delete, in the order it must go (keys and columns
+    before their table, the solution and publisher last). Rows in these tables and columns go too."""
+    plan = [item.describe() for item in reversed(REQUIRED) if exists(client, item)]
+    found = find_solution(client, solution)
+    if found is not None:
+        plan.append(f"solution {solution}")
+        others = client.query_page(
+            "solutions",
+            select=["solutionid"],
+            filter=f.eq("_publisherid_value", uuid.UUID(str(found["_publisherid_value"]))),
+            top=2,
+        )
+        if len(others.records) == 1:
+            plan.append(f"publisher {PUBLISHER.unique_name} (no other solution uses it)")
+    return plan

@@ -7,8 +7,12 @@ import azure.functions as func
 bp = func.Blueprint()
 
 
-def _response(result: tuple[int, bytes]) -> func.HttpResponse:
+def _response(function: str, result: tuple[int, bytes]) -> func.HttpResponse:
     status, body = result
+    if status >= 400:  # an applied decision logs its own line (presence_change)
+        from core.telemetry import log_refusal
+
+        log_refusal(function, status, body)
     return func.HttpResponse(body=body, status_code=status, mimetype="application/json")
 
 
@@ -22,13 +26,14 @@ def presence_dataverse(req: func.HttpRequest) -> func.HttpResponse:
     from .runtime import presence_sync
 
     return _response(
+        "presence_dataverse",
         handle_dataverse_webhook(
             headers=dict(req.headers),
             params=dict(req.params),
             body=req.get_body(),
             key=get_settings().presence_webhook_key,
             sync=presence_sync,
-        )
+        ),
     )
 
 
@@ -43,6 +48,7 @@ def presence_enreach(req: func.HttpRequest) -> func.HttpResponse:
 
     settings = get_settings()
     return _response(
+        "presence_enreach",
         handle_enreach_webhook(
             headers=dict(req.headers),
             body=req.get_body(),
@@ -53,5 +59,5 @@ def presence_enreach(req: func.HttpRequest) -> func.HttpResponse:
             secret=settings.enreach_webhook_secret,
             secret_header=settings.enreach_webhook_secret_header,
             events=settings.enreach_mapping.events,
-        )
+        ),
     )

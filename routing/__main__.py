@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 
-from core.cli import add_settings_argument, cli_settings
+from core.cli import CommandError, add_settings_argument, command_settings, run_command
+
+# Reasons of a decision the router could not make (routing/service.py): the lookup failed or ran out of time.
+_UNDECIDED = ("lookup failed", "Dataverse did not answer")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,17 +26,29 @@ def main(argv: list[str] | None = None) -> int:
     explain.add_argument("--queue", default=None, help="the Enreach queue id (extradata.CurrQueueId)")
     index = commands.add_parser("index", help="run sync_phone_index once")
     index.add_argument("--full", action="store_true", help="rescan every record, not only changed ones")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    settings = cli_settings(args.settings)
-    if settings is None:
-        return 2
+    return run_command(parser, _run, argv)
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = command_settings(args.settings)
     from .runtime import checkpoint_store, dataverse_client, router
 
     if args.command == "explain":
         decision = router().route(args.anum, args.bnum, queue_id=args.queue)
-        print(json.dumps(decision.explain(), indent=2, ensure_ascii=False))
         router().close()
+        print(json.dumps(decision.explain(), indent=2, ensure_ascii=False))
+        if decision.caller is None:
+            raise CommandError(
+                f"{args.anum!r} is not a phone number: {decision.reason}",
+                "give the caller's number, e.g. +358501234567 (local forms use PHONE_DEFAULT_REGION)",
+                exit_code=2,
+            )
+        if decision.reason.startswith(_UNDECIDED):
+            dataverse_client().whoami()  # the same failure again, as a typed error the wrapper explains
+            raise CommandError(
+                f"could not decide: {decision.reason}",
+                "run python -m ops doctor; ROUTING_TIME_BUDGET_SECONDS bounds the lookup",
+            )
         return 0
     from .index_sync import sync_phone_index
 

@@ -14,6 +14,7 @@ bp = func.Blueprint()
 def routing(req: func.HttpRequest) -> func.HttpResponse:
     """Enreach SmartRouting: 200 {"InitialTarget": ...} to route, 204 to leave the call alone."""
     from core.settings import get_settings
+    from core.telemetry import log_refusal
 
     from .http import handle_routing_request
     from .runtime import router
@@ -29,6 +30,8 @@ def routing(req: func.HttpRequest) -> func.HttpResponse:
         basic_user=settings.routing_basic_user,
         basic_password=settings.routing_basic_password,
     )
+    if result.status >= 400:  # a decision logs its own line (routing_decision)
+        log_refusal("routing", result.status, result.body)
     return func.HttpResponse(
         body=result.body or None,
         status_code=result.status,
@@ -54,6 +57,7 @@ def warmup(context: func.warmup.WarmUpContext) -> None:
 def sync_phone_index(timer: func.TimerRequest) -> None:
     """Keep the E.164 phone index of contacts, accounts and leads current."""
     from core.settings import get_settings
+    from core.telemetry import run_logged
 
     from .index_sync import sync_phone_index as run
     from .runtime import checkpoint_store, dataverse_client
@@ -61,9 +65,12 @@ def sync_phone_index(timer: func.TimerRequest) -> None:
     settings = get_settings()
     if timer.past_due:
         logging.getLogger("routing.index").info("sync_phone_index is running late (past due)")
-    run(
-        dataverse_client(),
-        checkpoint_store(),
-        phone_columns=settings.routing_phone_columns,
-        region=settings.phone_default_region,
+    run_logged(
+        "sync_phone_index",
+        lambda: run(
+            dataverse_client(),
+            checkpoint_store(),
+            phone_columns=settings.routing_phone_columns,
+            region=settings.phone_default_region,
+        ),
     )

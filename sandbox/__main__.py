@@ -3,7 +3,12 @@
 Starts the token service, the Dataverse emulator (default port 7072, under
 /api/data/v9.2/), the Enreach emulator (7073), Azurite (Table storage), and a
 local Functions host on 7071 serving the app's HTTP functions at /api/<route>
-and POST /admin/functions/<name> for timers. Settings set in the environment win.
+and POST /admin/functions/<name> for timers; timers also fire on their schedules
+(``--no-timers`` turns that off). Settings set in the environment win. The settings
+pointing at it are written to ``sandbox.settings.json``, which every ``python -m ...``
+command takes with ``--settings``.
+
+``python -m sandbox rows <entity set> [--filter ...]`` lists a running sandbox's Dataverse rows.
 """
 
 from __future__ import annotations
@@ -16,13 +21,64 @@ import secrets
 import signal
 import sys
 import threading
+from pathlib import Path
 
 from core.settings import SettingsError, load_settings
 
-from .services import Services, load_data, shift_call_times
+from .services import ROOT, Services, load_data, shift_call_times
+
+SETTINGS_FILE = ROOT / "sandbox.settings.json"
+
+
+def write_settings_file(path: Path, values: dict[str, str]) -> None:
+    """A local.settings.json for the running sandbox (owner-only: it holds the sandbox's keys)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps({"IsEncrypted": False, "Values": values}, indent=2) + "\n")
+    path.chmod(0o600)  # also when the file was there already
+
+
+def rows(argv: list[str]) -> int:
+    """``python -m sandbox rows <entity set>``: the emulator's rows through the Web API, as JSON lines."""
+    from core.cli import add_settings_argument, command_settings, run_command
+
+    parser = argparse.ArgumentParser(prog="python -m sandbox rows", description="list a running sandbox's rows")
+    add_settings_argument(parser)
+    parser.add_argument("entity_set", help="e.g. contacts, phonecalls, enr_phoneindexes")
+    parser.add_argument("--filter", help="an OData $filter, e.g. \"fullname eq 'Liisa Nieminen'\"")
+    parser.add_argument("--select", help="comma-separated columns (default: all)")
+    parser.add_argument("--top", type=int, default=50, help="at most this many rows (default 50)")
+    parser.set_defaults(settings=str(SETTINGS_FILE))
+
+    def body(args: argparse.Namespace) -> int:
+        if not Path(args.settings).exists():
+            from core.cli import CommandError
+
+            raise CommandError(
+                f"{args.settings} does not exist", "start the sandbox first: python -m sandbox", exit_code=2
+            )
+        settings = command_settings(args.settings)
+        from dataverse import DataverseClient, credential_from_settings
+
+        client = DataverseClient(settings.dataverse_url, credential=credential_from_settings(settings))
+        params = {"$top": str(args.top)}
+        if args.filter:
+            params["$filter"] = args.filter
+        if args.select:
+            params["$select"] = args.select
+        records = client.request("GET", args.entity_set, params=params).json().get("value", [])
+        for record in records:
+            print(json.dumps({k: v for k, v in record.items() if not k.startswith("@")}, ensure_ascii=False))
+        print(f"{len(records)} rows", file=sys.stderr)
+        return 0
+
+    return run_command(parser, body, argv)
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["rows"]:
+        return rows(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__.splitlines()[0])
     parser.add_argument("--data", help="JSON data file (default: the bundled Finnish sample)")
     parser.add_argument("--port", type=int, default=7071, help="the app's port (default 7071)")
@@ -34,6 +90,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="Dataverse's pace: 10 ms per operation, x-ms-dop-hint 4, the documented service protection limits",
     )
+    parser.add_argument("--no-timers", action="store_true", help="run timers only by hand (POST /admin/functions/..)")
+    parser.add_argument(
+        "--settings-file",
+        type=Path,
+        default=SETTINGS_FILE,
+        help=f"where to write the settings pointing at the sandbox (default {SETTINGS_FILE.name})",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("azure").setLevel(logging.WARNING)  # the SDKs log every HTTP exchange at INFO
@@ -41,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         data = load_data(args.data)
     except (OSError, ValueError) as error:
-        print(f"sandbox: cannot read the data file: {error}", file=sys.stderr)
+        print(f"sandbox: cannot use the data file: {error}", file=sys.stderr)
         return 2
     moved = shift_call_times(data)  # sample calls end 30 minutes ago, so the call sync has work at once
     services = Services(
@@ -55,6 +118,13 @@ def main(argv: list[str] | None = None) -> int:
         services.start()
     except (OSError, RuntimeError) as error:
         print(f"sandbox: could not start the emulators: {error}", file=sys.stderr)
+        services.stop()
+        return 2
+    except Exception as error:  # the emulators refused the data file's content
+        print(
+            f"sandbox: the data file {args.data or 'sample'} does not load: {type(error).__name__}: {error}",
+            file=sys.stderr,
+        )
         services.stop()
         return 2
     if args.pace:
@@ -107,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         secret=os.environ["ENREACH_WEBHOOK_SECRET"],
         header=settings_object.enreach_webhook_secret_header,
     )
+    print(f"Token service:      {services.tokens.url} (AZURE_AUTHORITY_HOST)")
+    print(f"CA bundle:          {services.ca.bundle_path} (REQUESTS_CA_BUNDLE: trust it to call the token service)")
     if services.azurite is not None:
         print(f"Azurite (tables):   http://127.0.0.1:{services.azurite.port}")
     host.warm_up()  # as Premium does before a new instance takes traffic
@@ -117,12 +189,25 @@ def main(argv: list[str] | None = None) -> int:
     print("Functions:")
     for line in host.describe():
         print(f"  {line}")
+    if not args.no_timers and services.azurite is not None:
+        for name, first in host.start_timers().items():
+            print(f"  timer {name} fires next at {first:%H:%M:%S} UTC")
+    else:
+        print("Timers run only by hand (POST /admin/functions/<name>).")
     if os.environ.get("ROUTING_API_KEY"):
         print(f"Routing API key (X-Benemen-APIKey): {os.environ['ROUTING_API_KEY']}")
     print(
         f"Enreach notifications go to /api/presence/enreach with header "
         f"{settings_object.enreach_webhook_secret_header}: {os.environ['ENREACH_WEBHOOK_SECRET']}"
     )
+    print(f"Presence webhook key (X-Presence-Key): {os.environ['PRESENCE_WEBHOOK_KEY']}")
+    values = {name: os.environ[name] for name in settings}
+    values["REQUESTS_CA_BUNDLE"] = services.ca.bundle_path
+    settings_file = args.settings_file.resolve()
+    write_settings_file(settings_file, values)
+    print(f"Settings file:      {settings_file}")
+    print(f"  e.g. python -m routing --settings {settings_file} explain +358501234567 --bnum +358942420000")
+    print("       python -m sandbox rows contacts --filter \"startswith(fullname,'L')\"")
     print("Ready. Ctrl+C stops.", flush=True)
 
     stop = threading.Event()
@@ -133,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         pass
     host.stop()
     services.stop()
+    settings_file.unlink(missing_ok=True)  # it points at ports and a CA that are gone now
     return 0
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -41,14 +42,25 @@ AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1
 
 
 def load_data(path: str | os.PathLike[str] | None) -> dict[str, Any]:
-    """The sandbox data file (``{"dataverse": {...}, "enreach": {...}}``); the bundled sample by default."""
-    with open(path or SAMPLE_DATA, encoding="utf-8") as handle:
-        data = json.load(handle)
+    """The sandbox data file (``{"dataverse": {...}, "enreach": {...}}``); the bundled sample by default.
+
+    A mistake raises ``ValueError`` with one line naming the file and the entity set or field."""
+    name = str(path or SAMPLE_DATA)
+    try:
+        with open(name, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{name}: not JSON ({error})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: the data file must hold one JSON object with 'dataverse' and 'enreach'")
+        raise ValueError(f"{name}: the data file must hold one JSON object with 'dataverse' and 'enreach'")
     unknown = set(data) - {"dataverse", "enreach", "$comment"}
     if unknown:
-        raise ValueError(f"{path}: unknown top-level keys {sorted(unknown)}; use 'dataverse' and 'enreach'")
+        raise ValueError(f"{name}: unknown top-level keys {sorted(unknown)}; use 'dataverse' and 'enreach'")
+    problem = _dataverse_problem(data.get("dataverse") or {})
+    if problem is None and not isinstance(data.get("enreach") or {}, dict):
+        problem = "'enreach' must be an object"
+    if problem:
+        raise ValueError(f"{name}: {problem}")
     return data
 
 
@@ -68,6 +80,36 @@ def shift_call_times(data: dict[str, Any], now: datetime | None = None) -> int:
             if isinstance(call.get(name), str):
                 call[name] = (datetime.strptime(call[name], fmt) + offset).strftime(fmt)
     return len(calls)
+
+
+_GUID_TEXT = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+
+
+def _dataverse_problem(section: Any) -> str | None:
+    """The first mistake in the ``dataverse`` section, naming the entity set, row and field."""
+    from emulators.dataverse import BASE_SCHEMA
+
+    if not isinstance(section, dict):
+        return "'dataverse' must be an object of entity set -> rows"
+    for entity_set, rows in section.items():
+        if entity_set in ("$columns", "$alternatekeys", "$comment"):
+            for target in rows if isinstance(rows, dict) and entity_set != "$comment" else ():
+                if target not in BASE_SCHEMA:
+                    return f"dataverse.{entity_set}: unknown entity set {target!r} (known: {', '.join(BASE_SCHEMA)})"
+            continue
+        if entity_set not in BASE_SCHEMA:
+            return f"dataverse: unknown entity set {entity_set!r} (known: {', '.join(BASE_SCHEMA)})"
+        if not isinstance(rows, list):
+            return f"dataverse.{entity_set}: must be a list of rows"
+        primary_key = BASE_SCHEMA[entity_set][1]
+        for index, row in enumerate(rows):
+            if not isinstance(row, dict):
+                return f"dataverse.{entity_set}[{index}]: a row must be an object"
+            for field_name, value in row.items():
+                guid = field_name == primary_key or (field_name.startswith("_") and field_name.endswith("_value"))
+                if guid and value is not None and not (isinstance(value, str) and _GUID_TEXT.match(value)):
+                    return f"dataverse.{entity_set}[{index}].{field_name}: {value!r} is not a GUID"
+    return None
 
 
 def provision_app_schema(emulator: DataverseEmulator) -> None:

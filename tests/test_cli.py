@@ -54,6 +54,8 @@ def test_routing_index_then_explain_from_a_settings_file(settings_file, world):
     assert explained.returncode == 0, explained.stderr
     decision = json.loads(explained.stdout)
     assert decision["answer"] == {"InitialTarget": "+358942421001"} and decision["used_index"] is True, decision
+    not_a_number = _run("routing", "--settings", str(settings_file), "explain", "hello", ca_bundle=ca)
+    assert not_a_number.returncode == 2 and "'hello' is not a phone number" in not_a_number.stderr
 
 
 def test_backfill_dry_run_writes_nothing_then_backfill_writes_each_work_call_once(settings_file, world):
@@ -161,3 +163,109 @@ def test_a_throttling_storm_during_backfill_ends_with_a_summary_and_a_rerun_fini
     again = _run(*args, ca_bundle=ca)
     assert again.returncode == 0, again.stdout + again.stderr
     assert sorted(r["enr_enreachcallid"] for r in world.dataverse.rows("phonecalls")) == work_calls
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _variant(settings_file: Path, name: str, **overrides: str) -> Path:
+    values = json.loads(settings_file.read_text())["Values"]
+    path = settings_file.with_name(f"{name}.settings.json")
+    path.write_text(json.dumps({"IsEncrypted": False, "Values": {**values, **overrides}}))
+    return path
+
+
+def _run_all(commands: list[tuple[str, ...]], *, ca_bundle: str) -> list[subprocess.CompletedProcess[str]]:
+    """Each command in its own fresh process, all at once (the Dataverse-down ones wait out their retries)."""
+    env = {"PATH": "/usr/bin:/bin", "REQUESTS_CA_BUNDLE": ca_bundle}
+    started = [
+        (
+            command,
+            subprocess.Popen(
+                [sys.executable, "-m", *command],
+                cwd=ROOT,
+                env=env,
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            ),
+        )
+        for command in commands
+    ]
+    results = []
+    for command, process in started:
+        out, err = process.communicate(timeout=180)
+        results.append(subprocess.CompletedProcess(command, process.returncode, out, err))
+    return results
+
+
+EVERY_COMMAND = (
+    ("call_sync", "users"),
+    ("call_sync", "backfill", "--from", "2026-11-24", "--to", "2026-11-24"),
+    ("routing", "index"),
+    ("routing", "explain", "+358501234567", "--bnum", POOL),
+    ("ops", "provision"),
+)
+
+
+def _assert_clean(result: subprocess.CompletedProcess[str], code: int, *named: str) -> None:
+    where = f"{result.args}: exit {result.returncode}\nstderr: {result.stderr}"
+    assert result.returncode == code, where
+    assert "Traceback" not in result.stderr + result.stdout, where
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert 1 <= len(lines) <= 2, where  # the cause, then "fix: ..."
+    for text in named:
+        assert text in result.stderr, (text, where)
+
+
+def test_expected_failures_exit_1_with_cause_and_fix_and_no_traceback(settings_file, world):
+    """A wrong Azure secret, a wrong Enreach key and an unreachable Dataverse, for every command."""
+    wrong_secret = _variant(settings_file, "secret", AZURE_CLIENT_SECRET="not-the-secret")
+    wrong_key = _variant(settings_file, "enreach", ENREACH_SECRET_KEY="not-the-key")
+    down = _variant(settings_file, "down", DATAVERSE_URL=f"http://127.0.0.1:{_free_port()}")
+    runs = [(("AZURE_CLIENT_SECRET",), (c[0], "--settings", str(wrong_secret), *c[1:])) for c in EVERY_COMMAND]
+    runs += [
+        (("ENREACH_SECRET_KEY", "HTTP 401"), (c[0], "--settings", str(wrong_key), *c[1:]))
+        for c in EVERY_COMMAND
+        if c[0] == "call_sync"
+    ]
+    runs += [
+        (("Dataverse did not answer", "DATAVERSE_URL"), (c[0], "--settings", str(down), *c[1:])) for c in EVERY_COMMAND
+    ]
+    results = _run_all([command for _, command in runs], ca_bundle=world.ca.bundle_path)
+    for (named, _), result in zip(runs, results, strict=True):
+        _assert_clean(result, 1, *named)
+    explained = results[3]
+    assert json.loads(explained.stdout)["answer"] is None  # the reasoning is still shown
+
+
+def test_bad_settings_and_bad_arguments_exit_2_without_traceback(world, tmp_path):
+    broken = tmp_path / "local.settings.json"
+    broken.write_text("{not json")
+    commands = [(c[0], "--settings", str(broken), *c[1:]) for c in (*EVERY_COMMAND, ("ops", "doctor"))]
+    for result in _run_all(commands, ca_bundle=world.ca.bundle_path):
+        _assert_clean(result, 2, str(broken))
+    bad_day = _run("call_sync", "backfill", "--from", "yesterday", "--to", "2026-11-24", ca_bundle=world.ca.bundle_path)
+    assert (
+        bad_day.returncode == 2 and "'yesterday' is not a date" in bad_day.stderr and "Traceback" not in bad_day.stderr
+    )
+
+
+def test_debug_shows_the_traceback(settings_file, world):
+    wrong_secret = _variant(settings_file, "secret", AZURE_CLIENT_SECRET="not-the-secret")
+    result = _run("call_sync", "--settings", str(wrong_secret), "--debug", "users", ca_bundle=world.ca.bundle_path)
+    assert result.returncode == 1 and "Traceback" in result.stderr and "AZURE_CLIENT_SECRET" in result.stderr
+
+
+def test_throttling_exits_1_naming_it_and_explain_exits_1_when_it_could_not_decide(settings_file, world):
+    from emulators._server import FaultRule
+
+    world.dataverse.inject(FaultRule(429, count=100_000, retry_after=0, path="/api/data"))
+    commands = [(c[0], "--settings", str(settings_file), *c[1:]) for c in EVERY_COMMAND if c[0] == "routing"]
+    for result in _run_all(commands, ca_bundle=world.ca.bundle_path):
+        _assert_clean(result, 1, "throttling", "run again")

@@ -243,3 +243,140 @@ def test_a_full_routing_and_sync_run_logs_no_unmasked_number_and_no_secret(world
     ):
         assert secret and secret not in text
     assert "emu." not in text  # no bearer token
+
+
+def _ops(settings_file, *args: str, ca_bundle: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ops", "--settings", str(settings_file), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "REQUESTS_CA_BUNDLE": ca_bundle},
+        timeout=120,
+    )
+
+
+def test_doctor_refuses_the_unchanged_sample_naming_each_placeholder_and_exits_2(world):
+    sample = ROOT / "local.settings.sample.json"
+    result = _ops(sample, "doctor", ca_bundle=world.ca.bundle_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    named = {line.split()[2] for line in result.stdout.splitlines() if "still holds the placeholder" in line}
+    assert named == {
+        "DATAVERSE_URL",
+        "AZURE_TENANT_ID",
+        "AZURE_CLIENT_ID",
+        "AZURE_CLIENT_SECRET",
+        "ENREACH_USER",
+        "ENREACH_SECRET_KEY",
+        "ROUTING_API_KEY",
+        "PRESENCE_WEBHOOK_KEY",
+        "ENREACH_WEBHOOK_SECRET",
+    }, result.stdout
+    assert "ok " not in result.stdout  # nothing passes on the sample (no "authentication ok")
+    assert world.dataverse.request_count() == 0  # and nothing was tried against a placeholder
+
+
+def test_doctor_exits_2_on_a_settings_problem_and_1_on_a_runtime_problem(world, env, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"Values": {**env, "PHONE_DEFAULT_REGION": "Finland"}}))
+    assert _ops(bad, "doctor", ca_bundle=env["REQUESTS_CA_BUNDLE"]).returncode == 2
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps({"Values": {**env, "AZURE_CLIENT_SECRET": "not-the-secret"}}))
+    result = _ops(wrong, "doctor", ca_bundle=env["REQUESTS_CA_BUNDLE"])
+    assert result.returncode == 1 and "PROBLEM token" in result.stdout, result.stdout
+
+
+def test_doctor_checks_the_index_table_and_act_on_behalf_privileges(world, env):
+    world.dataverse.denied_privileges.update({"prvWriteenr_phoneindex", "prvActOnBehalfOfAnotherUser"})
+    role = _lines(run_doctor(env))["security role privileges"]
+    assert not role.ok and "prvWriteenr_phoneindex" in role.detail and "prvActOnBehalfOfAnotherUser" in role.detail
+    assert "MSCRMCallerID" in role.detail
+    requested = {
+        r["path"].rsplit("PrivilegeName='", 1)[-1][:-2] for r in world.dataverse.requests if "Privilege" in r["path"]
+    }
+    assert {f"prv{v}enr_phoneindex" for v in ("Create", "Read", "Write", "Delete", "Append")} <= requested
+
+
+def test_doctor_reports_alternate_keys_by_status(world, env):
+    provision(_client(env), report=lambda line: None)
+    world.dataverse.key_status.update({"enr_key_unique": "Pending"})
+    keys = _lines(run_doctor(env))["alternate keys"]
+    assert not keys.ok and "Pending: phonecall" not in keys.detail
+    assert (
+        "Active: phonecall.enr_enreachcallid_key" in keys.detail
+        and "Pending: enr_phoneindex.enr_key_unique" in keys.detail
+    )
+    assert "still building" in keys.fix
+    world.dataverse.key_status.update({"enr_enreachcallid_key": "Failed"})
+    keys = _lines(run_doctor(env))["alternate keys"]
+    assert not keys.ok and "Failed: phonecall.enr_enreachcallid_key" in keys.detail and "Reactivate" in keys.fix
+    world.dataverse.key_status.clear()
+    assert _lines(run_doctor(env))["alternate keys"].ok
+
+
+def _solution_members(emulator, name):
+    solution = next(r for r in emulator.rows("solutions") if r["uniquename"] == name)
+    return solution, {
+        r["objectid"] for r in emulator.rows("solutioncomponents") if r["_solutionid_value"] == solution["solutionid"]
+    }
+
+
+def test_provisioning_twice_makes_one_publisher_and_one_solution_holding_every_component(world, env):
+    client = _client(env)
+    provision(client, report=lambda line: None)
+    provision(client, report=lambda line: None)
+    publishers = [r for r in world.dataverse.rows("publishers")]
+    assert [(p["uniquename"], p["customizationprefix"]) for p in publishers] == [("enreachbridge", "enr")]
+    solutions = world.dataverse.rows("solutions")
+    assert len(solutions) == 1 and solutions[0]["uniquename"] == "EnreachBridge"
+    assert solutions[0]["_publisherid_value"] == publishers[0]["publisherid"]
+    _, members = _solution_members(world.dataverse, "EnreachBridge")
+    expected = {client.request("GET", item.check_path).json()["MetadataId"] for item in REQUIRED}
+    assert members == expected and len(members) == len(REQUIRED)
+    creates = [r for r in world.dataverse.requests if r["method"] == "POST" and "Definitions" in r["path"]]
+    assert len(creates) == len(REQUIRED)  # the second run created nothing
+
+
+def test_provision_adds_components_made_outside_a_solution_and_takes_another_solution_name(world, env):
+    provision_app_schema(world.dataverse)  # as provisioned before solutions (Default solution)
+    lines: list[str] = []
+    created, existing = provision(_client(env), solution="ContosoTelephony", report=lines.append)
+    assert created == [] and len(existing) == len(REQUIRED)
+    assert sum("added to solution ContosoTelephony" in line for line in lines) == len(REQUIRED), lines
+    _, members = _solution_members(world.dataverse, "ContosoTelephony")
+    assert len(members) == len(REQUIRED)
+
+
+def test_the_emulator_refuses_an_unknown_solution_or_a_foreign_prefix(world, env):
+    from dataverse import DataverseError
+
+    client = _client(env)
+    item = REQUIRED[0]
+    with pytest.raises(DataverseError) as unknown:
+        client.request("POST", item.create_path, json=item.body, headers={"MSCRM.SolutionUniqueName": "Nope"})
+    assert unknown.value.status == 404 and "Nope" in str(unknown.value)
+    publisher = client.create("publishers", {"uniquename": "other", "customizationprefix": "new"})
+    client.create("solutions", {"uniquename": "Other", "publisherid@odata.bind": f"/publishers({publisher})"})
+    with pytest.raises(DataverseError) as foreign:
+        client.request("POST", item.create_path, json=item.body, headers={"MSCRM.SolutionUniqueName": "Other"})
+    assert foreign.value.status == 400 and "prefix new_" in str(foreign.value)
+    from ops.provision import ProvisionError
+
+    with pytest.raises(ProvisionError, match="another publisher"):
+        provision(client, solution="Other", report=lambda line: None)
+
+
+def test_unprovision_dry_run_lists_what_removal_would_delete(world, env, tmp_path):
+    settings_file = tmp_path / "local.settings.json"
+    settings_file.write_text(json.dumps({"Values": env}))
+    provision(_client(env), report=lambda line: None)
+    result = _ops(settings_file, "unprovision", "--dry-run", ca_bundle=env["REQUESTS_CA_BUNDLE"])
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "would delete key enr_phoneindex.enr_key_unique"
+    assert "would delete table enr_phoneindex" in lines and "would delete solution EnreachBridge" in lines
+    assert "would delete publisher enreachbridge (no other solution uses it)" in lines
+    assert world.dataverse.request_count(method="DELETE") == 0
+    refused = _ops(settings_file, "unprovision", ca_bundle=env["REQUESTS_CA_BUNDLE"])
+    assert refused.returncode == 2 and "--dry-run" in refused.stderr
