@@ -451,3 +451,37 @@ def test_generated_presence_events_never_fail_the_server(app, world):
             assert expected in answer, answer
     for endpoint in ("dataverse", "enreach"):
         assert seen.get((endpoint, 200), 0) > 100 and seen.get((endpoint, 400), 0) > 100, seen
+
+
+# -- issue 13: redelivery, expiry, verification, bad input, fallbacks ------------------------------
+
+
+def _enreach_post(app, event_type, call_id, user=ENREACH_ID):
+    return _post(
+        f"{app.url}/api/presence/enreach", _envelope(event_type, EntityId=user, RootEntityId=call_id), {"Secret": SECRET}
+    )
+
+
+def test_redelivery_after_a_failed_dnd_write_sets_dnd(app, world):
+    from emulators._server import FaultRule
+
+    world.dataverse.inject(FaultRule(status=500, path="CCaaS_ModifyAgentPresence", count=1))
+    status, answer = _enreach_post(app, CALL_START, "c-1")
+    assert status == 503, answer
+    assert oc_presence(world) == AVAILABLE
+    status, answer = _enreach_post(app, CALL_START, "c-1")  # the sender delivers it again
+    assert status == 200, answer
+    assert oc_presence(world) == DND
+
+
+def test_redelivery_after_a_failed_call_end_restores(app, world):
+    from emulators._server import FaultRule
+
+    assert _enreach_post(app, CALL_START, "c-2")[0] == 200
+    assert oc_presence(world) == DND
+    world.dataverse.inject(FaultRule(status=500, path="CCaaS_ModifyAgentPresence", count=1))
+    assert _enreach_post(app, CALL_END, "c-2")[0] == 503
+    assert oc_presence(world) == DND
+    status, answer = _enreach_post(app, CALL_END, "c-2")
+    assert status == 200, answer
+    assert oc_presence(world) == AVAILABLE
