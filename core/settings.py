@@ -58,6 +58,11 @@ SETTING_NAMES = (
     "PRESENCE_MAPPING",
     "PRESENCE_IDS",
     "PRESENCE_ECHO_TTL_SECONDS",
+    "PRESENCE_MAX_CALL_MINUTES",
+    "PRESENCE_AFTER_CALL",
+    "PRESENCE_RECONCILE_SCHEDULE",
+    "PRESENCE_POLL_SCHEDULE",
+    "PRESENCE_POLLING",
     "PHONE_DEFAULT_REGION",
     "AzureWebJobsStorage",
     "HTTP_TIMEOUT_SECONDS",
@@ -119,6 +124,19 @@ class Settings:
     presence_webhook_key: str
     presence_mapping: PresenceMapping
     presence_echo_ttl_seconds: float
+    presence_max_call_minutes: int = 240
+    presence_after_call: str = "AVAILABLE"  # base presence after a call with nothing saved
+    presence_reconcile_schedule: str = "0 */5 * * * *"
+    presence_poll_schedule: str = "0 */2 * * * *"
+    presence_polling: str = "auto"  # auto: on while no availability notification type is mapped
+
+    @property
+    def presence_polling_enabled(self) -> bool:
+        """``sync_presence`` polls Enreach when PRESENCE_POLLING is on, or auto and Enreach sends no
+        availability notifications (none mapped in ``ENREACH_FIELD_MAP.events.availability_changed``)."""
+        if self.presence_polling != "auto":
+            return self.presence_polling == "on"
+        return not self.enreach_mapping.events.availability_changed
 
     @property
     def dataverse_scope(self) -> str:
@@ -307,6 +325,22 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     except MappingError as error:
         problems.append(str(error))
     echo_ttl = seconds("PRESENCE_ECHO_TTL_SECONDS", 30.0, 0, 600)
+    max_call_minutes = integer("PRESENCE_MAX_CALL_MINUTES", 240, 1, 1440)
+    after_call = (get("PRESENCE_AFTER_CALL") or "AVAILABLE").upper()
+    from presence_sync.mapping import BASE_STATUS
+
+    if after_call not in BASE_STATUS:
+        problems.append(
+            f"PRESENCE_AFTER_CALL must be an Omnichannel base presence: {', '.join(BASE_STATUS)} (got {after_call!r})"
+        )
+    reconcile_schedule = schedule("PRESENCE_RECONCILE_SCHEDULE")
+    poll_schedule = schedule("PRESENCE_POLL_SCHEDULE")
+    polling = (get("PRESENCE_POLLING") or "auto").lower()
+    if polling not in ("auto", "on", "off"):
+        problems.append(
+            f"PRESENCE_POLLING must be auto, on or off (got {polling!r}); auto polls while Enreach sends no "
+            "availability notifications (ENREACH_FIELD_MAP.events.availability_changed unmapped)"
+        )
 
     if problems:
         raise SettingsError(problems)
@@ -345,6 +379,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         presence_webhook_key=presence_key,
         presence_mapping=presence_mapping,
         presence_echo_ttl_seconds=echo_ttl,
+        presence_max_call_minutes=max_call_minutes,
+        presence_after_call=after_call,
+        presence_reconcile_schedule=reconcile_schedule,
+        presence_poll_schedule=poll_schedule,
+        presence_polling=polling,
     )
 
 

@@ -33,7 +33,8 @@ az functionapp config appsettings set --resource-group "$RG" --name "$APP" --set
   "ROUTING_API_KEY=$ROUTING_API_KEY" "PRESENCE_WEBHOOK_KEY=$PRESENCE_WEBHOOK_KEY" \
   "PHONE_DEFAULT_REGION=$PHONE_DEFAULT_REGION" \
   "PHONE_INDEX_SCHEDULE=0 */5 * * * *" "PHONE_CALL_SYNC_SCHEDULE=0 */5 * * * *" \
-  "USER_ID_SYNC_SCHEDULE=0 0 * * * *" >/dev/null
+  "USER_ID_SYNC_SCHEDULE=0 0 * * * *" "PRESENCE_RECONCILE_SCHEDULE=0 */5 * * * *" \
+  "PRESENCE_POLL_SCHEDULE=0 */2 * * * *" >/dev/null
 # With a client secret instead of the managed identity, also set AZURE_TENANT_ID, AZURE_CLIENT_ID
 # and AZURE_CLIENT_SECRET (better: a Key Vault reference, @Microsoft.KeyVault(SecretUri=...)).
 
