@@ -517,12 +517,21 @@ def test_redelivery_after_a_failed_call_end_restores(app, world):
     assert oc_presence(world) == AVAILABLE
 
 
-@pytest.mark.parametrize("user", ["a/b", "x\\y#?", "\ud800", ENREACH_ID + "/availability", "~" + "f" * 64])
+@pytest.mark.parametrize("user", ["a/b", "x\\y#?", "\ud800", ENREACH_ID + "/availability", "~" + "f" * 40])
 def test_user_ids_that_are_no_valid_storage_key_are_never_a_5xx(app, world, user):
     for event_type in (CHANGED, CALL_START, CALL_END):
-        status, answer = _enreach_post(app, event_type, "c/1#?", user=user)
+        status, answer = _enreach_post(app, event_type, "c/1#?", user="u" + user)
         assert status in (400, 404), (event_type, status, answer)  # unknown user, or unprintable: named
         assert answer["field"] in ("UserId", "EntityId")
+    if not user.isprintable():
+        return
+    # Enreach user ids are Enreach's to choose: once the user id sync has mapped one, it reaches the
+    # state and echo keys (Table Storage refuses '/', '\\', '#', '?' in keys): escaped or hashed.
+    world.dataverse.touch("systemusers", AGENT, **{CALL_SYNC.user_id_column: user})
+    for event_type in (CHANGED, CALL_START, CALL_END):
+        status, answer = _enreach_post(app, event_type, "c/1#?", user=user)
+        assert status == 200, (event_type, status, answer)
+    assert oc_presence(world) == AVAILABLE
 
 
 def test_hundreds_of_open_calls_are_capped_and_never_fail(app, world):
