@@ -21,6 +21,8 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from azure.core.exceptions import AzureError
+
 from core.auth import authenticate_enreach, same_secret
 from core.ids import canonical_guid
 from dataverse import DataverseError
@@ -124,6 +126,9 @@ def _run(action: Callable[[], Outcome]) -> Answer:
     except StateUnavailable as error:
         log.error("presence change not applied: %s", error)
         return _error(503, "presence state storage failed; deliver the event again")
+    except AzureError as error:  # e.g. the token endpoint unreachable (azure-identity)
+        log.error("presence change not applied: %s", type(error).__name__)
+        return _error(503, f"an Azure service failed: {type(error).__name__}; deliver the event again")
     log.info(
         "%s",
         json.dumps(

@@ -679,3 +679,17 @@ def test_the_reconciliation_timer_finishes_a_write_no_redelivery_came_for(app, w
     assert oc_presence(world) == DND  # the call is still on: the owed DND is written
     assert _enreach_post(app, CALL_END, "r-1")[0] == 200
     assert oc_presence(world) == AVAILABLE
+
+
+def test_a_token_service_outage_answers_503_with_retry_after(app, world):
+    from emulators._server import FaultRule
+
+    world.issuer.expire_all()  # the app's cached token is refused: it must fetch a new one
+    world.tokens.inject(FaultRule(status=0, count=1000))  # and the token service is unreachable
+    try:
+        status, answer = _enreach_post(app, CALL_START, "t-1")
+    finally:
+        world.tokens.clear_faults()
+    assert status == 503 and "deliver the event again" in answer["error"], answer
+    assert _enreach_post(app, CALL_START, "t-1")[0] == 200  # the redelivery, once it is back
+    assert oc_presence(world) == DND

@@ -317,3 +317,21 @@ def test_killed_between_any_two_requests_then_redelivered_ends_consistent(world,
             state = PresenceStore(settings.storage_connection_string, table_name=table).read(AGENT)
             assert not state.in_call and state.pending_presence is None and not state.manual_during_call, where
     assert runs == 2 * total
+
+
+# -- pure logic --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["a/b", "x\\y", "#", "q?", "\x00", "\x7f", "\x85", "\ud800", "é", "", "a" * 201, "~ab"])
+def test_storage_keys_of_any_text_are_valid_and_distinct_from_plain_ones(text):
+    from presence_sync.state import storage_key
+
+    key = storage_key(text)
+    assert key.startswith("~") and len(key) == 65 and all(c in "~0123456789abcdef" for c in key)
+    assert storage_key(text + "x") != key
+
+
+def test_plain_ids_stay_readable_keys():
+    from presence_sync.state import storage_key
+
+    assert storage_key(AGENT) == AGENT and storage_key("e1.a_b-C") == "e1.a_b-C"
