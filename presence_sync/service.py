@@ -22,6 +22,8 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from core.schema import CALL_SYNC
@@ -37,6 +39,7 @@ __all__ = ["AFTER_CALL", "AgentMismatch", "Outcome", "PresenceSync", "RunReport"
 log = logging.getLogger("presence_sync")
 CACHE_SECONDS = 300.0  # known agents and presences
 NEGATIVE_CACHE_SECONDS = 30.0  # unknown agents: a user mapped by sync_enreach_user_ids is served within a minute
+STUCK_GRACE_SECONDS = 600.0  # an Omnichannel DND this recent may be the agent's own, its webhook still on the way
 AFTER_CALL = "after-call"  # pending marker: the presence after a call with nothing saved (resolved when written)
 
 
@@ -246,20 +249,39 @@ class PresenceSync:
         return presence, f"Enreach availability {current.name}"
 
     def _finish(self, agent: str, pending: str | None) -> str:
-        """Write the Omnichannel presence the state owes, then clear the debt (if it is still this one)."""
-        if pending is None:
-            return ""
-        target, why = (
-            self._after_call_target(agent) if pending == AFTER_CALL else (pending, "the saved or wanted presence")
-        )
-        self._set_omnichannel(agent, target)
+        """Write the Omnichannel presence the state owes, then clear the debt (if it is still this one).
 
-        def paid(state: AgentState) -> None:
-            if state.pending_presence == pending:
-                state.pending_presence = None
+        Writes from several instances may land out of order: when a newer wish was already written
+        and settled before ours landed, ours may have overwritten it, so the newer one is owed again
+        (and written here): the last write to land is always the latest wish."""
+        done = ""
+        for _ in range(3):
+            if pending is None:
+                break
+            target, why = (
+                self._after_call_target(agent) if pending == AFTER_CALL else (pending, "the saved or wanted presence")
+            )
+            self._set_omnichannel(agent, target)
+            done = f"presence {target} ({why})"
+            pending = self._store.update(agent, partial(self._settle, written=pending))
+        return done
 
-        self._store.update(agent, paid)
-        return f"presence {target} ({why})"
+    @staticmethod
+    def _settle(state: AgentState, *, written: str) -> str | None:
+        """After ``written`` was written: the debt is paid, or a newer wish is owed again."""
+        if state.pending_presence == written:
+            state.pending_presence = None
+            return None
+        if state.pending_presence is None and state.wanted_presence not in (None, written):
+            state.pending_presence = state.wanted_presence  # ours landed after a newer one
+            return state.pending_presence
+        return None  # another debt is outstanding: its writer (or a redelivery) pays it
+
+    @staticmethod
+    def _owe(state: AgentState, presence: str | None) -> None:
+        state.pending_presence = presence
+        if presence is not None:
+            state.wanted_presence = presence
 
     # -- call bookkeeping (pure: run inside a state update, possibly more than once) -------
 
@@ -271,10 +293,12 @@ class PresenceSync:
             state.ended_calls.append(call_id)
         return old
 
-    def _repair(self, state: AgentState, now: float) -> tuple[list[str], str | None]:
+    def _repair(self, state: AgentState, now: float, dnd: str) -> tuple[list[str], str | None]:
         expired = self._expire(state, now)
         if expired and not state.in_call:
             self._close_period(state)
+        elif not state.in_call and not state.pending_presence and state.wanted_presence not in (None, dnd):
+            state.pending_presence = state.wanted_presence  # shown DND, wanted otherwise: owe it again
         return expired, state.pending_presence
 
     @staticmethod
@@ -285,7 +309,7 @@ class PresenceSync:
         if manual:
             state.pending_presence = None
             return "manual"
-        state.pending_presence = saved or AFTER_CALL
+        PresenceSync._owe(state, saved or AFTER_CALL)
         return "restore"
 
     def _log_expired(self, agent: str, calls: list[str], result: str) -> None:
@@ -325,9 +349,10 @@ class PresenceSync:
         enreach_id = self._enreach_for_agent(agent)
 
         def note_manual(state: AgentState) -> bool:
+            # The agent's own choice wins over any write still owed (a restore, a mirrored Enreach change).
+            state.pending_presence, state.wanted_presence = None, presence_id
             if state.in_call:
-                state.manual_during_call = True  # the agent's own choice wins over the restore
-                state.pending_presence = None  # and over a DND write not yet done
+                state.manual_during_call = True  # and over the restore at the call's end
                 return True
             return False
 
@@ -380,7 +405,7 @@ class PresenceSync:
             if state.in_call:
                 state.saved_presence = presence  # applied when the last call ends
                 return True, state.pending_presence
-            state.pending_presence = presence
+            self._owe(state, presence)
             return False, presence
 
         in_call, pending = self._store.update(agent, apply)
@@ -417,7 +442,8 @@ class PresenceSync:
             before = state.pending_presence or current
             state.saved_presence = None if before == AFTER_CALL else before
             state.manual_during_call = False
-            state.pending_presence = dnd if before != dnd else None
+            self._owe(state, dnd if before != dnd else None)
+            state.wanted_presence = dnd
             return "first", state.pending_presence
 
         result, pending = self._store.update(agent, start)
@@ -465,11 +491,31 @@ class PresenceSync:
         user's call or terminal state, so an open call is checked only by its age.)"""
         report = RunReport("reconcile")
         now = self._clock()
-        for agent, saved in list(self._store.agents()):
+        states = list(self._store.agents())
+        dnd = self._mapping.dnd_presence
+        # Agents the app last wanted out of DND: if Omnichannel shows DND all the same (a write lost in
+        # a way no debt recorded), they are stuck, and what was wanted is written again.
+        watch = {
+            agent
+            for agent, s in states
+            if not s.in_call and not s.pending_presence and s.wanted_presence not in (None, dnd)
+        }
+        try:
+            shown = self._current_presences(older_than=now - STUCK_GRACE_SECONDS) if watch else {}
+        except DataverseError as error:
+            report.failed += 1
+            report.details.append(f"presences unreadable: {type(error).__name__}")
+            shown = {}
+        for agent, saved in states:
             report.agents += 1
             try:
-                if saved.pending_presence or any(now - t > self._max_call_seconds for t in saved.active_calls.values()):
-                    expired, pending = self._store.update(agent, lambda state: self._repair(state, now))
+                stuck = agent in watch and shown.get(agent) == dnd
+                if (
+                    stuck
+                    or saved.pending_presence
+                    or any(now - t > self._max_call_seconds for t in saved.active_calls.values())
+                ):
+                    expired, pending = self._store.update(agent, lambda state: self._repair(state, now, dnd))
                     self._log_expired(agent, expired, "reconciliation")
                     report.expired_calls += len(expired)
                     if self._finish(agent, pending):
@@ -486,6 +532,25 @@ class PresenceSync:
                 report.details.append(f"{agent}: {type(error).__name__}")
         log.info("%s", report.line())
         return report
+
+    def _current_presences(self, *, older_than: float) -> dict[str, str]:
+        """Every agent's current Omnichannel presence set before ``older_than`` (epoch seconds), in one
+        paged query of msdyn_agentstatuses."""
+        found: dict[str, str] = {}
+        for row in self._dataverse.query(
+            "msdyn_agentstatuses",
+            select=["_msdyn_agentid_value", "_msdyn_currentpresenceid_value", "msdyn_presencemodifiedon"],
+        ):
+            if not row.get("_msdyn_agentid_value") or not row.get("_msdyn_currentpresenceid_value"):
+                continue
+            try:
+                changed = datetime.fromisoformat(str(row.get("msdyn_presencemodifiedon")).replace("Z", "+00:00"))
+                recent = (changed if changed.tzinfo else changed.replace(tzinfo=UTC)).timestamp() > older_than
+            except ValueError:
+                recent = False
+            if not recent:
+                found[str(row["_msdyn_agentid_value"]).lower()] = str(row["_msdyn_currentpresenceid_value"]).lower()
+        return found
 
     def poll(self, *, pause_seconds: float = 0.2) -> RunReport:
         """The polling fallback (``sync_presence``): each mapped agent's current Enreach availability,

@@ -61,6 +61,7 @@ class AgentState:
     saved_presence: str | None = None  # what to restore after the last call
     manual_during_call: bool = False
     pending_presence: str | None = None  # the Omnichannel presence owed (written, then cleared)
+    wanted_presence: str | None = None  # the latest presence the app or the agent wanted (kept after the write)
     last_enreach: str | None = None  # the Enreach availability last seen or set (polling compares with it)
 
     @property
@@ -118,6 +119,7 @@ class PresenceStore(TableStore):
             saved_presence=entity.get("SavedPresence") or None,
             manual_during_call=bool(entity.get("ManualDuringCall")),
             pending_presence=entity.get("PendingPresence") or None,
+            wanted_presence=entity.get("WantedPresence") or None,
             last_enreach=entity.get("LastEnreach") or None,
         )
 
@@ -147,6 +149,7 @@ class PresenceStore(TableStore):
                     "SavedPresence": state.saved_presence or "",
                     "ManualDuringCall": state.manual_during_call,
                     "PendingPresence": state.pending_presence or "",
+                    "WantedPresence": state.wanted_presence or "",
                     "LastEnreach": state.last_enreach or "",
                 }
                 if etag is None:

@@ -75,7 +75,9 @@ def env(world, azurite):
     return settings, f"r{uuid.uuid4().hex[:12]}"
 
 
-def build(settings, table, clock=None, *, dataverse_session=None, enreach_session=None, storage_session=None):
+def build(
+    settings, table, clock=None, *, dataverse_session=None, enreach_session=None, storage_session=None, echo_ttl=30.0
+):
     options = {}
     if storage_session is not None:
         options["transport"] = RequestsTransport(session=storage_session, session_owner=False)
@@ -85,6 +87,7 @@ def build(settings, table, clock=None, *, dataverse_session=None, enreach_sessio
         store=PresenceStore(settings.storage_connection_string, table_name=table, **options),
         mapping=parse_mapping(None, None),
         max_call_minutes=240,
+        echo_ttl_seconds=echo_ttl,
         clock=clock or Clock(),
     )
 
@@ -322,7 +325,9 @@ def test_killed_between_any_two_requests_then_redelivered_ends_consistent(world,
 # -- pure logic --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text", ["a/b", "x\\y", "#", "q?", "\x00", "\x7f", "\x85", "\ud800", "é", "", "a" * 201, "~ab"])
+@pytest.mark.parametrize(
+    "text", ["a/b", "x\\y", "#", "q?", "\x00", "\x7f", "\x85", "\ud800", "é", "", "a" * 201, "~ab"]
+)
 def test_storage_keys_of_any_text_are_valid_and_distinct_from_plain_ones(text):
     from presence_sync.state import storage_key
 
@@ -335,3 +340,36 @@ def test_plain_ids_stay_readable_keys():
     from presence_sync.state import storage_key
 
     assert storage_key(AGENT) == AGENT and storage_key("e1.a_b-C") == "e1.a_b-C"
+
+
+# -- writes landing out of order, and a DND no debt remembers ------------------------------------
+
+
+def test_a_stale_write_landing_after_a_newer_one_is_undone(world, env):
+    """Instance A owes DND (its write is slow); meanwhile the call ends on instance B, which writes
+    and settles the restore. A's DND then lands: on settling, A finds a newer wish and writes it again."""
+    settings, table = env
+    sync = build(settings, table)
+    sync.on_enreach_event(start("s"))
+    sync.on_enreach_event(end("s"))
+    assert oc_presence(world) == AWAY
+    sync._finish(AGENT, DND)  # A's late DND write, for a debt that is no longer there
+    assert oc_presence(world) == AWAY
+    state = sync._store.read(AGENT)
+    assert state.pending_presence is None and state.wanted_presence == AWAY
+
+
+def test_the_reconciliation_lifts_a_dnd_that_nothing_owes(world, env):
+    settings, table = env
+    clock = Clock()
+    sync = build(settings, table, clock, echo_ttl=0)  # no webhook here consumes our echoes: none expected
+    sync.on_enreach_event(start("d"))
+    sync.on_enreach_event(end("d"))
+    world.dataverse.set_presence(AGENT, DND)  # e.g. a stale write; no webhook reaches the app
+    clock.minutes(11)  # older than the grace during which a DND may be the agent's own, in flight
+    report = sync.reconcile()
+    assert report.completed_writes == 1 and oc_presence(world) == AWAY
+    world.dataverse.set_presence(AGENT, DND)
+    sync.on_omnichannel_change(AGENT, DND)  # the agent's own DND (its webhook arrived): left alone
+    clock.minutes(11)
+    assert sync.reconcile().completed_writes == 0 and oc_presence(world) == DND
