@@ -260,12 +260,21 @@ SCENARIOS = {
         BUSY,
         "Busy",
     ),
+    "enreach change, then a call": (
+        [("enreach availability", "Busy"), ("enreach", start("k1")), ("enreach", end("k1"))],
+        BUSY,
+        "Busy",
+    ),
 }
 
 
 def _deliver(sync, world, kind, payload):
     if kind == "enreach":
         return sync.on_enreach_event(payload)
+    if kind == "enreach availability":  # the agent picks it in Enreach; its notification follows
+        if world.enreach.current_type(ENREACH_ID) != TYPE_IDS[payload]:
+            world.enreach.set_availability(ENREACH_ID, TYPE_IDS[payload])
+        return sync.on_enreach_event(EnreachEvent("availability", ENREACH_ID, event_type="EmulatorAvailabilityChanged"))
     world.dataverse.set_presence(AGENT, payload)  # the agent picks it (the row changes first)
     return sync.on_omnichannel_change(AGENT, payload)
 
