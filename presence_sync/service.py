@@ -32,7 +32,7 @@ from dataverse import filters as f
 from enreach import EnreachClient, EnreachError, EnreachEvent, EnreachUnavailable
 
 from .mapping import PresenceMapping
-from .state import MAX_ACTIVE_CALLS, AgentState, PresenceStore, StateUnavailable
+from .state import MAX_ACTIVE_CALLS, AgentState, PresenceStore, Snapshot, StateUnavailable
 
 __all__ = ["AFTER_CALL", "AgentMismatch", "Outcome", "PresenceSync", "RunReport", "UnknownAgent"]
 
@@ -248,7 +248,7 @@ class PresenceSync:
             return self._after_call, f"the default (Enreach availability {current.name or current.type_id} unmapped)"
         return presence, f"Enreach availability {current.name}"
 
-    def _finish(self, agent: str, pending: str | None) -> str:
+    def _finish(self, agent: str, pending: str | None, snapshot: Snapshot | None = None) -> str:
         """Write the Omnichannel presence the state owes, then clear the debt (if it is still this one).
 
         Writes from several instances may land out of order: when a newer wish was already written
@@ -263,7 +263,9 @@ class PresenceSync:
             )
             self._set_omnichannel(agent, target)
             done = f"presence {target} ({why})"
-            pending = self._store.update(agent, partial(self._settle, written=pending))
+            pending, snapshot = self._store.update_from(
+                agent, partial(self._settle, written=pending), snapshot=snapshot
+            )
         return done
 
     @staticmethod
@@ -356,13 +358,13 @@ class PresenceSync:
                 return True
             return False
 
-        in_call = self._store.update(agent, note_manual)
+        in_call, snapshot = self._store.update_from(agent, note_manual)
         self._set_enreach(enreach_id, availability)
 
         def seen(state: AgentState) -> None:
             state.last_enreach = availability  # polling: Enreach has it now, not news
 
-        self._store.update(agent, seen)
+        self._store.update_from(agent, seen, snapshot=snapshot)
         return Outcome(
             "mirrored",
             agent,
@@ -408,12 +410,12 @@ class PresenceSync:
             self._owe(state, presence)
             return False, presence
 
-        in_call, pending = self._store.update(agent, apply)
+        (in_call, pending), snapshot = self._store.update_from(agent, apply)
         if presence is None:
             return Outcome("ignored", agent, f"Enreach availability {name} is not mapped (PRESENCE_MAPPING)")
         if in_call:
             return Outcome("recorded", agent, "in a call: applied when the call ends")
-        self._finish(agent, pending)
+        self._finish(agent, pending, snapshot)
         return Outcome("mirrored", agent, f"presence {presence}")
 
     def _call_started(self, agent: str, call_id: str) -> Outcome:
@@ -446,9 +448,9 @@ class PresenceSync:
             state.wanted_presence = dnd
             return "first", state.pending_presence
 
-        result, pending = self._store.update(agent, start)
+        (result, pending), snapshot = self._store.update_from(agent, start)
         self._log_expired(agent, expired, "cut short by a new call")
-        done = self._finish(agent, pending)
+        done = self._finish(agent, pending, snapshot)
         if result == "first":
             return Outcome("dnd set", agent, f"call {call_id}; saved presence {current}")
         if done:
@@ -471,9 +473,9 @@ class PresenceSync:
                 return "others", state.pending_presence
             return self._close_period(state), state.pending_presence
 
-        result, pending = self._store.update(agent, end)
+        (result, pending), snapshot = self._store.update_from(agent, end)
         self._log_expired(agent, expired, result)
-        done = self._finish(agent, pending)
+        done = self._finish(agent, pending, snapshot)
         if result == "restore":
             return Outcome("restored", agent, done)
         if result == "manual":
@@ -515,10 +517,12 @@ class PresenceSync:
                     or saved.pending_presence
                     or any(now - t > self._max_call_seconds for t in saved.active_calls.values())
                 ):
-                    expired, pending = self._store.update(agent, lambda state: self._repair(state, now, dnd))
+                    (expired, pending), snapshot = self._store.update_from(
+                        agent, lambda state: self._repair(state, now, dnd)
+                    )
                     self._log_expired(agent, expired, "reconciliation")
                     report.expired_calls += len(expired)
-                    if self._finish(agent, pending):
+                    if self._finish(agent, pending, snapshot):
                         report.completed_writes += 1
                     saved = self._store.read(agent)
                 if not saved.in_call:

@@ -13,6 +13,7 @@ with ``/`` or a lone surrogate) never reach a PartitionKey/RowKey as they are.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import re
@@ -23,7 +24,15 @@ from typing import Any, TypeVar
 
 from core.state import TableStore
 
-__all__ = ["MAX_ACTIVE_CALLS", "MAX_ENDED", "AgentState", "PresenceStore", "StateUnavailable", "storage_key"]
+__all__ = [
+    "MAX_ACTIVE_CALLS",
+    "MAX_ENDED",
+    "AgentState",
+    "PresenceStore",
+    "Snapshot",
+    "StateUnavailable",
+    "storage_key",
+]
 
 T = TypeVar("T")
 MAX_ENDED = 50  # call ids remembered after their end (late and repeated events of these are ignored)
@@ -67,6 +76,14 @@ class AgentState:
     @property
     def in_call(self) -> bool:
         return bool(self.active_calls)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A state as written, with the ETag the write got (None: unknown, read the row again)."""
+
+    state: AgentState
+    etag: str | None
 
 
 def _calls(text: Any) -> dict[str, float]:
@@ -125,6 +142,19 @@ class PresenceStore(TableStore):
 
     def update(self, agent: str, change: Callable[[AgentState], T], *, attempts: int = 8) -> T:
         """Apply ``change`` to the agent's state atomically (optimistic concurrency); return its result."""
+        return self.update_from(agent, change, attempts=attempts)[0]
+
+    def update_from(
+        self,
+        agent: str,
+        change: Callable[[AgentState], T],
+        *,
+        snapshot: Snapshot | None = None,
+        attempts: int = 8,
+    ) -> tuple[T, Snapshot]:
+        """``update``, starting from ``snapshot`` (the state and ETag this instance wrote last) instead of
+        reading the row: one round trip when nobody changed it since, a read and retry when someone did.
+        Returns the result and the snapshot of what was written."""
         from azure.core import MatchConditions
         from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
         from azure.data.tables import UpdateMode
@@ -133,11 +163,15 @@ class PresenceStore(TableStore):
         key = storage_key(agent)
         for _ in range(attempts):
             try:
-                try:
-                    entity = table.get_entity("agent", key)
-                    state, etag = self._state(entity), entity.metadata["etag"]
-                except ResourceNotFoundError:
-                    state, etag = AgentState(), None
+                if snapshot is not None and snapshot.etag is not None:
+                    state, etag, snapshot = copy.deepcopy(snapshot.state), snapshot.etag, None
+                else:
+                    snapshot = None
+                    try:
+                        entity = table.get_entity("agent", key)
+                        state, etag = self._state(entity), entity.metadata["etag"]
+                    except ResourceNotFoundError:
+                        state, etag = AgentState(), None
                 result = change(state)
                 state.ended_calls = state.ended_calls[-MAX_ENDED:]
                 row = {
@@ -153,12 +187,12 @@ class PresenceStore(TableStore):
                     "LastEnreach": state.last_enreach or "",
                 }
                 if etag is None:
-                    table.create_entity(row)
+                    metadata = table.create_entity(row)
                 else:
-                    table.update_entity(
+                    metadata = table.update_entity(
                         row, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
                     )
-                return result
+                return result, Snapshot(state, metadata.get("etag") if isinstance(metadata, dict) else None)
             except (ResourceExistsError, ResourceModifiedError):
                 time.sleep(0.01)
             except AzureError as error:
