@@ -338,20 +338,11 @@ class PresenceSync:
         base = self._base_status(presence_id)
         if base is None:
             raise UnknownAgent("msdyn_currentpresenceid", f"presence {presence_id} is not a known msdyn_presence")
-        availability = self._mapping.enreach_availability(base)
-        if availability is None:
-            return Outcome("ignored", agent, f"base presence {base} is not mapped to an Enreach availability")
-        if availability != "Available" and self._enreach.mapping.availability.type_id(availability) is None:
-            return Outcome(
-                "ignored",
-                agent,
-                f"Enreach availability {availability} has no EventTypeID: set "
-                f"ENREACH_FIELD_MAP.availability.event_types.{availability}",
-            )
         enreach_id = self._enreach_for_agent(agent)
 
         def note_manual(state: AgentState) -> bool:
-            # The agent's own choice wins over any write still owed (a restore, a mirrored Enreach change).
+            # The agent's own choice wins over any write still owed (a restore, a mirrored Enreach change),
+            # whether or not it can be mirrored to Enreach.
             state.pending_presence, state.wanted_presence = None, presence_id
             if state.in_call:
                 state.manual_during_call = True  # and over the restore at the call's end
@@ -359,17 +350,24 @@ class PresenceSync:
             return False
 
         in_call, snapshot = self._store.update_from(agent, note_manual)
+        by_hand = " (changed by hand during a call: kept after it)" if in_call else ""
+        availability = self._mapping.enreach_availability(base)
+        if availability is None:
+            return Outcome("ignored", agent, f"base presence {base} is not mapped to an Enreach availability{by_hand}")
+        if availability != "Available" and self._enreach.mapping.availability.type_id(availability) is None:
+            return Outcome(
+                "ignored",
+                agent,
+                f"Enreach availability {availability} has no EventTypeID: set "
+                f"ENREACH_FIELD_MAP.availability.event_types.{availability}{by_hand}",
+            )
         self._set_enreach(enreach_id, availability)
 
         def seen(state: AgentState) -> None:
             state.last_enreach = availability  # polling: Enreach has it now, not news
 
         self._store.update_from(agent, seen, snapshot=snapshot)
-        return Outcome(
-            "mirrored",
-            agent,
-            f"Enreach availability {availability}" + (" (changed by hand during a call)" if in_call else ""),
-        )
+        return Outcome("mirrored", agent, f"Enreach availability {availability}{by_hand}")
 
     def on_enreach_event(self, event: EnreachEvent) -> Outcome:
         if event.kind == "availability":

@@ -382,3 +382,25 @@ def test_the_reconciliation_lifts_a_dnd_that_nothing_owes(world, env):
     sync.on_omnichannel_change(AGENT, DND)  # the agent's own DND (its webhook arrived): left alone
     clock.minutes(11)
     assert sync.reconcile().completed_writes == 0 and oc_presence(world) == DND
+
+
+def test_a_manual_change_in_a_call_wins_even_when_it_cannot_be_mirrored_to_enreach(world, env, azurite):
+    """Default mapping: Busy has no EventTypeID (only DND = 3 is evidenced), so Busy is not mirrored to
+    Enreach; the agent's Busy, picked by hand mid-call, must still be kept when the call ends."""
+    _, table = env
+    settings = load_settings(
+        world.app_settings(
+            {
+                "ROUTING_API_KEY": "test-routing-key-0123456789",
+                "AzureWebJobsStorage": azurite.connection_string,
+                "ENREACH_FIELD_MAP": json.dumps({"events": {"call_end": ["TestCallEnded"]}}),
+            }
+        )
+    )
+    sync = build(settings, table, echo_ttl=0)
+    sync.on_enreach_event(start("m"))
+    world.dataverse.set_presence(AGENT, BUSY)
+    outcome = sync.on_omnichannel_change(AGENT, BUSY)
+    assert outcome.action == "ignored" and "kept after it" in outcome.detail
+    assert sync.on_enreach_event(end("m")).action == "kept manual"
+    assert oc_presence(world) == BUSY
