@@ -65,6 +65,11 @@ SETTING_NAMES = (
     "PRESENCE_MAPPING",
     "PRESENCE_IDS",
     "PRESENCE_ECHO_TTL_SECONDS",
+    "PRESENCE_MAX_CALL_MINUTES",
+    "PRESENCE_AFTER_CALL",
+    "PRESENCE_RECONCILE_SCHEDULE",
+    "PRESENCE_POLL_SCHEDULE",
+    "PRESENCE_POLLING",
     "PHONE_DEFAULT_REGION",
     "AzureWebJobsStorage",
     "HTTP_TIMEOUT_SECONDS",
@@ -130,6 +135,19 @@ class Settings:
     call_sync: CallSyncConfig  # the call sync's own section (call_sync/config.py)
     routing_max_lookups: int = 64
     dataverse_max_parallel_batches: int = 4
+    presence_max_call_minutes: int = 240
+    presence_after_call: str = "AVAILABLE"  # base presence after a call with nothing saved
+    presence_reconcile_schedule: str = "0 */5 * * * *"
+    presence_poll_schedule: str = "0 */2 * * * *"
+    presence_polling: str = "auto"  # auto: on while no availability notification type is mapped
+
+    @property
+    def presence_polling_enabled(self) -> bool:
+        """``sync_presence`` polls Enreach when PRESENCE_POLLING is on, or auto and Enreach sends no
+        availability notifications (none mapped in ``ENREACH_FIELD_MAP.events.availability_changed``)."""
+        if self.presence_polling != "auto":
+            return self.presence_polling == "on"
+        return not self.enreach_mapping.events.availability_changed
 
     @property
     def dataverse_scope(self) -> str:
@@ -327,6 +345,23 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     # 300 s window, so the syncs alone never exhaust the budget the routing webhook shares.
     max_parallel = integer("DATAVERSE_MAX_PARALLEL_BATCHES", 4, 1, 52)
 
+    max_call_minutes = integer("PRESENCE_MAX_CALL_MINUTES", 240, 1, 1440)
+    after_call = (get("PRESENCE_AFTER_CALL") or "AVAILABLE").upper()
+    from presence_sync.mapping import BASE_STATUS
+
+    if after_call not in BASE_STATUS:
+        problems.append(
+            f"PRESENCE_AFTER_CALL must be an Omnichannel base presence: {', '.join(BASE_STATUS)} (got {after_call!r})"
+        )
+    reconcile_schedule = schedule("PRESENCE_RECONCILE_SCHEDULE")
+    poll_schedule = schedule("PRESENCE_POLL_SCHEDULE")
+    polling = (get("PRESENCE_POLLING") or "auto").lower()
+    if polling not in ("auto", "on", "off"):
+        problems.append(
+            f"PRESENCE_POLLING must be auto, on or off (got {polling!r}); auto polls while Enreach sends no "
+            "availability notifications (ENREACH_FIELD_MAP.events.availability_changed unmapped)"
+        )
+
     if problems:
         raise SettingsError(problems)
     return Settings(
@@ -367,6 +402,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         presence_echo_ttl_seconds=echo_ttl,
         call_sync=call_sync,
         dataverse_max_parallel_batches=max_parallel,
+        presence_max_call_minutes=max_call_minutes,
+        presence_after_call=after_call,
+        presence_reconcile_schedule=reconcile_schedule,
+        presence_poll_schedule=poll_schedule,
+        presence_polling=polling,
     )
 
 

@@ -31,10 +31,11 @@ class RunRecord:
 class TableStore:
     """One storage table of ``AzureWebJobsStorage``, created on first use."""
 
-    def __init__(self, connection_string: str, *, table_name: str) -> None:
+    def __init__(self, connection_string: str, *, table_name: str, **options: Any) -> None:
+        """``options`` go to the storage client (e.g. ``retry_total``, ``transport``)."""
         from azure.data.tables import TableServiceClient
 
-        self._service = TableServiceClient.from_connection_string(connection_string)
+        self._service = TableServiceClient.from_connection_string(connection_string, **options)
         self._table_name = table_name
         self._table: Any = None
 

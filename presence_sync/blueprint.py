@@ -1,4 +1,5 @@
-"""Trigger glue of the presence package: the Dataverse and Enreach webhooks."""
+"""Trigger glue of the presence package: the Dataverse and Enreach webhooks, the reconciliation
+and polling timers."""
 
 from __future__ import annotations
 
@@ -7,13 +8,13 @@ import azure.functions as func
 bp = func.Blueprint()
 
 
-def _response(function: str, result: tuple[int, bytes]) -> func.HttpResponse:
-    status, body = result
+def _response(function: str, result: tuple[int, bytes, dict[str, str]]) -> func.HttpResponse:
+    status, body, headers = result
     if status >= 400:  # an applied decision logs its own line (presence_change)
         from core.telemetry import log_refusal
 
         log_refusal(function, status, body)
-    return func.HttpResponse(body=body, status_code=status, mimetype="application/json")
+    return func.HttpResponse(body=body, status_code=status, mimetype="application/json", headers=headers)
 
 
 @bp.function_name("presence_dataverse")
@@ -61,3 +62,21 @@ def presence_enreach(req: func.HttpRequest) -> func.HttpResponse:
             events=settings.enreach_mapping.events,
         ),
     )
+
+
+@bp.function_name("reconcile_presence")
+@bp.timer_trigger(schedule="%PRESENCE_RECONCILE_SCHEDULE%", arg_name="timer", run_on_startup=False)
+def reconcile_presence(timer: func.TimerRequest) -> None:
+    """Expire lost calls, finish owed writes, mirror availability changes no notification brought."""
+    from .runtime import presence_sync
+
+    presence_sync().reconcile()
+
+
+@bp.function_name("sync_presence")
+@bp.timer_trigger(schedule="%PRESENCE_POLL_SCHEDULE%", arg_name="timer", run_on_startup=False)
+def sync_presence(timer: func.TimerRequest) -> None:
+    """Polling fallback: mapped agents' Enreach availability mirrored to Omnichannel (PRESENCE_POLLING)."""
+    from .runtime import run_polling
+
+    run_polling()

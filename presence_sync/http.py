@@ -1,12 +1,17 @@
 """The presence webhooks' HTTP contracts, without Azure types.
 
 * ``POST /api/presence/dataverse``: Dataverse's service-endpoint webhook for updates of
-  ``msdyn_agentstatus`` (a RemoteExecutionContext), authenticated by ``X-Presence-Key`` header
-  or ``key`` query value (``PRESENCE_WEBHOOK_KEY``).
+  ``msdyn_agentstatus`` (a RemoteExecutionContext), authenticated by the ``X-Presence-Key`` header
+  only (``PRESENCE_WEBHOOK_KEY``; a query string lands in access logs). The agent is the one on the
+  status row ``PrimaryEntityId`` names, read from Dataverse; a body naming another is refused (403).
 * ``POST /api/presence/enreach``: Enreach's webhook notifications (availability and call
   events, read through ``ENREACH_FIELD_MAP.events``), authenticated by the endpoint's shared
   ``Secret`` (``ENREACH_WEBHOOK_SECRET`` in the ``ENREACH_WEBHOOK_SECRET_HEADER`` header) or like
   the routing webhook (``X-Benemen-APIKey`` or Basic). Unmapped event types are answered 202.
+
+Answers: 400 (naming the field), 401, 403, 404, 413 (over ``MAX_BODY_BYTES``), 415 (not JSON);
+a storage or downstream failure is 503 with ``Retry-After`` (the sender delivers the event again,
+and the redelivery finishes what the first delivery left undone), never 500.
 """
 
 from __future__ import annotations
@@ -16,39 +21,46 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from azure.core.exceptions import AzureError
+
 from core.auth import authenticate_enreach, same_secret
 from core.ids import canonical_guid
 from dataverse import DataverseError
 from enreach import EnreachError, EventError, EventMap, IgnoredEvent, parse_event
 
-from .service import Outcome, PresenceSync, UnknownAgent
+from .service import AgentMismatch, Outcome, PresenceSync, UnknownAgent
+from .state import StateUnavailable
 
-__all__ = ["MAX_BODY_BYTES", "handle_dataverse_webhook", "handle_enreach_webhook"]
+__all__ = ["MAX_BODY_BYTES", "RETRY_AFTER_SECONDS", "Answer", "handle_dataverse_webhook", "handle_enreach_webhook"]
 
 log = logging.getLogger("presence_sync")
 MAX_BODY_BYTES = 256 * 1024  # a RemoteExecutionContext with images is a few KB
+RETRY_AFTER_SECONDS = 10
+Answer = tuple[int, bytes, dict[str, str]]  # status, JSON body, extra headers
 
 
 class _BadRequest(ValueError):
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.field = field
+        self.status = status
 
 
-def _json(status: int, payload: Any) -> tuple[int, bytes]:
-    return status, json.dumps(payload).encode("utf-8")
+def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> Answer:
+    return status, json.dumps(payload).encode("utf-8"), headers or {}
 
 
-def _error(status: int, message: str, field: str | None = None) -> tuple[int, bytes]:
-    return _json(status, {"error": message, **({"field": field} if field else {})})
+def _error(status: int, message: str, field: str | None = None) -> Answer:
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
+    return _json(status, {"error": message, **({"field": field} if field else {})}, headers)
 
 
 def _load(headers: Mapping[str, str], body: bytes) -> Any:
     content_type = {k.lower(): v for k, v in headers.items()}.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/json":
-        raise _BadRequest("Content-Type", "send JSON (Content-Type: application/json)")
+        raise _BadRequest("Content-Type", "send JSON (Content-Type: application/json)", 415)
     if len(body) > MAX_BODY_BYTES:
-        raise _BadRequest("body", f"the body is over {MAX_BODY_BYTES} bytes")
+        raise _BadRequest("body", f"the body is over {MAX_BODY_BYTES} bytes", 413)
     try:
         return json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
@@ -98,16 +110,25 @@ def parse_execution_context(context: Any) -> tuple[str | None, str, str]:
     return _reference_id(attributes.get("msdyn_agentid")), status_id, presence
 
 
-def _run(action: Callable[[], Outcome]) -> tuple[int, bytes]:
+def _run(action: Callable[[], Outcome]) -> Answer:
     try:
         outcome = action()
     except UnknownAgent as error:
         log.warning("presence event for an unknown agent: %s", error)
         return _error(404, str(error), error.field)
+    except AgentMismatch as error:
+        log.warning("presence webhook refused (403): %s", error)
+        return _error(403, str(error), error.field)
     except (DataverseError, EnreachError) as error:
         # The clients already retried with back-off; a 503 makes the sender deliver it again.
         log.error("presence change not applied: %s", error)
         return _error(503, f"downstream service failed: {type(error).__name__}; deliver the event again")
+    except StateUnavailable as error:
+        log.error("presence change not applied: %s", error)
+        return _error(503, "presence state storage failed; deliver the event again")
+    except AzureError as error:  # e.g. the token endpoint unreachable (azure-identity)
+        log.error("presence change not applied: %s", type(error).__name__)
+        return _error(503, f"an Azure service failed: {type(error).__name__}; deliver the event again")
     log.info(
         "%s",
         json.dumps(
@@ -119,22 +140,25 @@ def _run(action: Callable[[], Outcome]) -> tuple[int, bytes]:
 
 def handle_dataverse_webhook(
     *, headers: Mapping[str, str], params: Mapping[str, str], body: bytes, key: str, sync: Callable[[], PresenceSync]
-) -> tuple[int, bytes]:
+) -> Answer:
     lowered = {k.lower(): v for k, v in headers.items()}
-    given = lowered.get("x-presence-key") or params.get("key") or ""
+    given = lowered.get("x-presence-key") or ""
     if not given or not same_secret(given, key):
-        return _error(401, "authenticate with the X-Presence-Key header or the key query value")
+        where = (
+            " (a key in the query string is not accepted: it lands in access logs; set the service endpoint's "
+            "authentication to HttpHeader with X-Presence-Key)"
+            if "key" in params
+            else ""
+        )
+        return _error(401, "authenticate with the X-Presence-Key header" + where)
     try:
         agent, status_id, presence = parse_execution_context(_load(headers, body))
     except _BadRequest as error:
-        return _error(400, str(error), error.field)
+        return _error(error.status, str(error), error.field)
 
     def act() -> Outcome:
         service = sync()
-        who = agent or service.agent_of_status(status_id)
-        if who is None:
-            raise UnknownAgent("PrimaryEntityId", f"msdyn_agentstatus {status_id} has no agent")
-        return service.on_omnichannel_change(who, presence)
+        return service.on_omnichannel_change(service.verified_agent(status_id, agent), presence)
 
     return _run(act)
 
@@ -150,7 +174,7 @@ def handle_enreach_webhook(
     secret: str | None = None,
     secret_header: str = "Secret",  # noqa: S107 - a header name, not a secret
     events: EventMap = EventMap(),
-) -> tuple[int, bytes]:
+) -> Answer:
     """Enreach's webhook notifications: the shared ``Secret`` Enreach support configured for the
     endpoint (in the ``secret_header`` header), or the routing API key / Basic credentials."""
     lowered = {k.lower(): v for k, v in headers.items()}
@@ -171,9 +195,9 @@ def handle_enreach_webhook(
     try:
         event = parse_event(_load(headers, body), events)
     except _BadRequest as error:
-        return _error(400, str(error), error.field)
+        return _error(error.status, str(error), error.field)
     except EventError as error:
         return _error(400, str(error), error.field)
     if isinstance(event, IgnoredEvent):
-        return 202, json.dumps({"outcome": "ignored", "event_type": event.event_type, "reason": event.reason}).encode()
+        return _json(202, {"outcome": "ignored", "event_type": event.event_type, "reason": event.reason})
     return _run(lambda: sync().on_enreach_event(event))

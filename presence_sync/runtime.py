@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from functools import lru_cache
 
 from call_sync.runtime import enreach_client
@@ -11,7 +13,9 @@ from routing.runtime import dataverse_client
 from .service import PresenceSync
 from .state import PresenceStore
 
-__all__ = ["presence_sync"]
+__all__ = ["presence_sync", "run_polling"]
+
+log = logging.getLogger("presence_sync")
 
 
 @lru_cache(maxsize=1)
@@ -23,4 +27,25 @@ def presence_sync() -> PresenceSync:
         store=PresenceStore(settings.storage_connection_string),
         mapping=settings.presence_mapping,
         echo_ttl_seconds=settings.presence_echo_ttl_seconds,
+        max_call_minutes=settings.presence_max_call_minutes,
+        after_call_presence=settings.presence_mapping.presence_ids[settings.presence_after_call],
     )
+
+
+def run_polling() -> None:
+    """``sync_presence``: poll when PRESENCE_POLLING says so (auto: while Enreach sends no availability
+    notifications), else log one line saying why not."""
+    settings = get_settings()
+    if not settings.presence_polling_enabled:
+        log.info(
+            "%s",
+            json.dumps(
+                {
+                    "event": "presence_poll",
+                    "skipped": "availability notifications are mapped (ENREACH_FIELD_MAP.events."
+                    "availability_changed); set PRESENCE_POLLING=on to poll anyway",
+                }
+            ),
+        )
+        return
+    presence_sync().poll()

@@ -148,7 +148,7 @@ class PresenceAvailability:
     def _enreach_side(self, systemuserid: str, enreach_id: str | None) -> Availability:
         if self._store is not None:
             try:
-                in_call = bool(self._store.read(systemuserid.lower()).active_calls)
+                in_call = self._store.read(systemuserid.lower()).in_call
             except Exception:  # the state is a shortcut: without it, Enreach is asked
                 in_call = False
             if in_call:

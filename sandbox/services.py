@@ -256,6 +256,8 @@ class Services:
             "PHONE_INDEX_SCHEDULE": "0 */5 * * * *",
             "PHONE_CALL_SYNC_SCHEDULE": "0 */5 * * * *",
             "USER_ID_SYNC_SCHEDULE": "0 0 * * * *",
+            "PRESENCE_RECONCILE_SCHEDULE": "0 */5 * * * *",
+            "PRESENCE_POLL_SCHEDULE": "0 */2 * * * *",
             "PRESENCE_WEBHOOK_KEY": "sandbox-presence-key-0123456789",
             **SANDBOX_CREDENTIALS,
         }

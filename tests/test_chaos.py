@@ -397,4 +397,5 @@ def test_presence_events_twice_out_of_order_and_late_never_leave_the_agent_in_dn
         sync.on_enreach_event(parsed)
     rows = [r for r in world.dataverse.rows("msdyn_agentstatuses") if r["_msdyn_agentid_value"] == agent]
     assert rows[0]["_msdyn_currentpresenceid_value"] == away, f"seed {seed}: {events}"
-    assert sync._store.read(agent).active_calls == []
+    state = sync._store.read(agent)
+    assert not state.in_call and state.pending_presence is None

@@ -19,6 +19,8 @@ EXPECTED_TIMERS: dict[str, str] = {
     "sync_phone_index": "%PHONE_INDEX_SCHEDULE%",
     "sync_phone_calls": "%PHONE_CALL_SYNC_SCHEDULE%",
     "sync_enreach_user_ids": "%USER_ID_SYNC_SCHEDULE%",
+    "reconcile_presence": "%PRESENCE_RECONCILE_SCHEDULE%",
+    "sync_presence": "%PRESENCE_POLL_SCHEDULE%",
 }
 
 

@@ -351,8 +351,10 @@ def test_malformed_dataverse_webhooks_are_400_naming_the_field(app, world, body,
 def test_webhooks_refuse_wrong_keys(app):
     status, _ = _post(f"{app.url}/api/presence/dataverse", {}, {"X-Presence-Key": "wrong"})
     assert status == 401
-    status, _ = _post(f"{app.url}/api/presence/dataverse?key={PRESENCE_KEY}", {"PrimaryEntityName": "x"}, {})
-    assert status == 400  # the key in the query string is accepted
+    status, answer = _post(f"{app.url}/api/presence/dataverse?key={PRESENCE_KEY}", {"PrimaryEntityName": "x"}, {})
+    assert status == 401 and "query string" in answer["error"]  # header only: a query lands in access logs
+    status, _ = _post(f"{app.url}/api/presence/dataverse", {"PrimaryEntityName": "x"}, {"X-Presence-Key": PRESENCE_KEY})
+    assert status == 400
     status, _ = _post(f"{app.url}/api/presence/enreach", {}, {"X-Benemen-APIKey": "wrong", "Secret": "wrong"})
     assert status == 401
 
@@ -369,6 +371,18 @@ def test_a_failing_downstream_answers_503_so_the_sender_retries(app, world):
 
 # -- presence webhooks: generated events through the real HTTP functions ---------------------
 
+PATHISH = [  # invalid in Table Storage keys or URL paths, and lone surrogates (escaped in the JSON)
+    "a/b",
+    "../../users",
+    "x\\y",
+    "#frag",
+    "q?x=1",
+    "\ud800",
+    "e1a0c001-0000-4000-8000-00000000000\udfff",
+    "%2F",
+    "\u007f",
+    ENREACH_ID + "/availability",
+]
 GUIDISH = [
     "' or 1 eq 1 or '00000000000000000000",  # 36 characters, not a GUID
     "4b7e2a10-1c3d-4e5f-8a9b-0c1d2e3f4a0'",
@@ -411,15 +425,32 @@ def _mutate(rng: random.Random, value):
     for _ in range(rng.randint(1, 3)):
         path = rng.choice(list(_paths(value))[1:])
         new = rng.choice(
-            [*GUIDISH, *HOSTILE, None, 0, -1, 2**70, True, [], {}, {"Id": rng.choice(GUIDISH)}, "x" * 5000, _DELETE]
+            [
+                *GUIDISH,
+                *HOSTILE,
+                *PATHISH,
+                *PATHISH,
+                None,
+                0,
+                -1,
+                2**70,
+                True,
+                [],
+                {},
+                {"Id": rng.choice(GUIDISH)},
+                "x" * 5000,
+                _DELETE,
+            ]
         )
         value = _replaced(value, path, new)
     return value
 
 
 def test_generated_presence_events_never_fail_the_server(app, world):
-    """2,000 events per webhook, each a valid one with parts replaced: never a 5xx (a 503 would mean a
-    query Dataverse refused), and every answer names what is wrong or what was done."""
+    """2,000 events per webhook, each a valid one with parts replaced (path characters such as ``/``,
+    ``#``, ``?`` and lone surrogates among them): never a 5xx (a 503 would mean a query Dataverse
+    refused or a storage key Table Storage refused), and every answer names what is wrong or what
+    was done."""
     from emulators.dataverse import _execution_context
 
     rng = random.Random(7)
@@ -445,9 +476,220 @@ def test_generated_presence_events_never_fail_the_server(app, world):
                 timeout=30,
             )
             seen[(endpoint, response.status_code)] = seen.get((endpoint, response.status_code), 0) + 1
-            assert response.status_code in (200, 202, 400, 404), (endpoint, body, response.text)
+            assert response.status_code in (200, 202, 400, 403, 404), (endpoint, body, response.text)
             answer = response.json()
             expected = {200: "action", 202: "reason"}.get(response.status_code, "error")
             assert expected in answer, answer
     for endpoint in ("dataverse", "enreach"):
         assert seen.get((endpoint, 200), 0) > 100 and seen.get((endpoint, 400), 0) > 100, seen
+
+
+# -- issue 13: redelivery, expiry, verification, bad input, fallbacks ------------------------------
+
+
+def _enreach_post(app, event_type, call_id, user=ENREACH_ID):
+    body = _envelope(event_type, EntityId=user, RootEntityId=call_id)
+    return _post(f"{app.url}/api/presence/enreach", body, {"Secret": SECRET})
+
+
+def test_redelivery_after_a_failed_dnd_write_sets_dnd(app, world):
+    from emulators._server import FaultRule
+
+    world.dataverse.inject(FaultRule(status=500, path="CCaaS_ModifyAgentPresence", count=1))
+    status, answer = _enreach_post(app, CALL_START, "c-1")
+    assert status == 503, answer
+    assert oc_presence(world) == AVAILABLE
+    status, answer = _enreach_post(app, CALL_START, "c-1")  # the sender delivers it again
+    assert status == 200, answer
+    assert oc_presence(world) == DND
+
+
+def test_redelivery_after_a_failed_call_end_restores(app, world):
+    from emulators._server import FaultRule
+
+    assert _enreach_post(app, CALL_START, "c-2")[0] == 200
+    assert oc_presence(world) == DND
+    world.dataverse.inject(FaultRule(status=500, path="CCaaS_ModifyAgentPresence", count=1))
+    assert _enreach_post(app, CALL_END, "c-2")[0] == 503
+    assert oc_presence(world) == DND
+    status, answer = _enreach_post(app, CALL_END, "c-2")
+    assert status == 200, answer
+    assert oc_presence(world) == AVAILABLE
+
+
+@pytest.mark.parametrize("user", ["a/b", "x\\y#?", "\ud800", ENREACH_ID + "/availability", "~" + "f" * 40])
+def test_user_ids_that_are_no_valid_storage_key_are_never_a_5xx(app, world, user):
+    for event_type in (CHANGED, CALL_START, CALL_END):
+        status, answer = _enreach_post(app, event_type, "c/1#?", user="u" + user)
+        assert status in (400, 404), (event_type, status, answer)  # unknown user, or unprintable: named
+        assert answer["field"] in ("UserId", "EntityId")
+    if not user.isprintable():
+        return
+    # Enreach user ids are Enreach's to choose: once the user id sync has mapped one, it reaches the
+    # state and echo keys (Table Storage refuses '/', '\\', '#', '?' in keys): escaped or hashed.
+    world.dataverse.touch("systemusers", AGENT, **{CALL_SYNC.user_id_column: user})
+    for event_type in (CHANGED, CALL_START, CALL_END):
+        status, answer = _enreach_post(app, event_type, "c/1#?", user=user)
+        assert status == 200, (event_type, status, answer)
+    assert oc_presence(world) == AVAILABLE
+
+
+def test_hundreds_of_open_calls_are_capped_and_never_fail(app, world):
+    """Lost call ends used to pile up until the state row was too large (PropertyValueTooLarge: 500)."""
+    from presence_sync import runtime
+    from presence_sync.state import MAX_ACTIVE_CALLS
+
+    session = requests.Session()
+    for i in range(300):
+        body = _envelope(CALL_START, EntityId=ENREACH_ID, RootEntityId=f"{i:04d}-" + "c" * 120)
+        response = session.post(
+            f"{app.url}/api/presence/enreach",
+            data=json.dumps(body),
+            headers={"Content-Type": "application/json", "Secret": SECRET},
+            timeout=30,
+        )
+        assert response.status_code == 200, (i, response.text)
+    state = runtime.presence_sync()._store.read(AGENT)
+    assert len(state.active_calls) == MAX_ACTIVE_CALLS
+    assert oc_presence(world) == DND
+
+
+def test_a_forged_agent_id_is_refused_with_no_enreach_write(app, world):
+    from emulators.dataverse import _execution_context
+
+    other = "4b7e2a10-1c3d-4e5f-8a9b-0c1d2e3f4aff"
+    world.dataverse.load({"systemusers": [{"systemuserid": other, "fullname": "Mallory's target"}]})
+    world.dataverse.touch("systemusers", other, **{CALL_SYNC.user_id_column: "e1a0c001-0000-4000-8000-0000000000ff"})
+    status_id = next(r["msdyn_agentstatusid"] for r in world.dataverse.rows("msdyn_agentstatuses"))  # AGENT's row
+    forged = _execution_context(status_id, other, BUSY)  # the row is AGENT's, the body names another agent
+    status, answer = _post(f"{app.url}/api/presence/dataverse", forged, {"X-Presence-Key": PRESENCE_KEY})
+    assert status == 403 and answer["field"] == "msdyn_agentid"
+    assert "PrimaryEntityId" in answer["error"] and other in answer["error"]
+    unknown_row = _execution_context(str(uuid.uuid4()), AGENT, BUSY)
+    status, answer = _post(f"{app.url}/api/presence/dataverse", unknown_row, {"X-Presence-Key": PRESENCE_KEY})
+    assert status == 404 and answer["field"] == "PrimaryEntityId"
+    assert enreach_puts(world) == 0 and enreach_status(world) == "Available"
+    # The genuine notification, without the agent in the body, is served from the status row.
+    genuine = _execution_context(status_id, AGENT, BUSY)
+    genuine["PostEntityImages"] = []
+    status, answer = _post(f"{app.url}/api/presence/dataverse", genuine, {"X-Presence-Key": PRESENCE_KEY})
+    assert (status, answer["agent"]) == (200, AGENT)
+    assert enreach_status(world) == "Busy"
+
+
+@pytest.mark.parametrize("endpoint", ["dataverse", "enreach"])
+def test_oversized_bodies_are_413_and_other_content_types_415(app, world, endpoint):
+    headers = {"X-Presence-Key": PRESENCE_KEY, "Secret": SECRET}
+    response = requests.post(
+        f"{app.url}/api/presence/{endpoint}",
+        data=b'{"x": "' + b"a" * 300_000 + b'"}',
+        headers={"Content-Type": "application/json", **headers},
+        timeout=30,
+    )
+    assert response.status_code == 413 and response.json()["field"] == "body"
+    response = requests.post(
+        f"{app.url}/api/presence/{endpoint}", data=b"{}", headers={"Content-Type": "text/plain", **headers}, timeout=30
+    )
+    assert response.status_code == 415 and response.json()["field"] == "Content-Type"
+
+
+def test_an_agent_with_no_presence_row_gets_the_enreach_availability_back_after_the_call(app, world):
+    world.dataverse.table("msdyn_agentstatuses").rows.clear()  # never logged in to Omnichannel
+    set_enreach(world, "Away")  # what the agent is in Enreach (the notification is mirrored: a row appears)
+    settle(world)
+    world.dataverse.table("msdyn_agentstatuses").rows.clear()
+    assert _enreach_post(app, CALL_START, "n-1")[0] == 200
+    assert oc_presence(world) == DND
+    status, answer = _enreach_post(app, CALL_END, "n-1")
+    assert status == 200 and "Enreach availability Away" in answer["detail"], answer
+    assert oc_presence(world) == AWAY
+
+
+def test_with_nothing_saved_and_an_unmapped_enreach_availability_the_default_comes_back(app, world):
+    world.dataverse.table("msdyn_agentstatuses").rows.clear()
+    with world.enreach.lock:
+        world.enreach.availabilities.append({"Id": str(uuid.uuid4()), "UserID": ENREACH_ID, "EventTypeID": 99})
+    assert _enreach_post(app, CALL_START, "n-2")[0] == 200
+    status, answer = _enreach_post(app, CALL_END, "n-2")
+    assert status == 200 and "default" in answer["detail"], answer
+    assert oc_presence(world) == AVAILABLE  # PRESENCE_AFTER_CALL's default: never DND for good
+
+
+def test_storage_down_answers_503_with_retry_after(world, monkeypatch):
+    import socket
+    import time
+
+    from sandbox.services import AZURITE_ACCOUNT, AZURITE_KEY
+
+    world.dataverse.load({"systemusers": [{"systemuserid": AGENT, "fullname": "Aino"}]})
+    provision_app_schema(world.dataverse)
+    world.dataverse.touch("systemusers", AGENT, **{CALL_SYNC.user_id_column: ENREACH_ID})
+    world.dataverse.set_presence(AGENT, AVAILABLE)
+    with socket.socket() as probe:  # a port nobody listens on: the storage account is down
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    down = (
+        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+        f"TableEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};"
+    )
+    settings = world.app_settings(
+        {
+            "ROUTING_API_KEY": KEY,
+            "PRESENCE_WEBHOOK_KEY": PRESENCE_KEY,
+            "AzureWebJobsStorage": down,
+            "ENREACH_FIELD_MAP": json.dumps(FIELD_MAP),
+            "ENREACH_WEBHOOK_SECRET": SECRET,
+        }
+    )
+    from emulators.dataverse import _execution_context
+
+    with serving_app(monkeypatch, settings) as host:
+        for path, body, headers in (
+            ("enreach", _envelope(CALL_START, EntityId=ENREACH_ID, RootEntityId="s-1"), {"Secret": SECRET}),
+            ("enreach", _envelope(CHANGED, EntityId=ENREACH_ID), {"Secret": SECRET}),
+            (
+                "dataverse",
+                _execution_context(
+                    next(r["msdyn_agentstatusid"] for r in world.dataverse.rows("msdyn_agentstatuses")), AGENT, BUSY
+                ),
+                {"X-Presence-Key": PRESENCE_KEY},
+            ),
+        ):
+            started = time.monotonic()
+            response = requests.post(
+                f"{host.url}/api/presence/{path}",
+                data=json.dumps(body),
+                headers={"Content-Type": "application/json", **headers},
+                timeout=30,
+            )
+            print(f"storage down: {path} answered {response.status_code} in {time.monotonic() - started:.2f} s")
+            assert response.status_code == 503, response.text
+            assert int(response.headers["Retry-After"]) > 0 and "storage" in response.json()["error"]
+    assert oc_presence(world) == AVAILABLE  # nothing half-done: no DND without its state
+
+
+def test_the_reconciliation_timer_finishes_a_write_no_redelivery_came_for(app, world):
+    from emulators._server import FaultRule
+
+    world.dataverse.inject(FaultRule(status=500, path="CCaaS_ModifyAgentPresence", count=1))
+    assert _enreach_post(app, CALL_START, "r-1")[0] == 503  # and the sender gives up
+    assert oc_presence(world) == AVAILABLE
+    response = requests.post(f"{app.url}/admin/functions/reconcile_presence", timeout=60)
+    assert response.status_code == 202
+    assert oc_presence(world) == DND  # the call is still on: the owed DND is written
+    assert _enreach_post(app, CALL_END, "r-1")[0] == 200
+    assert oc_presence(world) == AVAILABLE
+
+
+def test_a_token_service_outage_answers_503_with_retry_after(app, world):
+    from emulators._server import FaultRule
+
+    world.issuer.expire_all()  # the app's cached token is refused: it must fetch a new one
+    world.tokens.inject(FaultRule(status=0, count=1000))  # and the token service is unreachable
+    try:
+        status, answer = _enreach_post(app, CALL_START, "t-1")
+    finally:
+        world.tokens.clear_faults()
+    assert status == 503 and "deliver the event again" in answer["error"], answer
+    assert _enreach_post(app, CALL_START, "t-1")[0] == 200  # the redelivery, once it is back
+    assert oc_presence(world) == DND

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -338,7 +339,7 @@ def test_an_unavailable_owner_falls_through_to_the_next_rule(routers, availabili
     elif setup == "omnichannel_dnd":
         world.dataverse.set_presence(U1, PRESENCE["Busy - DND"])
     elif setup == "in_a_call":
-        store.update(U1, lambda state: state.active_calls.append("call-1"))
+        store.update(U1, lambda state: state.active_calls.update({"call-1": time.time()}))
     else:
         world.dataverse.touch("systemusers", U1, **{CALL_SYNC.user_id_column: None})
     explained = _call(routers(AVAILABLE_OWNER, availability=source), CONTACT, explain=True)

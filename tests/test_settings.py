@@ -19,6 +19,8 @@ GOOD = {
     "PHONE_INDEX_SCHEDULE": "0 */5 * * * *",
     "PHONE_CALL_SYNC_SCHEDULE": "0 */5 * * * *",
     "USER_ID_SYNC_SCHEDULE": "0 0 * * * *",
+    "PRESENCE_RECONCILE_SCHEDULE": "0 */5 * * * *",
+    "PRESENCE_POLL_SCHEDULE": "0 */2 * * * *",
     "PRESENCE_WEBHOOK_KEY": "presence-key-0123456789",
 }
 
@@ -31,6 +33,8 @@ def test_complete_settings_load_with_defaults():
     assert settings.credential_kind == "client_secret"
     assert settings.enreach_discovery_url == "https://discover.enreachvoice.com"
     assert settings.http_timeout_seconds == 10.0
+    assert (settings.presence_max_call_minutes, settings.presence_after_call) == (240, "AVAILABLE")
+    assert settings.presence_polling == "auto" and settings.presence_polling_enabled
 
 
 def test_repr_never_shows_secrets():
@@ -70,6 +74,11 @@ def test_every_missing_setting_is_named_at_once():
         ({"ROUTING_API_KEY": "short"}, "ROUTING_API_KEY is too short"),
         ({"ROUTING_API_KEY": "", "ROUTING_BASIC_USER": "enreach"}, "ROUTING_BASIC_PASSWORD"),
         ({"HTTP_TIMEOUT_SECONDS": "soon"}, "HTTP_TIMEOUT_SECONDS"),
+        ({"PRESENCE_MAX_CALL_MINUTES": "0"}, "PRESENCE_MAX_CALL_MINUTES must be a whole number from 1 to 1440"),
+        ({"PRESENCE_AFTER_CALL": "lunch"}, "PRESENCE_AFTER_CALL must be an Omnichannel base presence"),
+        ({"PRESENCE_POLLING": "sometimes"}, "PRESENCE_POLLING must be auto, on or off"),
+        ({"PRESENCE_RECONCILE_SCHEDULE": ""}, "PRESENCE_RECONCILE_SCHEDULE is not set"),
+        ({"PRESENCE_POLL_SCHEDULE": "*/5"}, "PRESENCE_POLL_SCHEDULE must have six NCRONTAB fields"),
     ],
 )
 def test_malformed_settings_are_named(change, named):
