@@ -48,25 +48,30 @@ DAYS = 30
 
 def call_record(i: int, *, prefix: str, count: int, users: list[str], customers: int) -> dict[str, Any]:
     """Enreach's record of call ``i`` of ``count``, spread evenly over 30 days: the ONE place that knows
-    the record format (today that of ``benchmarks/call_sync.py``'s ``make_calls``)."""
+    the record format (the evidence names: CallId, UserName, StartTime, boolean Direction, ANum/BNum,
+    Duration; Classification/IsMobile are the app's default names)."""
     begin = FIRST_DAY + timedelta(seconds=i * DAYS * 86400 // count)
+    outgoing = i % 2 == 0
+    customer = f"+3585012{i % customers:05d}"
     return {
         "CallId": f"{prefix}-{i:06d}",
-        "UserId": users[i % len(users)],
+        "UserName": f"{users[i % len(users)]}@example.fi",
         "StartTime": begin.strftime("%Y-%m-%d %H:%M:%S"),
-        "EndTime": (begin + timedelta(seconds=90)).strftime("%Y-%m-%d %H:%M:%S"),
-        "Direction": "in" if i % 2 else "out",
-        "OtherNumber": f"+3585012{i % customers:05d}",
-        "DurationInSeconds": 90,
+        "Direction": outgoing,
+        "ANum": "+358942421001" if outgoing else customer,
+        "BNum": customer if outgoing else "+358942421001",
+        "Duration": 90,
         "Classification": "Work",
         "IsMobile": False,
-        "Modified": (begin + timedelta(seconds=91)).strftime("%Y-%m-%d %H:%M:%S"),
     }
 
 
 def make_calls(count: int, *, prefix: str, users: list[str], customers: int) -> list[EnreachCall]:
+    """The calls as the client reads them: each with the user whose query (UserIDs) answered it."""
     return [
-        EnreachCall.from_api(call_record(i, prefix=prefix, count=count, users=users, customers=customers))
+        EnreachCall.from_api(
+            call_record(i, prefix=prefix, count=count, users=users, customers=customers), user_id=users[i % len(users)]
+        )
         for i in range(count)
     ]
 
