@@ -687,7 +687,7 @@ def sync_phone_calls(
 
 
 def _record(store: CheckpointStore, report: CallSyncReport, outcome: str, finished: datetime) -> None:
-    """The run's one structured log line, and its outcome for ``python -m call_sync status``."""
-    log.info("%s", json.dumps({"job": "sync_phone_calls", "outcome": outcome, **report.counts()}))
+    """The run's summary (prose), and its outcome for ``python -m call_sync status``; the run's one
+    structured line is the timer's (``core.telemetry.run_logged``)."""
     log.info("%s", report.summary())
     store.save_run(CHECKPOINT_NAME, RunRecord(_iso(finished), outcome, report.summary(), report.counts()))

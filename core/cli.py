@@ -73,7 +73,8 @@ def add_settings_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def apply_settings_file(path: str) -> None:
-    """Put a local.settings.json's ``Values`` into the environment, without overriding what is set."""
+    """Put a local.settings.json's ``Values`` into the environment, without overriding what is set
+    (except ``REQUESTS_CA_BUNDLE``: a file that names a CA bundle needs it to reach its services)."""
     try:
         with open(path, encoding="utf-8") as handle:
             values = json.load(handle).get("Values", {})
@@ -82,7 +83,8 @@ def apply_settings_file(path: str) -> None:
     except (OSError, ValueError, AttributeError) as error:
         raise SettingsError([f"--settings {path}: not a readable local.settings.json ({error})"]) from None
     for name, value in values.items():
-        if isinstance(value, str) and value and name not in os.environ:
+        # REQUESTS_CA_BUNDLE is the file's own trust (the sandbox's settings file names its CA): it wins
+        if isinstance(value, str) and value and (name not in os.environ or name == "REQUESTS_CA_BUNDLE"):
             os.environ[name] = value
 
 
@@ -108,6 +110,11 @@ def _first_line(error: BaseException, limit: int = 300) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
+def _tls_untrusted(error: BaseException) -> bool:
+    text = str(error)
+    return "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text
+
+
 def describe_failure(error: BaseException) -> Failure | None:
     """Cause, fix and exit code of an expected failure; None for a bug (show the traceback)."""
     import requests
@@ -127,6 +134,13 @@ def describe_failure(error: BaseException) -> Failure | None:
         return Failure(error.cause, error.fix, error.exit_code)
     if isinstance(error, SettingsError):
         return Failure(str(error), "", EXIT_USAGE)
+    if isinstance(error, TokenUnavailable | requests.RequestException) and _tls_untrusted(error):
+        return Failure(
+            f"TLS certificate not trusted: {_first_line(error)}",
+            "the server's certificate chain is not in the trusted CAs: check REQUESTS_CA_BUNDLE (an exported "
+            "one overrides the settings file's; the sandbox's settings file names its own) or your TLS proxy",
+            EXIT_FAILED,
+        )
     if isinstance(error, TokenUnavailable):
         return Failure(
             _first_line(error),

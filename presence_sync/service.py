@@ -82,10 +82,26 @@ class RunReport:
     failed: int = 0
     stopped: str = ""  # why a run ended early (e.g. Enreach throttling): the rest waits for the next run
     details: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic, repr=False)
+
+    @property
+    def function(self) -> str:
+        """The timer function this run belongs to (the log line is named after it)."""
+        return {"reconcile": "reconcile_presence", "poll": "sync_presence"}.get(self.job, f"presence_{self.job}")
 
     def line(self) -> str:
-        data = {k: v for k, v in self.__dict__.items() if k != "details"}
-        return json.dumps({"event": f"presence_{self.job}", **data, "details": self.details[:20]})
+        data = {k: v for k, v in self.__dict__.items() if k not in ("details", "started")}
+        outcome = "partial" if self.failed or self.stopped else "ok"
+        duration_ms = round((time.monotonic() - self.started) * 1000, 1)
+        return json.dumps(
+            {
+                "event": self.function,
+                "outcome": outcome,
+                "duration_ms": duration_ms,
+                **data,
+                "details": self.details[:20],
+            }
+        )
 
 
 class _Cache:

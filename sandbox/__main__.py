@@ -137,11 +137,18 @@ def main(argv: list[str] | None = None) -> int:
     if not os.environ.get("ROUTING_API_KEY") and not os.environ.get("ROUTING_BASIC_USER"):
         settings["ROUTING_API_KEY"] = secrets.token_urlsafe(24)
     settings.setdefault("ENREACH_WEBHOOK_SECRET", secrets.token_urlsafe(24))
-    # The emulator's availability notification type: no public source names the real one, so a
-    # tenant maps its own (README, "The Enreach mapping").
+    # The emulator's notification types: no public source names the real availability or call-end
+    # ones, so a tenant maps its own (README, "The Enreach mapping"); the sandbox maps the emulator's.
     settings.setdefault(
         "ENREACH_FIELD_MAP",
-        json.dumps({"events": {"availability_changed": [services.enreach.availability_event_type]}}),
+        json.dumps(
+            {
+                "events": {
+                    "availability_changed": [services.enreach.availability_event_type],
+                    "call_end": ["EmulatorCallEnded"],
+                }
+            }
+        ),
     )
     os.environ.update(settings)
     try:
@@ -200,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Enreach notifications go to /api/presence/enreach with header "
         f"{settings_object.enreach_webhook_secret_header}: {os.environ['ENREACH_WEBHOOK_SECRET']}"
     )
+    print(f"  its event types (ENREACH_FIELD_MAP): {os.environ['ENREACH_FIELD_MAP']}")
     print(f"Presence webhook key (X-Presence-Key): {os.environ['PRESENCE_WEBHOOK_KEY']}")
     values = {name: os.environ[name] for name in settings}
     values["REQUESTS_CA_BUNDLE"] = services.ca.bundle_path

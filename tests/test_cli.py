@@ -269,3 +269,21 @@ def test_throttling_exits_1_naming_it_and_explain_exits_1_when_it_could_not_deci
     commands = [(c[0], "--settings", str(settings_file), *c[1:]) for c in EVERY_COMMAND if c[0] == "routing"]
     for result in _run_all(commands, ca_bundle=world.ca.bundle_path):
         _assert_clean(result, 1, "throttling", "run again")
+
+
+def test_the_settings_files_ca_bundle_wins_and_an_untrusted_certificate_is_named(settings_file, world):
+    """An exported REQUESTS_CA_BUNDLE (common behind corporate proxies) must not break a settings file
+    that names its own CA (the sandbox's); without any trust for the token service the failure says
+    TLS, not "check the secret"."""
+    import certifi
+
+    system = certifi.where()  # trusts public CAs only, not the emulators' throwaway CA
+    users = _run("call_sync", "--settings", str(settings_file), "users", ca_bundle=system)
+    assert users.returncode == 0, users.stderr
+    values = json.loads(settings_file.read_text())["Values"]
+    values.pop("REQUESTS_CA_BUNDLE")
+    untrusted = settings_file.with_name("untrusted.settings.json")
+    untrusted.write_text(json.dumps({"Values": values}))
+    failed = _run("call_sync", "--settings", str(untrusted), "users", ca_bundle=system)
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr, failed.stderr
+    assert "TLS certificate not trusted" in failed.stderr and "REQUESTS_CA_BUNDLE" in failed.stderr, failed.stderr

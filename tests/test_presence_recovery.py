@@ -153,7 +153,7 @@ def test_a_lost_call_end_is_repaired_by_the_reconciliation(world, env, caplog):
         report = sync.reconcile()
     assert (report.expired_calls, report.completed_writes, report.failed) == (1, 1, 0)
     assert oc_presence(world) == AWAY and expired_lines(caplog)
-    assert any('"event": "presence_reconcile"' in r.getMessage() for r in caplog.records)
+    assert any('"event": "reconcile_presence", "outcome": ' in r.getMessage() for r in caplog.records)
 
 
 def test_the_reconciliation_mirrors_an_availability_change_whose_notification_was_lost(world, env):
