@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from core.settings import whole_number
+
 __all__ = ["NAMES", "PRIVATE_ACTIONS", "CallSyncConfig", "parse_config"]
 
 NAMES = (
@@ -35,15 +37,7 @@ def parse_config(get: Callable[[str], str | None], problems: list[str]) -> CallS
     """Read the section with ``get(name)`` (None when unset); append one line per problem."""
 
     def integer(name: str, default: int, low: int, high: int) -> int:
-        text = get(name) or str(default)
-        try:
-            value = int(text)
-            if not low <= value <= high:
-                raise ValueError
-        except ValueError:
-            problems.append(f"{name} must be a whole number from {low} to {high} (got {text!r})")
-            return default
-        return value
+        return whole_number(get, problems, name, default, low, high)
 
     private = (get("CALL_SYNC_PRIVATE_CALLS") or "delete").lower().replace("anonymize", "anonymise")
     if private not in PRIVATE_ACTIONS:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from presence_sync.mapping import PresenceMapping
     from routing.rules import Rule
 
-__all__ = ["SETTING_NAMES", "Settings", "SettingsError", "get_settings", "load_settings"]
+__all__ = ["SETTING_NAMES", "Settings", "SettingsError", "get_settings", "load_settings", "whole_number"]
 
 # Every app setting the app reads (README and local.settings.sample.json list them too).
 SETTING_NAMES = (
@@ -83,6 +83,23 @@ DEFAULT_PHONE_COLUMNS: dict[str, tuple[str, ...]] = {
     "account": ("telephone1", "telephone2", "telephone3"),
     "lead": ("telephone1", "telephone2", "telephone3", "mobilephone"),
 }
+
+
+def whole_number(
+    get: Callable[[str], str | None], problems: list[str], name: str, default: int, low: int, high: int
+) -> int:
+    """The setting ``name`` as a whole number from ``low`` to ``high`` (``default`` when unset); a bad
+    value appends a problem naming the setting and answers the default. Job packages parsing their
+    own settings section use it too."""
+    text = get(name) or str(default)
+    try:
+        value = int(text)
+        if not low <= value <= high:
+            raise ValueError
+    except ValueError:
+        problems.append(f"{name} must be a whole number from {low} to {high} (got {text!r})")
+        return default
+    return value
 
 
 class SettingsError(ValueError):
@@ -286,15 +303,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         return value
 
     def integer(name: str, default: int, low: int, high: int) -> int:
-        text = get(name) or str(default)
-        try:
-            value = int(text)
-            if not low <= value <= high:
-                raise ValueError
-        except ValueError:
-            problems.append(f"{name} must be a whole number from {low} to {high} (got {text!r})")
-            return default
-        return value
+        return whole_number(get, problems, name, default, low, high)
 
     index_schedule = schedule("PHONE_INDEX_SCHEDULE")
     call_schedule = schedule("PHONE_CALL_SYNC_SCHEDULE")
