@@ -20,6 +20,7 @@ from ._client import (
 from ._events import EnreachEvent, EventError, IgnoredEvent, parse_event
 from ._mapping import (
     AVAILABILITY_NAMES,
+    STOPS_QUEUE_CALLS,
     AvailabilityMap,
     CallFields,
     EnreachMapping,
@@ -32,6 +33,7 @@ from ._mapping import (
 
 __all__ = [
     "AVAILABILITY_NAMES",
+    "STOPS_QUEUE_CALLS",
     "AvailabilityMap",
     "CallFields",
     "CurrentAvailability",

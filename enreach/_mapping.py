@@ -24,6 +24,7 @@ from typing import Any
 
 __all__ = [
     "AVAILABILITY_NAMES",
+    "STOPS_QUEUE_CALLS",
     "AvailabilityMap",
     "CallFields",
     "EnreachMapping",
@@ -37,6 +38,8 @@ __all__ = [
 # Enreach user availabilities (Enreach wiki "User Availability, Presence and UserStatus").
 # "Available" is the absence of an active availability: it has no EventTypeID of its own.
 AVAILABILITY_NAMES = ("Available", "Busy", "Away", "BRB", "DND", "OffWork")
+# The availabilities that stop service-queue calls (same wiki page).
+STOPS_QUEUE_CALLS = frozenset({"DND", "OffWork"})
 
 
 class FieldMapError(ValueError):

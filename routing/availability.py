@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from dataverse import DataverseClient, DataverseError
 from dataverse import filters as f
+from enreach import STOPS_QUEUE_CALLS, CurrentAvailability
 
 if TYPE_CHECKING:
     from enreach import EnreachClient
     from presence_sync.state import PresenceStore
 
 __all__ = [
-    "ENREACH_UNAVAILABLE",
     "OMNICHANNEL_UNAVAILABLE",
     "Availability",
     "AvailabilitySource",
@@ -38,8 +38,6 @@ __all__ = [
 
 T = TypeVar("T")
 
-# Enreach availabilities that stop calls (DND and OffWork stop service-queue calls, Enreach wiki)
-ENREACH_UNAVAILABLE = frozenset({"DND", "OffWork"})
 # Omnichannel base presence statuses that stop calls (msdyn_basepresencestatus)
 OMNICHANNEL_UNAVAILABLE = {192360002: "Busy - DND", 192360004: "Offline"}
 NO_OMNICHANNEL_RECHECK_SECONDS = 600.0  # an environment without Omnichannel is asked again after this
@@ -57,11 +55,10 @@ class AvailabilitySource(Protocol):
     def is_available(self, systemuserid: str, enreach_id: str | None, *, deadline: float) -> Availability: ...
 
 
-def read_enreach_status(client: EnreachClient, enreach_id: str) -> str:
-    """The name of the user's current Enreach availability (``GET users/<id>/availability/current``;
-    none active is Available); an EventTypeID the mapping does not know is named as such."""
-    current = client.current_availability(enreach_id)
-    return current.name or f"EventTypeID {current.type_id} (not in ENREACH_FIELD_MAP.availability.event_types)"
+def read_enreach_status(client: EnreachClient, enreach_id: str) -> CurrentAvailability:
+    """The user's current Enreach availability (``GET users/<id>/availability/current``; none
+    active is Available; ``name`` is None for an EventTypeID the mapping does not know)."""
+    return client.current_availability(enreach_id)
 
 
 class PresenceAvailability:
@@ -74,7 +71,7 @@ class PresenceAvailability:
         self,
         *,
         store: PresenceStore | None,
-        enreach: Callable[[str], str] | None,
+        enreach: Callable[[str], CurrentAvailability] | None,
         dataverse: DataverseClient | None,
         max_in_flight: int = 32,
     ) -> None:
@@ -157,9 +154,13 @@ class PresenceAvailability:
             return Availability(None, "the user has no Enreach user id (run sync_enreach_user_ids)")
         if self._enreach is None:
             return Availability(None, "no Enreach client configured")
-        name = self._enreach(enreach_id)
-        if name in ENREACH_UNAVAILABLE:
-            return Availability(False, f"Enreach availability is {name}")
-        if name.startswith("EventTypeID"):
-            return Availability(None, f"Enreach availability is {name}")
-        return Availability(True, f"Enreach availability is {name}")
+        current = self._enreach(enreach_id)
+        if current.name is None:
+            return Availability(
+                None,
+                f"Enreach availability is EventTypeID {current.type_id} "
+                "(not in ENREACH_FIELD_MAP.availability.event_types)",
+            )
+        if current.name in STOPS_QUEUE_CALLS:
+            return Availability(False, f"Enreach availability is {current.name}")
+        return Availability(True, f"Enreach availability is {current.name}")
