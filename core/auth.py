@@ -15,10 +15,20 @@ def same_secret(given: str, expected: str) -> bool:
 
 
 def authenticate_enreach(
-    headers: Mapping[str, str], *, api_key: str | None, basic_user: str | None, basic_password: str | None
+    headers: Mapping[str, str],
+    *,
+    api_key: str | None,
+    basic_user: str | None,
+    basic_password: str | None,
+    secret: str | None = None,
+    secret_header: str = "Secret",  # noqa: S107 - a header name, not a secret
 ) -> bool:
-    """Enreach's ``X-Benemen-APIKey`` header or HTTP Basic, as the settings allow."""
+    """Enreach's ``X-Benemen-APIKey`` header or HTTP Basic, as the settings allow; for webhook
+    notifications also the endpoint's shared ``secret`` in the ``secret_header`` header."""
     lowered = {k.lower(): v for k, v in headers.items()}
+    given_secret = lowered.get(secret_header.lower())
+    if secret and given_secret is not None and same_secret(given_secret, secret):
+        return True
     given_key = lowered.get("x-benemen-apikey")
     if api_key and given_key is not None and same_secret(given_key, api_key):
         return True

@@ -177,17 +177,19 @@ def handle_enreach_webhook(
 ) -> Answer:
     """Enreach's webhook notifications: the shared ``Secret`` Enreach support configured for the
     endpoint (in the ``secret_header`` header), or the routing API key / Basic credentials."""
-    lowered = {k.lower(): v for k, v in headers.items()}
-    given_secret = lowered.get(secret_header.lower())
-    secret_ok = bool(secret) and given_secret is not None and same_secret(given_secret, secret or "")
-    if not secret_ok and not authenticate_enreach(
-        headers, api_key=api_key, basic_user=basic_user, basic_password=basic_password
+    if not authenticate_enreach(
+        headers,
+        api_key=api_key,
+        basic_user=basic_user,
+        basic_password=basic_password,
+        secret=secret,
+        secret_header=secret_header,
     ):
         # Header names only (never values): shows an operator which header carries Enreach's secret.
         log.warning(
             "Enreach notification refused (401): no valid %s header, API key or Basic credentials; headers present: %s",
             secret_header,
-            ", ".join(sorted(k[:40] for k in lowered)[:30]),
+            ", ".join(sorted(k[:40].lower() for k in headers)[:30]),
         )
         return _error(
             401, f"authenticate with the {secret_header} header (the webhook Secret), X-Benemen-APIKey or HTTP Basic"
