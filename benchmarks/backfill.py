@@ -19,26 +19,22 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
-import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.call_sync import ENREACH_IDS, bench_world, call
 from call_sync.calls import CallSyncOptions, CallSyncReport, UserDirectory, call_key, sync_calls
 from call_sync.runtime import lookup_for
 from core.schema import CALL_SYNC
-from core.settings import Settings, load_settings
-from core.state import CheckpointStore
+from core.settings import Settings
 from dataverse import DataverseClient, credential_from_settings
 from emulators._protection import DOCUMENTED_LIMITS
 from enreach import EnreachCall
-from routing.index_sync import sync_phone_index
 from sandbox.services import Services
 
 UTC = UTC
@@ -46,31 +42,15 @@ FIRST_DAY = datetime(2026, 10, 26, tzinfo=UTC)
 DAYS = 30
 
 
-def call_record(i: int, *, prefix: str, count: int, users: list[str], customers: int) -> dict[str, Any]:
-    """Enreach's record of call ``i`` of ``count``, spread evenly over 30 days: the ONE place that knows
-    the record format (the evidence names: CallId, UserName, StartTime, boolean Direction, ANum/BNum,
-    Duration; Classification/IsMobile are the app's default names)."""
-    begin = FIRST_DAY + timedelta(seconds=i * DAYS * 86400 // count)
-    outgoing = i % 2 == 0
-    customer = f"+3585012{i % customers:05d}"
-    return {
-        "CallId": f"{prefix}-{i:06d}",
-        "UserName": f"{users[i % len(users)]}@example.fi",
-        "StartTime": begin.strftime("%Y-%m-%d %H:%M:%S"),
-        "Direction": outgoing,
-        "ANum": "+358942421001" if outgoing else customer,
-        "BNum": customer if outgoing else "+358942421001",
-        "Duration": 90,
-        "Classification": "Work",
-        "IsMobile": False,
-    }
-
-
 def make_calls(count: int, *, prefix: str, users: list[str], customers: int) -> list[EnreachCall]:
-    """The calls as the client reads them: each with the user whose query (UserIDs) answered it."""
+    """``count`` calls spread evenly over 30 days, built as the call sync benchmark builds them."""
     return [
-        EnreachCall.from_api(
-            call_record(i, prefix=prefix, count=count, users=users, customers=customers), user_id=users[i % len(users)]
+        call(
+            f"{prefix}-{i:06d}",
+            users[i % len(users)],
+            FIRST_DAY + timedelta(seconds=i * DAYS * 86400 // count),
+            i,
+            customers,
         )
         for i in range(count)
     ]
@@ -168,27 +148,9 @@ def main() -> None:
     args = parser.parse_args()
     baseline_calls = args.baseline_calls or args.calls
 
-    users = [f"00000000-0000-4000-8000-{i:012d}" for i in range(20)]
-    enreach_ids = [f"e-{i}" for i in range(20)]
-    data = {
-        "dataverse": {
-            "systemusers": [
-                {"systemuserid": u, "fullname": f"User {i}", CALL_SYNC.user_id_column: enreach_ids[i]}
-                for i, u in enumerate(users)
-            ],
-            "accounts": [{"name": f"Customer {i}", "telephone1": f"+358 50 12{i:05d}"} for i in range(args.customers)],
-        }
-    }
-    services = Services(data=data, environ={}).start()
-    os.environ["REQUESTS_CA_BUNDLE"] = services.ca.bundle_path
+    enreach_ids = ENREACH_IDS
+    services, settings = bench_world(args.customers)
     try:
-        settings = load_settings(services.app_settings({"ROUTING_API_KEY": "benchmark-key-0123456789"}))
-        sync_phone_index(
-            DataverseClient(settings.dataverse_url, credential=credential_from_settings(settings)),
-            CheckpointStore(settings.storage_connection_string, table_name="b" + uuid.uuid4().hex[:8]),
-            phone_columns=settings.routing_phone_columns,
-            region="FI",
-        )
         services.dataverse.inject(latency_ms=args.latency_ms)
         services.dataverse.configure_limits(
             replace(DOCUMENTED_LIMITS, op_ms=args.op_ms, dop_hint=args.dop_hint, workers=52)

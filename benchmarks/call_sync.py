@@ -34,40 +34,62 @@ from call_sync.calls import (
 from call_sync.customers import choose_customer
 from call_sync.runtime import lookup_for
 from core.schema import CALL_SYNC
-from core.settings import load_settings
+from core.settings import Settings, load_settings
 from core.state import CheckpointStore
 from dataverse import DataverseClient, credential_from_settings
 from dataverse import filters as f
 from enreach import EnreachCall
 from matching import to_e164
 from routing.index_sync import sync_phone_index
-from sandbox.services import Services, provision_app_schema
+from sandbox.services import Services
+from tests.helpers import enreach_call
 
 UTC = UTC
 
 
+USERS = [f"00000000-0000-4000-8000-{i:012d}" for i in range(20)]  # Dataverse users
+ENREACH_IDS = [f"e-{i}" for i in range(20)]  # their Enreach user ids
+
+
+def call(call_id: str, user: str, begin: datetime, i: int, customers: int) -> EnreachCall:
+    """Call ``i`` as the Enreach client reads it: one customer of ``customers`` on the line, every
+    other call outgoing, the record in the API's names (tests.helpers.enreach_call)."""
+    record = enreach_call(
+        call_id, f"{user}@example.fi", begin, seconds=90, outgoing=i % 2 == 0, number=f"+3585012{i % customers:05d}"
+    )
+    return EnreachCall.from_api(record, user_id=user)
+
+
 def make_calls(count: int, users: list[str], customers: int) -> list[EnreachCall]:
     start = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
-    calls = []
-    for i in range(count):
-        begin = start + timedelta(seconds=3 * i)
-        calls.append(
-            EnreachCall.from_api(
-                {
-                    "CallId": f"bench-{i:06d}",
-                    "UserName": f"{users[i % len(users)]}@example.fi",
-                    "StartTime": begin.strftime("%Y-%m-%d %H:%M:%S"),
-                    "Direction": i % 2 == 0,  # true: outgoing
-                    "ANum": "+358942421001" if i % 2 == 0 else f"+3585012{i % customers:05d}",
-                    "BNum": f"+3585012{i % customers:05d}" if i % 2 == 0 else "+358942421001",
-                    "Duration": 90,
-                    "Classification": "Work",
-                    "IsMobile": False,
-                },
-                user_id=users[i % len(users)],
-            )
-        )
-    return calls
+    return [
+        call(f"bench-{i:06d}", users[i % len(users)], start + timedelta(seconds=3 * i), i, customers)
+        for i in range(count)
+    ]
+
+
+def bench_world(customers: int) -> tuple[Services, Settings]:
+    """The tenant both call sync benchmarks use: ``USERS`` mapped to ``ENREACH_IDS``, ``customers``
+    accounts, the app's schema, and the phone index synced; the caller stops the services."""
+    data = {
+        "dataverse": {
+            "systemusers": [
+                {"systemuserid": u, "fullname": f"User {i}", CALL_SYNC.user_id_column: ENREACH_IDS[i]}
+                for i, u in enumerate(USERS)
+            ],
+            "accounts": [{"name": f"Customer {i}", "telephone1": f"+358 50 12{i:05d}"} for i in range(customers)],
+        }
+    }
+    services = Services(data=data, environ={}).start()  # provisions the app's schema
+    os.environ["REQUESTS_CA_BUNDLE"] = services.ca.bundle_path
+    settings = load_settings(services.app_settings({"ROUTING_API_KEY": "benchmark-key-0123456789"}))
+    sync_phone_index(
+        DataverseClient(settings.dataverse_url, credential=credential_from_settings(settings)),
+        CheckpointStore(settings.storage_connection_string, table_name="b" + uuid.uuid4().hex[:8]),
+        phone_columns=settings.routing_phone_columns,
+        region="FI",
+    )
+    return services, settings
 
 
 def naive(calls: list[EnreachCall], client: DataverseClient, users: UserDirectory, region: str) -> None:
@@ -112,29 +134,10 @@ def main() -> None:
     parser.add_argument("--agent-made", type=float, default=0.05, help="share of calls an agent logged meanwhile")
     args = parser.parse_args()
 
-    users = [f"00000000-0000-4000-8000-{i:012d}" for i in range(20)]
-    enreach_ids = [f"e-{i}" for i in range(20)]
-    data = {
-        "dataverse": {
-            "systemusers": [
-                {"systemuserid": u, "fullname": f"User {i}", CALL_SYNC.user_id_column: enreach_ids[i]}
-                for i, u in enumerate(users)
-            ],
-            "accounts": [{"name": f"Customer {i}", "telephone1": f"+358 50 12{i:05d}"} for i in range(args.customers)],
-        }
-    }
-    services = Services(data=data, environ={}).start()
-    os.environ["REQUESTS_CA_BUNDLE"] = services.ca.bundle_path
-    provision_app_schema(services.dataverse)
+    users, enreach_ids = USERS, ENREACH_IDS
+    services, settings = bench_world(args.customers)
     try:
-        settings = load_settings(services.app_settings({"ROUTING_API_KEY": "benchmark-key-0123456789"}))
         client = DataverseClient(settings.dataverse_url, credential=credential_from_settings(settings))
-        sync_phone_index(
-            client,
-            CheckpointStore(settings.storage_connection_string, table_name="b" + uuid.uuid4().hex[:8]),
-            phone_columns=settings.routing_phone_columns,
-            region="FI",
-        )
         lookup = lookup_for(settings, client)
         directory = UserDirectory.load(client, "FI")
         lookup.find_many(["+358501200000"])  # settle the index state and the token before timing
