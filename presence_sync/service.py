@@ -104,6 +104,21 @@ class RunReport:
         )
 
 
+def _agent_step(report: RunReport, agent: str, step: Callable[[], object]) -> bool:
+    """One agent's part of a timer run: a failure is counted and the run goes on, except an Enreach
+    outage or throttling, which ends the run (False): the rest waits for the next run."""
+    try:
+        step()
+    except EnreachUnavailable as error:
+        report.failed += 1
+        report.stopped = f"Enreach unavailable ({error.status}): the rest waits for the next run"
+        return False
+    except (EnreachError, StateUnavailable, UnknownAgent, DataverseError) as error:
+        report.failed += 1
+        report.details.append(f"{agent}: {type(error).__name__}")
+    return True
+
+
 class _Cache:
     def __init__(self, clock: Callable[[], float]) -> None:
         self._values: dict[str, tuple[float, Any]] = {}
@@ -524,7 +539,8 @@ class PresenceSync:
             shown = {}
         for agent, saved in states:
             report.agents += 1
-            try:
+
+            def check(agent: str = agent, saved: AgentState = saved) -> None:
                 stuck = agent in watch and shown.get(agent) == dnd
                 if (
                     stuck
@@ -541,13 +557,9 @@ class PresenceSync:
                     saved = self._store.read(agent)
                 if not saved.in_call:
                     self._compare_availability(agent, saved, report)
-            except EnreachUnavailable as error:
-                report.failed += 1
-                report.stopped = f"Enreach unavailable ({error.status}): the rest waits for the next run"
+
+            if not _agent_step(report, agent, check):
                 break
-            except (EnreachError, StateUnavailable, UnknownAgent, DataverseError) as error:
-                report.failed += 1
-                report.details.append(f"{agent}: {type(error).__name__}")
         log.info("%s", report.line())
         return report
 
@@ -579,15 +591,10 @@ class PresenceSync:
         states = dict(self._store.agents())
         for agent, enreach_id in self._mapped_agents():
             report.agents += 1
-            try:
-                self._compare_availability(agent, states.get(agent, AgentState()), report, enreach_id=enreach_id)
-            except EnreachUnavailable as error:
-                report.failed += 1
-                report.stopped = f"Enreach unavailable ({error.status}): the rest waits for the next run"
+            saved = states.get(agent, AgentState())
+            step = partial(self._compare_availability, agent, saved, report, enreach_id=enreach_id)
+            if not _agent_step(report, agent, step):
                 break
-            except (EnreachError, StateUnavailable, UnknownAgent, DataverseError) as error:
-                report.failed += 1
-                report.details.append(f"{agent}: {type(error).__name__}")
             if pause_seconds:
                 time.sleep(pause_seconds)
         log.info("%s", report.line())
