@@ -286,3 +286,8 @@ def _add_component(emulator: DataverseEmulator, body: dict[str, Any]) -> Respons
             "id": row_id,
         },
     )
+
+
+# for the app module (``_apps.py``): rows created in a solution join it the same way
+solution_row = _solution_row
+record_component = _record_component

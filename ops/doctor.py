@@ -187,6 +187,7 @@ def _dataverse_checks(settings: Settings) -> list[Check]:
             "run: python -m ops provision",
         )
     )
+    checks.append(_app_check(client))
     keys = {
         item.describe(): str(meta.get("EntityKeyIndexStatus")) for item, meta in found if meta and item.kind == "key"
     }
@@ -208,6 +209,23 @@ def _dataverse_checks(settings: Settings) -> list[Check]:
             )
         )
     return checks
+
+
+def _app_check(client: Any) -> Check:
+    """The Enreach Bridge app (published, with its site map) and the calls-for-review view."""
+    from ops.app import check_app
+
+    name = "Enreach Bridge app and calls-for-review view"
+    try:
+        missing = check_app(client)
+    except Exception as error:
+        return Check(name, False, f"{type(error).__name__}: {str(error)[:200]}", "run: python -m ops provision")
+    return Check(
+        name,
+        not missing,
+        "present and published" if not missing else "missing " + ", ".join(missing),
+        "run: python -m ops provision",
+    )
 
 
 def _key_status(statuses: dict[str, str]) -> Check:
