@@ -11,11 +11,19 @@ bp = func.Blueprint()
 @bp.timer_trigger(schedule="%PHONE_CALL_SYNC_SCHEDULE%", arg_name="timer", run_on_startup=False)
 def sync_phone_calls(timer: func.TimerRequest) -> None:
     """Enreach Work calls since the checkpoint become completed phonecall activities."""
-    from core.settings import get_settings
     from core.telemetry import run_logged
 
     from .calls import sync_phone_calls as run
-    from .runtime import call_lookup, checkpoint_store, dataverse_client, enreach_client, options, parking_store
+    from .runtime import (
+        call_lookup,
+        checkpoint_store,
+        dataverse_client,
+        effective_settings,
+        enreach_client,
+        options,
+        parking_store,
+        run_status,
+    )
 
     run_logged(
         "sync_phone_calls",
@@ -24,9 +32,10 @@ def sync_phone_calls(timer: func.TimerRequest) -> None:
             dataverse_client(),
             checkpoint_store(),
             call_lookup(),
-            options(get_settings()),
+            options(effective_settings()),  # with the setting rows read at the start of the run
             parking=parking_store(),
         ),
+        status=run_status(),
     )
 
 
@@ -37,10 +46,11 @@ def sync_enreach_user_ids(timer: func.TimerRequest) -> None:
     from core.settings import get_settings
     from core.telemetry import run_logged
 
-    from .runtime import dataverse_client, enreach_client
+    from .runtime import dataverse_client, enreach_client, run_status
     from .users import sync_enreach_user_ids as run
 
     run_logged(
         "sync_enreach_user_ids",
         lambda: run(enreach_client(), dataverse_client(), batch_size=get_settings().call_sync_batch_size),
+        status=run_status(),
     )

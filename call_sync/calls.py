@@ -99,6 +99,7 @@ class CallSyncReport:
     waiting: int = 0  # parked and still waiting after this run
     unparked: int = 0  # parked earlier, synced by this run
     expired: int = 0  # parked past CALL_SYNC_PARK_DAYS by this run
+    oldest_parked: str | None = None  # when the longest-waiting parked call was parked (run status row)
     skipped: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     window: tuple[str, str] | None = None
@@ -614,7 +615,10 @@ def settle_parking(
     done = [key for key in parked if key in result.settled]
     parking.release(done)
     report.unparked += sum(1 for key in done if key in waiting)
-    report.waiting = len(waiting - set(done))
+    still = waiting - set(done)
+    report.waiting = len(still)
+    times = [parked[key].parked_at for key in still if key in parked] + ([now] if still - set(parked) else [])
+    report.oldest_parked = _iso(min(times)) if times else None
     parking.purge_expired(now)
 
 

@@ -9,7 +9,7 @@ from core.settings import Settings, get_settings
 from dataverse import DataverseClient
 from enreach import EnreachClient, client_from_settings
 from matching import CallerLookup, LookupNeeds
-from routing.runtime import checkpoint_store, dataverse_client
+from routing.runtime import checkpoint_store, dataverse_client, effective_settings, run_status
 
 from .calls import CallSyncOptions
 from .customers import PARENT_COLUMN
@@ -19,10 +19,12 @@ __all__ = [
     "call_lookup",
     "checkpoint_store",
     "dataverse_client",
+    "effective_settings",
     "enreach_client",
     "lookup_for",
     "options",
     "parking_store",
+    "run_status",
 ]
 
 

@@ -74,6 +74,7 @@ SETTING_NAMES = (
     "AzureWebJobsStorage",
     "HTTP_TIMEOUT_SECONDS",
     "DATAVERSE_MAX_PARALLEL_BATCHES",
+    "BRIDGE_CONFIG_REFRESH_SECONDS",
 )
 
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
@@ -157,6 +158,7 @@ class Settings:
     presence_reconcile_schedule: str = "0 */5 * * * *"
     presence_poll_schedule: str = "0 */2 * * * *"
     presence_polling: str = "auto"  # auto: on while no availability notification type is mapped
+    config_refresh_seconds: float = 60.0  # configuration rows re-read at most this often (core/rows.py)
 
     @property
     def presence_polling_enabled(self) -> bool:
@@ -276,6 +278,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         return value
 
     timeout = seconds("HTTP_TIMEOUT_SECONDS", 10.0, 0, 230)
+    config_refresh = seconds("BRIDGE_CONFIG_REFRESH_SECONDS", 60.0, 0, 3600)
     budget = seconds("ROUTING_TIME_BUDGET_SECONDS", 1.5, 0, 4.5)
     cache_ttl = seconds("ROUTING_CACHE_TTL_SECONDS", 60.0, -1, 86400)
 
@@ -393,6 +396,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         phone_default_region=region,
         storage_connection_string=storage,
         http_timeout_seconds=timeout,
+        config_refresh_seconds=config_refresh,
         routing_rules=rules,
         routing_time_budget_seconds=budget,
         routing_cache_ttl_seconds=cache_ttl,

@@ -10,9 +10,11 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from .masking import mask_phones_in
+from .runstatus import FinishedRun
 
 __all__ = ["MaskingFilter", "configure_telemetry", "log_event", "log_refusal", "run_logged"]
 
@@ -69,10 +71,21 @@ def _counts(report: Any) -> dict[str, Any]:
     }
 
 
-def run_logged(name: str, run: Callable[[], T]) -> T:
+def run_logged(
+    name: str, run: Callable[[], T], *, status: Callable[[FinishedRun], None] | None = None, log: bool = True
+) -> T:
     """Run one timer job and log exactly one line for it: its report's counts, the duration, and
-    the outcome (``ok``, ``partial`` when the report counts failures, ``failed`` when it raised)."""
-    started = time.perf_counter()
+    the outcome (``ok``, ``partial`` when the report counts failures, ``failed`` when it raised).
+
+    ``status`` (e.g. ``core.runstatus.RunStatusWriter``) is told about the finished run, also when
+    it raised; ``log=False`` for a job whose report logs its own line."""
+    started, began = time.perf_counter(), datetime.now(UTC)
+
+    def tell(outcome: str, report: Any, error: BaseException | None) -> None:
+        if status is not None:
+            duration = (time.perf_counter() - started) * 1000
+            status(FinishedRun(name, began, datetime.now(UTC), outcome, duration, report, error))
+
     try:
         report = run()
     except Exception as error:
@@ -83,11 +96,14 @@ def run_logged(name: str, run: Callable[[], T]) -> T:
             error=f"{type(error).__name__}: {str(error)[:300]}",
             duration_ms=round((time.perf_counter() - started) * 1000, 1),
         )
+        tell("failed", None, error)
         raise
     counts = _counts(report)
     declared = getattr(report, "outcome", None)  # a report that judges its own run (ok / partial / failed)
     outcome = declared if isinstance(declared, str) else ("partial" if counts.get("failed") else "ok")
-    log_event(name, outcome=outcome, duration_ms=round((time.perf_counter() - started) * 1000, 1), **counts)
+    if log:
+        log_event(name, outcome=outcome, duration_ms=round((time.perf_counter() - started) * 1000, 1), **counts)
+    tell(outcome, report, None)
     return report
 
 

@@ -68,15 +68,21 @@ def presence_enreach(req: func.HttpRequest) -> func.HttpResponse:
 @bp.timer_trigger(schedule="%PRESENCE_RECONCILE_SCHEDULE%", arg_name="timer", run_on_startup=False)
 def reconcile_presence(timer: func.TimerRequest) -> None:
     """Expire lost calls, finish owed writes, mirror availability changes no notification brought."""
+    from core.telemetry import run_logged
+    from routing.runtime import run_status
+
     from .runtime import presence_sync
 
-    presence_sync().reconcile()
+    run_logged("reconcile_presence", lambda: presence_sync().reconcile(), status=run_status(), log=False)
 
 
 @bp.function_name("sync_presence")
 @bp.timer_trigger(schedule="%PRESENCE_POLL_SCHEDULE%", arg_name="timer", run_on_startup=False)
 def sync_presence(timer: func.TimerRequest) -> None:
     """Polling fallback: mapped agents' Enreach availability mirrored to Omnichannel (PRESENCE_POLLING)."""
+    from core.telemetry import run_logged
+    from routing.runtime import run_status
+
     from .runtime import run_polling
 
-    run_polling()
+    run_logged("sync_presence", run_polling, status=run_status(), log=False)

@@ -10,7 +10,7 @@ from call_sync.runtime import enreach_client
 from core.settings import get_settings
 from routing.runtime import dataverse_client
 
-from .service import PresenceSync
+from .service import PresenceSync, RunReport
 from .state import PresenceStore
 
 __all__ = ["presence_sync", "run_polling"]
@@ -32,7 +32,7 @@ def presence_sync() -> PresenceSync:
     )
 
 
-def run_polling() -> None:
+def run_polling() -> RunReport | None:
     """``sync_presence``: poll when PRESENCE_POLLING says so (auto: while Enreach sends no availability
     notifications), else log one line saying why not."""
     settings = get_settings()
@@ -47,5 +47,5 @@ def run_polling() -> None:
                 }
             ),
         )
-        return
-    presence_sync().poll()
+        return None
+    return presence_sync().poll()

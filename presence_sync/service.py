@@ -89,9 +89,13 @@ class RunReport:
         """The timer function this run belongs to (the log line is named after it)."""
         return {"reconcile": "reconcile_presence", "poll": "sync_presence"}.get(self.job, f"presence_{self.job}")
 
+    @property
+    def outcome(self) -> str:
+        return "partial" if self.failed or self.stopped else "ok"
+
     def line(self) -> str:
         data = {k: v for k, v in self.__dict__.items() if k not in ("details", "started")}
-        outcome = "partial" if self.failed or self.stopped else "ok"
+        outcome = self.outcome
         duration_ms = round((time.monotonic() - self.started) * 1000, 1)
         return json.dumps(
             {

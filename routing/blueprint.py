@@ -17,7 +17,7 @@ def routing(req: func.HttpRequest) -> func.HttpResponse:
     from core.telemetry import log_refusal
 
     from .http import handle_routing_request
-    from .runtime import router
+    from .runtime import live_router
 
     settings = get_settings()
     result = handle_routing_request(
@@ -25,7 +25,7 @@ def routing(req: func.HttpRequest) -> func.HttpResponse:
         headers=dict(req.headers),
         params=dict(req.params),
         body=req.get_body(),
-        router=router,
+        router=live_router,
         api_key=settings.routing_api_key,
         basic_user=settings.routing_basic_user,
         basic_password=settings.routing_basic_password,
@@ -60,7 +60,7 @@ def sync_phone_index(timer: func.TimerRequest) -> None:
     from core.telemetry import run_logged
 
     from .index_sync import sync_phone_index as run
-    from .runtime import checkpoint_store, dataverse_client
+    from .runtime import checkpoint_store, dataverse_client, run_status
 
     settings = get_settings()
     if timer.past_due:
@@ -73,4 +73,5 @@ def sync_phone_index(timer: func.TimerRequest) -> None:
             phone_columns=settings.routing_phone_columns,
             region=settings.phone_default_region,
         ),
+        status=run_status(),
     )

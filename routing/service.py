@@ -189,8 +189,7 @@ class Router:
         availability: AvailabilitySource | None = None,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
-        self._lookup = lookup
-        self._rules = tuple(rules)
+        self._setup: tuple[tuple[Rule, ...], CallerLookup] = (tuple(rules), lookup)
         self._region = region
         self._owner_column = owner_column
         self._budget = budget_seconds
@@ -202,18 +201,38 @@ class Router:
     def close(self) -> None:
         self.lookups.close()
 
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        return self._setup[0]
+
+    @property
+    def has_availability(self) -> bool:
+        return self._availability is not None
+
+    def reconfigure(
+        self, rules: Sequence[Rule], lookup: CallerLookup, *, availability: AvailabilitySource | None = None
+    ) -> None:
+        """New rules (and the lookup fetching what they need) for the calls that start from now on;
+        calls under way finish with what they started with. Cached lookups are dropped (they were
+        fetched for the old rules)."""
+        if availability is not None:
+            self._availability = availability
+        self._setup = (tuple(rules), lookup)
+        self.cache.clear()
+
     def route(self, anum: str, bnum: str, *, queue_id: str | None = None) -> Decision:
         started = time.monotonic()
         decision = self._decide(anum, bnum, queue_id, started)
         decision.elapsed_ms = (time.monotonic() - started) * 1000
         return decision
 
-    def _lookup_within_budget(self, caller: str, deadline: float) -> tuple[LookupResult, bool]:
+    def _lookup_within_budget(self, caller: str, deadline: float, lookup: CallerLookup) -> tuple[LookupResult, bool]:
         # The lookup runs in a worker so the answer leaves on time whatever happens below
         # (token refresh, DNS, a slow Dataverse); a late result still fills the cache.
         def work() -> LookupResult:
-            result = self._lookup.find(caller, deadline=deadline)
-            self.cache.put(caller, result)
+            result = lookup.find(caller, deadline=deadline)
+            if self._setup[1] is lookup:  # not fetched for rules replaced meanwhile
+                self.cache.put(caller, result)
             return result
 
         future, shared = self.lookups.start(caller, work)
@@ -227,11 +246,12 @@ class Router:
             return Decision(None, "caller number is not a recognisable phone number")
         pool = to_e164(bnum, self._region) or bnum
         deadline = started + self._budget
+        rules, lookup = self._setup  # one configuration for the whole call
         result = self.cache.get(caller)
         cached, shared = result is not None, False
         if result is None:
             try:
-                result, shared = self._lookup_within_budget(caller, deadline)
+                result, shared = self._lookup_within_budget(caller, deadline, lookup)
             except FutureTimeout:
                 return Decision(None, f"Dataverse did not answer within the {self._budget:g}s budget", caller)
             except _Overloaded:
@@ -246,7 +266,7 @@ class Router:
             region=self._region,
             availability=self._availability_check(deadline),
         )
-        decision = self._apply_rules(caller, result, context)
+        decision = self._apply_rules(caller, result, context, rules)
         decision.cached, decision.shared = cached, shared
         decision.used_index = result.used_index
         decision.dataverse_requests = 0 if cached or shared else result.requests
@@ -275,13 +295,15 @@ class Router:
 
         return check
 
-    def _apply_rules(self, caller: str, result: LookupResult, context: CallContext) -> Decision:
+    def _apply_rules(
+        self, caller: str, result: LookupResult, context: CallContext, rules: tuple[Rule, ...]
+    ) -> Decision:
         candidates = result.candidates
         if not candidates:
             return Decision(None, "caller not found in Dataverse", caller)
         per_record = []
         for candidate in candidates:
-            outcome = evaluate(self._rules, candidate, context)
+            outcome = evaluate(rules, candidate, context)
             per_record.append(
                 {
                     "target": outcome.target,
@@ -298,13 +320,13 @@ class Router:
                 else f"{len(candidates)} records match and do not lead to one target (ambiguous)"
             )
             return Decision(None, reason, caller, candidates=candidates, per_record=per_record)
-        rules = {r["rule"] for r in per_record}
+        fired = {r["rule"] for r in per_record}
         fail_targets = {r["fail_target"] for r in per_record}
         return Decision(
             str(targets.pop()),
             "routed",
             caller,
-            rule=",".join(sorted(str(r) for r in rules)),
+            rule=",".join(sorted(str(r) for r in fired)),
             candidates=candidates,
             per_record=per_record,
             fail_target=str(fail_targets.pop()) if len(fail_targets) == 1 and None not in fail_targets else None,
