@@ -31,9 +31,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     settings = command_settings(args.settings)
-    from .runtime import checkpoint_store, dataverse_client, router
+    from .runtime import checkpoint_store, config_rows, dataverse_client, router
 
     if args.command == "explain":
+        router()
+        config_rows().refresh_now()  # the rule rows the webhook uses
         decision = router().route(args.anum, args.bnum, queue_id=args.queue)
         router().close()
         print(json.dumps(decision.explain(), indent=2, ensure_ascii=False))

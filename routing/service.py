@@ -206,6 +206,10 @@ class Router:
         return self._setup[0]
 
     @property
+    def lookup(self) -> CallerLookup:
+        return self._setup[1]
+
+    @property
     def has_availability(self) -> bool:
         return self._availability is not None
 
