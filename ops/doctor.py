@@ -44,6 +44,19 @@ PRIVILEGES = {
     },
     "prvActOnBehalfOfAnotherUser": "act on behalf of another user (presence sync sets presence as the agent, "
     "MSCRMCallerID)",
+    # the Enreach Bridge app's tables (issue 19): rows read, their enr_error written, run status upserted
+    **{
+        f"prv{verb}{table}": f"{verb.lower()} {label}"
+        for table, label in (
+            ("enr_bridgesetting", "setting rows (configuration, enr_error)"),
+            ("enr_routingrule", "routing rule rows (configuration, enr_error)"),
+        )
+        for verb in ("Read", "Write")
+    },
+    **{
+        f"prv{verb}enr_bridgerun": f"{verb.lower()} run status rows (every timer run)"
+        for verb in ("Create", "Read", "Write")
+    },
 }
 
 # What local.settings.sample.json holds where a deployment's own value belongs.

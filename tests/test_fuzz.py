@@ -247,8 +247,10 @@ def test_ten_thousand_generated_bodies_through_the_http_function(http_app, world
     assert {r["method"] for r in received} == {"GET"}, "the webhook only reads"
     queries = [r["query"] for r in received]
     asked = {r["path"].rsplit("/", 1)[-1] for r in received}
+    # the configuration rows' refreshes (one $batch each, in the background) are not caller lookups
+    refreshes = sum(1 for r in world.dataverse.batch_parts if r["path"].endswith("/enr_bridgesettings"))
     if "enr_phoneindexes" in world.dataverse.tables:  # the first lookup learns that the index exists
-        assert "enr_phoneindexes" in asked and world.dataverse.request_count("$batch") <= 1, asked
+        assert "enr_phoneindexes" in asked and world.dataverse.request_count("$batch") - refreshes <= 1, asked
     else:
         assert asked >= {"contacts", "accounts", "leads"}, asked
     for query in set(queries):  # the same query repeats: check each once
