@@ -23,7 +23,15 @@ if TYPE_CHECKING:
 __all__ = ["COMPONENT_TYPES", "handle_metadata", "metadata_id", "pluralize"]
 
 # solutioncomponent.componenttype values (Dataverse's componenttype choice)
-COMPONENT_TYPES = {"table": 1, "column": 2, "relationship": 10, "key": 14}
+COMPONENT_TYPES = {
+    "table": 1,
+    "column": 2,
+    "relationship": 10,
+    "key": 14,
+    "view": 26,  # savedquery
+    "sitemap": 62,
+    "app": 80,  # appmodule
+}
 
 
 def metadata_id(logical: str, kind: str = "", name: str = "") -> str:

@@ -168,13 +168,59 @@ def _create(client: DataverseClient, entity_set: str, body: dict[str, Any], solu
     return response.headers["OData-EntityId"].rsplit("(", 1)[1].rstrip(")").lower()
 
 
+# solutioncomponent.componenttype of the app's parts
+SOLUTION_COMPONENT_TYPES = {"view": 26, "site map": 62, "app": 80}
+
+
+def _into_solution(
+    client: DataverseClient,
+    parts: AppParts,
+    *,
+    solution: str,
+    members: set[str],
+    dry_run: bool,
+    report: Callable[[str], None],
+) -> int:
+    """Add existing parts missing from the solution (made in another one, or by hand)."""
+    added = 0
+    for label, part_id in (("view", parts.view_id), ("site map", parts.sitemap_id), ("app", parts.app_id)):
+        if part_id is None or part_id.lower() in members:
+            continue
+        added += 1
+        if dry_run:
+            report(f"exists   {label}; would add it to solution {solution}")
+            continue
+        client.request(
+            "POST",
+            "AddSolutionComponent",
+            json={
+                "ComponentId": part_id,
+                "ComponentType": SOLUTION_COMPONENT_TYPES[label],
+                "SolutionUniqueName": solution,
+                "AddRequiredComponents": False,
+                "DoNotIncludeSubcomponents": False,
+            },
+            idempotent=True,
+        )
+        report(f"exists   {label}; added to solution {solution}")
+    return added
+
+
 def ensure_app(
-    client: DataverseClient, *, solution: str, dry_run: bool = False, report: Callable[[str], None] = print
+    client: DataverseClient,
+    *,
+    solution: str,
+    dry_run: bool = False,
+    report: Callable[[str], None] = print,
+    members: set[str] | None = None,
 ) -> int:
     """Create or complete the view, the site map and the app; validate and publish when something
-    changed. Returns how many parts were (or would be) written."""
+    changed; add existing parts missing from the solution (``members``: its component ids).
+    Returns how many parts were (or would be) written."""
     parts = find_parts(client)
     changes = 0
+    if members is not None:
+        changes += _into_solution(client, parts, solution=solution, members=members, dry_run=dry_run, report=report)
     fetch, layout = review_view_xml()
     if parts.view_id is None:
         changes += 1

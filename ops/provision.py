@@ -449,7 +449,7 @@ def provision(
         created.append(item)
     from .app import ensure_app
 
-    ensure_app(client, solution=solution, dry_run=dry_run, report=report)
+    ensure_app(client, solution=solution, dry_run=dry_run, report=report, members=members if solution_id else None)
     return created, existing
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 
 from core.cli import CommandError, add_settings_argument, command_settings, run_command
@@ -35,7 +36,10 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.command == "explain":
         router()
-        config_rows().refresh_now()  # the rule rows the webhook uses
+        # the rule rows the webhook uses; unreadable, the app setting's rules apply and the decision
+        # (or the command's failure) names what is wrong, so the read's own warning is not repeated
+        logging.getLogger("bridge.config").setLevel(logging.ERROR)
+        config_rows().refresh_now()
         decision = router().route(args.anum, args.bnum, queue_id=args.queue)
         router().close()
         print(json.dumps(decision.explain(), indent=2, ensure_ascii=False))

@@ -118,3 +118,16 @@ def test_choice_columns_use_the_publisher_option_prefix():
     outcome = BRIDGE_RUN.column("enr_outcome")
     assert outcome.option_value("partial") == 727_000_001 and outcome.option_label(727_000_002) == "failed"
     assert APP.unique_name == "EnreachBridge"
+
+
+def test_app_parts_made_in_another_solution_are_added_to_this_one(world, client):
+    provision(client, report=lambda line: None)
+    lines: list[str] = []
+    provision(client, solution="ContosoTelephony", report=lines.append)
+    assert {
+        "exists   view; added to solution ContosoTelephony",
+        "exists   app; added to solution ContosoTelephony",
+    } <= set(lines)
+    world.dataverse.reset_requests()
+    provision(client, solution="ContosoTelephony", report=lambda line: None)
+    assert world.dataverse.request_count(method="POST") == 0
