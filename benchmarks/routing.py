@@ -33,14 +33,15 @@ from requests.adapters import HTTPAdapter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bridge.rows import read_config_rows
+from bridge.settings import load_settings
 from core.rows import RowSource
 from core.schema import ROUTING_RULE
-from core.settings import load_settings
 from core.state import CheckpointStore
-from dataverse import DataverseClient, credential_from_settings
+from dataverse import DataverseClient, credential_from_config
 from routing.http import handle_routing_request
 from routing.index_sync import sync_phone_index
-from routing.runtime import build_router, follow_rule_rows, read_config_rows
+from routing.runtime import build_router, follow_rule_rows
 from sandbox.services import Services
 
 KEY = "benchmark-routing-key-0123456789"
@@ -104,18 +105,20 @@ def main() -> None:
         )
         settings = load_settings(env)
         session = requests.Session()  # pooled like routing.runtime: one connection per concurrent lookup
-        adapter = HTTPAdapter(pool_maxsize=settings.routing_max_lookups)
+        adapter = HTTPAdapter(pool_maxsize=settings.routing.max_lookups)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
-        client = DataverseClient(settings.dataverse_url, credential=credential_from_settings(settings), session=session)
+        client = DataverseClient(
+            settings.dataverse.url, credential=credential_from_config(settings.dataverse), session=session
+        )
         sync_phone_index(
             client,
             CheckpointStore(settings.storage_connection_string),
-            phone_columns=settings.routing_phone_columns,
-            region=settings.phone_default_region,
+            phone_columns=settings.matching.phone_columns,
+            region=settings.matching.region,
         )
         router = build_router(settings, client)
-        rows = RowSource(lambda: read_config_rows(client, settings.routing_owner_phone_column), interval=60.0)
+        rows = RowSource(lambda: read_config_rows(client, settings.matching.owner_phone_column), interval=60.0)
         follow_rule_rows(router, settings, client, rows)
         rows.refresh_now()
         assert [rule.name for rule in router.rules] == ["owner"]
@@ -229,7 +232,7 @@ def main() -> None:
         per_refresh = services.dataverse.request_count() / refreshes
         services.dataverse.inject(latency_ms=args.latency_ms)
 
-        answered, burst_times = burst(settings.routing_max_lookups, 7)
+        answered, burst_times = burst(settings.routing.max_lookups, 7)
         old_answered, old_times = burst(8, 7 + args.burst)
 
         p50_hook, p99_hook = statistics.median(hook_times), percentile(hook_times, 0.99)

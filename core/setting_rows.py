@@ -3,9 +3,10 @@ its value, and wins over the app setting, which stays the default.
 
 A row is checked by the very parser of the app settings: the settings are read again with the row's
 value in place of the app setting's, and the problems naming that setting are the row's error
-(``load`` is injected; it is ``core.settings.load_settings``). A bad row is ignored, or keeps its last
-good value in this instance; the other rows apply. Only business options can be rows
-(``ROW_OPTIONS``); infrastructure and secrets (URLs, credentials, keys, schedules, storage) stay app
+(``load`` is injected; it is ``bridge.settings.load_settings``). A bad row is ignored, or keeps its last
+good value in this instance; the other rows apply. Only business options can be rows (``options``:
+each package declares its own as ``ROW_OPTIONS`` in its ``config.py``; ``bridge.rows`` puts them
+together); infrastructure and secrets (URLs, credentials, keys, schedules, storage) stay app
 settings, and a row naming one gets an error saying so.
 
 ``DEFAULT_CRM_ASSIGNEE`` takes its user from the row's ``User`` lookup (``enr_user``; a GUID typed
@@ -21,21 +22,8 @@ from typing import Any, Generic, TypeVar
 from .rows import ConfigRow, RowProblem
 from .schema import BRIDGE_SETTING
 
-__all__ = ["ROW_OPTIONS", "USER_OPTIONS", "SettingRows", "row_value"]
+__all__ = ["USER_OPTIONS", "SettingRows", "row_value"]
 
-# The business options an enr_bridgesetting row may hold (named as the app setting): the call sync's,
-# which its timer reads at the start of each run. The presence mapping, the after-call presence and
-# the Enreach field map are read by objects built once per instance (the presence sync, the Enreach
-# client); they stay app settings until those are rebuilt from refreshed settings (issue 19, item 5:
-# each package declares its own row options in its config.py section).
-ROW_OPTIONS = (
-    "DEFAULT_CRM_ASSIGNEE",
-    "CALL_DURATION_LIMIT",
-    "CALL_START_MARGIN_SECONDS",
-    "CALL_SYNC_PRIVATE_CALLS",
-    "CALL_SYNC_RECORDING_LINK",
-    "CALL_SYNC_PARK_DAYS",
-)
 USER_OPTIONS = frozenset({"DEFAULT_CRM_ASSIGNEE"})  # options naming a user: the lookup column holds it
 
 T = TypeVar("T")
@@ -54,6 +42,7 @@ class SettingRows(Generic[T]):
     """Turns setting rows into the effective settings (``T``: what ``load`` returns)."""
 
     load: Callable[[Mapping[str, str]], T]
+    options: Sequence[str] = ()
     last_good: dict[str, str] = field(default_factory=dict)
     _checked: dict[tuple[str, str], str | None] = field(default_factory=dict)  # (name, value) -> problem
 
@@ -79,11 +68,11 @@ class SettingRows(Generic[T]):
             if not row.active or not row.row_id:
                 continue
             name = row.name.upper()
-            if name not in ROW_OPTIONS:
+            if name not in self.options:
                 problems.append(
                     RowProblem(
                         row,
-                        f"{row.name} is not a business option a row can hold ({', '.join(ROW_OPTIONS)}); "
+                        f"{row.name} is not a business option a row can hold ({', '.join(self.options)}); "
                         "infrastructure and secrets stay in the app settings",
                     )
                 )

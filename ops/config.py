@@ -19,10 +19,11 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from bridge.rows import owner_column, read_config_rows, row_options
+from bridge.settings import SETTING_NAMES, Settings, load_settings
 from core.rows import ConfigRow, RowProblem
 from core.schema import BRIDGE_SETTING, ROUTING_RULE
-from core.setting_rows import ROW_OPTIONS, USER_OPTIONS, SettingRows
-from core.settings import SETTING_NAMES, Settings, load_settings
+from core.setting_rows import USER_OPTIONS, SettingRows
 from dataverse import DataverseClient, key_path
 
 __all__ = ["SECRET_NAMES", "import_rows", "masked", "show"]
@@ -47,9 +48,7 @@ def masked(name: str, value: str) -> str:
 
 
 def _read(client: DataverseClient, settings: Settings) -> tuple[list[ConfigRow], list[ConfigRow]]:
-    from routing.runtime import read_config_rows
-
-    settings_rows, rule_rows = read_config_rows(client, settings.routing_owner_phone_column)
+    settings_rows, rule_rows = read_config_rows(client, owner_column(settings))
     return (
         [ConfigRow.from_record(BRIDGE_SETTING, r) for r in settings_rows],
         [ConfigRow.from_record(ROUTING_RULE, r) for r in rule_rows],
@@ -62,8 +61,9 @@ def show(client: DataverseClient, environ: Mapping[str, str], out: Callable[[str
 
     base = load_settings(environ)
     setting_rows, rule_rows = _read(client, base)
-    _, from_rows, problems = SettingRows(load=load_settings).apply(environ, setting_rows)
-    rules, rule_problems = RuleRows(base.routing_owner_phone_column).rules(rule_rows)
+    _, from_rows, problems = SettingRows(load=load_settings, options=row_options()).apply(environ, setting_rows)
+    routing = base.has("routing")
+    rules, rule_problems = RuleRows(owner_column(base) or "").rules(rule_rows) if routing else (None, [])
     problems = problems + rule_problems
     out("settings (source: row = Enreach Bridge app > Settings, app setting, default):")
     width = max(len(n) for n in SETTING_NAMES)
@@ -76,15 +76,18 @@ def show(client: DataverseClient, environ: Mapping[str, str], out: Callable[[str
             shown, source = "", "default"
         overridden = " (overrides the app setting)" if source == "row" and (environ.get(name) or "").strip() else ""
         out(f"  {name.ljust(width)}  {source:<11}  {masked(name, shown)}{overridden}")
-    if rules is not None:
+    names: list[str] = []
+    if not routing:
+        out("routing rules: routing is not in BRIDGE_JOBS")
+    elif rules is not None:
         out(f"routing rules: {len(rules)} from rows (Enreach Bridge app > Routing rules), in order:")
         names = [r.name for r in rules]
     elif (environ.get("ROUTING_RULES") or "").strip():
-        out(f"routing rules: {len(base.routing_rules)} from the app setting ROUTING_RULES (no active rule row):")
-        names = [r.name for r in base.routing_rules]
+        out(f"routing rules: {len(base.routing.rules)} from the app setting ROUTING_RULES (no active rule row):")
+        names = [r.name for r in base.routing.rules]
     else:
         out("routing rules: the default (owner routing; no active rule row, no ROUTING_RULES):")
-        names = [r.name for r in base.routing_rules]
+        names = [r.name for r in base.routing.rules]
     for name in names:
         out(f"  {name}")
     if not problems:
@@ -106,7 +109,7 @@ def _wanted(environ: Mapping[str, str], settings: Settings) -> list[tuple[str, s
     from routing.rows import row_from_item
 
     wanted: list[tuple[str, str, dict[str, Any]]] = []
-    for name in ROW_OPTIONS:
+    for name in row_options():
         value = (environ.get(name) or "").strip()
         if not value:
             continue
@@ -117,9 +120,9 @@ def _wanted(environ: Mapping[str, str], settings: Settings) -> list[tuple[str, s
             row[BRIDGE_SETTING.value_column] = value
         wanted.append((BRIDGE_SETTING.entity_set, name, row))
     text = (environ.get("ROUTING_RULES") or "").strip()
-    if text:
+    if text and settings.has("routing"):
         for index, item in enumerate(json.loads(text), start=1):
-            rule_name = settings.routing_rules[index - 1].name
+            rule_name = settings.routing.rules[index - 1].name
             wanted.append((ROUTING_RULE.entity_set, rule_name, row_from_item(item, index * 10)))
     return wanted
 

@@ -11,7 +11,8 @@ import json
 import logging
 import sys
 
-from core.cli import CommandError, add_settings_argument, command_settings, run_command
+from bridge.settings import command_settings
+from core.cli import CommandError, add_settings_argument, run_command
 
 # Reasons of a decision the router could not make (routing/service.py): the lookup failed or ran out of time.
 _UNDECIDED = ("lookup failed", "Dataverse did not answer")
@@ -32,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     settings = command_settings(args.settings)
-    from .runtime import checkpoint_store, config_rows, dataverse_client, router
+    from bridge.rows import config_rows
+
+    from .runtime import checkpoint_store, dataverse_client, router
 
     if args.command == "explain":
         router()
@@ -61,8 +64,8 @@ def _run(args: argparse.Namespace) -> int:
     report = sync_phone_index(
         dataverse_client(),
         checkpoint_store(),
-        phone_columns=settings.routing_phone_columns,
-        region=settings.phone_default_region,
+        phone_columns=settings.matching.phone_columns,
+        region=settings.matching.region,
         full=args.full,
     )
     print(report.summary())

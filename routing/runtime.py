@@ -10,12 +10,11 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from core.rows import ConfigRow, RowSource, RowsSnapshot, read_paths
-from core.runstatus import RunStatusWriter
-from core.setting_rows import SettingRows
-from core.settings import Settings, get_settings, load_settings
-from core.state import CheckpointStore
-from dataverse import DataverseClient, credential_from_settings
+from bridge.rows import config_rows
+from bridge.runtime import checkpoint_store, dataverse_client
+from bridge.settings import Settings, get_settings
+from core.rows import RowSource, RowsSnapshot
+from dataverse import DataverseClient
 from matching import CallerLookup
 
 from .availability import AvailabilitySource, PresenceAvailability, read_enreach_status
@@ -30,12 +29,11 @@ __all__ = [
     "availability_for",
     "build_router",
     "checkpoint_store",
-    "config_rows",
     "dataverse_client",
-    "effective_settings",
+    "follow_rule_rows",
     "live_router",
+    "lookup_for_rules",
     "router",
-    "run_status",
     "warm_up",
 ]
 
@@ -44,26 +42,6 @@ log = logging.getLogger("routing.warmup")
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-@lru_cache(maxsize=1)
-def dataverse_client() -> DataverseClient:
-    import requests
-    from requests.adapters import HTTPAdapter
-
-    settings = get_settings()
-    session = requests.Session()
-    # one pooled connection per concurrent caller lookup, so a burst reuses connections
-    adapter = HTTPAdapter(pool_maxsize=max(10, settings.routing_max_lookups))
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    return DataverseClient(
-        settings.dataverse_url,
-        credential=credential_from_settings(settings),
-        timeout=settings.http_timeout_seconds,
-        session=session,
-        max_parallel=settings.dataverse_max_parallel_batches,
-    )
 
 
 def availability_for(
@@ -76,17 +54,18 @@ def availability_for(
     """Availability from the presence sync's Table Storage state, Enreach (one read, no retries:
     the routing budget is shorter than a back-off) and Omnichannel presence in Dataverse."""
     from core.retry import RetryPolicy
-    from enreach import client_from_settings
+    from enreach import client_from_config
     from presence_sync.state import PresenceStore
 
-    if enreach is None:
-        enreach = client_from_settings(
-            settings, timeout=settings.routing_time_budget_seconds, retry=RetryPolicy(max_attempts=1)
+    if enreach is None and settings.has("enreach"):
+        enreach = client_from_config(
+            settings.enreach, timeout=settings.routing.time_budget_seconds, retry=RetryPolicy(max_attempts=1)
         )
     reader = enreach
     return PresenceAvailability(
         store=store or PresenceStore(settings.storage_connection_string),
-        enreach=lambda user_id: read_enreach_status(reader, user_id),
+        # a routing-only deployment (BRIDGE_JOBS=routing) has no Enreach section: that side is unknown
+        enreach=(lambda user_id: read_enreach_status(reader, user_id)) if reader is not None else None,
         dataverse=client,
     )
 
@@ -98,9 +77,9 @@ def lookup_for_rules(
     return CallerLookup(
         client,
         rules=rules,
-        owner_column=settings.routing_owner_phone_column,
-        phone_columns=settings.routing_phone_columns,
-        region=settings.phone_default_region,
+        owner_column=settings.matching.owner_phone_column,
+        phone_columns=settings.matching.phone_columns,
+        region=settings.matching.region,
         clock=clock or _utcnow,
     )
 
@@ -114,17 +93,17 @@ def build_router(
 ) -> Router:
     """The router for these settings; an availability source is built only when a rule needs one."""
     now = clock or _utcnow
-    lookup = lookup_for_rules(settings, client, settings.routing_rules, clock=now)
-    if availability is None and any(rule.require_available for rule in settings.routing_rules):
+    lookup = lookup_for_rules(settings, client, settings.routing.rules, clock=now)
+    if availability is None and any(rule.require_available for rule in settings.routing.rules):
         availability = availability_for(settings, client)
     return Router(
         lookup,
-        rules=settings.routing_rules,
-        region=settings.phone_default_region,
-        owner_column=settings.routing_owner_phone_column,
-        budget_seconds=settings.routing_time_budget_seconds,
-        cache_ttl_seconds=settings.routing_cache_ttl_seconds,
-        max_lookups=settings.routing_max_lookups,
+        rules=settings.routing.rules,
+        region=settings.matching.region,
+        owner_column=settings.matching.owner_phone_column,
+        budget_seconds=settings.routing.time_budget_seconds,
+        cache_ttl_seconds=settings.routing.cache_ttl_seconds,
+        max_lookups=settings.routing.max_lookups,
         availability=availability,
         clock=now,
     )
@@ -161,12 +140,12 @@ def follow_rule_rows(
 
     from .rows import RuleRows
 
-    rows = RuleRows(settings.routing_owner_phone_column)
+    rows = RuleRows(settings.matching.owner_phone_column)
 
     def apply(snapshot: RowsSnapshot) -> None:
         from_rows, problems = rows.rules(snapshot.rules)
         source.settle_errors(snapshot.rules, problems)
-        wanted = from_rows or settings.routing_rules
+        wanted = from_rows or settings.routing.rules
         if wanted == built.rules:
             return
         availability = None
@@ -183,83 +162,11 @@ def follow_rule_rows(
     source.subscribe(apply)
 
 
-@lru_cache(maxsize=1)
-def config_rows() -> RowSource:
-    """This instance's configuration rows (settings and routing rules), one ``$batch`` per refresh."""
-    settings, client = get_settings(), dataverse_client()
-    owner_column = settings.routing_owner_phone_column
-    return RowSource(
-        lambda: read_config_rows(client, owner_column),
-        interval=settings.config_refresh_seconds,
-        write_error=lambda row, text: write_row_error(client, row, text),
-    )
-
-
-def read_config_rows(
-    client: DataverseClient, owner_column: str
-) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
-    """Both tables in one request; a table not provisioned yet reads as empty (app settings only)."""
-    from dataverse import BatchRequest
-
-    answers = client.batch(
-        [BatchRequest("GET", path) for path in read_paths([owner_column])], continue_on_error=True, idempotent=True
-    )
-    tables: list[list[dict[str, object]]] = []
-    for answer in answers:
-        if answer.status == 404:
-            tables.append([])
-            continue
-        answer.raise_for_status()
-        tables.append(list(answer.body.get("value", [])))
-    if len(tables) != 2:
-        raise RuntimeError("the configuration $batch was not answered in full")
-    return tables[0], tables[1]
-
-
-def write_row_error(client: DataverseClient, row: ConfigRow, text: str | None) -> None:
-    """Set (or clear) a configuration row's ``enr_error``."""
-    import uuid
-
-    from core.schema import BRIDGE_SETTING, ERROR_COLUMN, ROUTING_RULE
-
-    table = ROUTING_RULE if row.table == ROUTING_RULE.logical_name else BRIDGE_SETTING
-    client.update(table.entity_set, uuid.UUID(row.row_id), {ERROR_COLUMN: text})
-
-
-def effective_settings() -> Settings:
-    """The settings a timer run uses: the app settings with the setting rows read at its start
-    (when the last read is older than the refresh interval); a bad row's ``enr_error`` written once."""
-    import os
-
-    source = config_rows()
-    snapshot = source.refresh_if_due()
-    if snapshot is None:
-        return get_settings()
-    settings, _, problems = _setting_rows().apply(os.environ, snapshot.settings)
-    source.settle_errors(snapshot.settings, problems)
-    return settings
-
-
-@lru_cache(maxsize=1)
-def _setting_rows() -> SettingRows[Settings]:
-    return SettingRows(load=load_settings)
-
-
-@lru_cache(maxsize=1)
-def run_status() -> RunStatusWriter:
-    """The timers' run status sink: one upsert of the job's ``enr_bridgerun`` row per run."""
-    client = dataverse_client()
-    return RunStatusWriter(lambda entity_set, key, row: client.upsert(entity_set, key, row))
-
-
-@lru_cache(maxsize=1)
-def checkpoint_store() -> CheckpointStore:
-    return CheckpointStore(get_settings().storage_connection_string)
-
-
 def warm_up() -> dict[str, object]:
     """Ready this instance for its first routing call: build the router (which imports matching,
-    rules and the clients), get the Dataverse token and open the connection with one ``WhoAmI``.
+    rules and the clients), get the Dataverse token and open the connection with one request: the
+    read of the configuration rows (so the first call has them), or ``WhoAmI`` when that read failed
+    (its error is the one reported).
 
     Run by the ``warmup`` trigger before a new instance takes traffic (Premium); on plans without
     it the first routing request builds the same objects on first use, and they are shared, so the
@@ -270,9 +177,11 @@ def warm_up() -> dict[str, object]:
     result: dict[str, object] = {"event": "routing_warmup", "ok": True}
     try:
         router()
-        config_rows().refresh_now()  # the rows before the first call (no call waits for them)
-        client = dataverse_client()
-        client.whoami(deadline=time.monotonic() + get_settings().http_timeout_seconds)
+        source, client = config_rows(), dataverse_client()
+        failures = source.failures
+        source.refresh_now()  # the rows before the first call (no call waits for them)
+        if source.failures != failures:
+            client.whoami(deadline=time.monotonic() + get_settings().dataverse.timeout)
         result["dop_hint"] = client.dop_hint
     except Exception as error:  # the instance still starts; the first request retries on its own
         result.update(ok=False, error=f"{type(error).__name__}: {str(error)[:200]}")

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import pytest
 
+from bridge.settings import load_settings
 from core.schema import BRIDGE_RUN, BRIDGE_SETTING, CONFIG_TABLES, REVIEW_VIEW_NAME, ROUTING_RULE
-from core.settings import load_settings
 from dataverse import DataverseError
 from ops.app import APP, check_app, ensure_app
 from ops.doctor import run_doctor

@@ -14,10 +14,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
+from bridge.rows import read_config_rows
+from bridge.settings import load_settings
 from core.rows import RowSource
 from core.schema import BRIDGE_SETTING, ROUTING_RULE
-from core.settings import load_settings
-from routing.runtime import build_router, follow_rule_rows, read_config_rows
+from routing.runtime import build_router, follow_rule_rows
 from sandbox.services import provision_app_schema
 from tests.helpers import dataverse_client_for, enreach_call, enreach_users, serving_app
 
@@ -164,7 +165,7 @@ def test_no_routing_call_waits_for_a_configuration_read(world, env):
         reads.append(time.monotonic())
         if len(reads) > 1:
             release.wait(30)
-        return read_config_rows(client, settings.routing_owner_phone_column)
+        return read_config_rows(client, settings.matching.owner_phone_column)
 
     source = RowSource(slow_read, interval=0.0)
     router = build_router(settings, client)
@@ -199,7 +200,7 @@ def test_one_request_reads_every_configuration_row(world, env):
     _rule(world, "vip", 1, enr_kind=DEFAULT, enr_target=VIP)
     world.dataverse.load({BRIDGE_SETTING.entity_set: [{"enr_name": "CALL_DURATION_LIMIT", "enr_value": "5"}]})
     world.dataverse.reset_requests()
-    source = RowSource(lambda: read_config_rows(client, settings.routing_owner_phone_column))
+    source = RowSource(lambda: read_config_rows(client, settings.matching.owner_phone_column))
     snapshot = source.refresh_now()
     assert snapshot is not None and [r.name for r in snapshot.rules] == ["vip"]
     assert [r.name for r in snapshot.settings] == ["CALL_DURATION_LIMIT"]
@@ -216,7 +217,17 @@ def test_a_default_assignee_picked_on_a_settings_row_owns_the_next_runs_unmapped
     world.enreach.load(
         {
             **enreach_users(("e-ghost", "ghost@example.fi", None)),  # an Enreach user with no Dataverse user
-            "calls": [enreach_call("c1", "ghost@example.fi", now - timedelta(hours=1), number=CALLER)],
+            # modified a minute ago: after the checkpoint an earlier test's run left in the shared Azurite
+            # (minus the overlap), before this run's end
+            "calls": [
+                enreach_call(
+                    "c1",
+                    "ghost@example.fi",
+                    now - timedelta(hours=1),
+                    number=CALLER,
+                    modified=now - timedelta(minutes=1),
+                )
+            ],
         }
     )
     world.dataverse.load(
