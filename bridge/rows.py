@@ -14,7 +14,7 @@ import uuid
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from core.rows import ConfigRow, RowSource, read_paths
+from core.rows import ConfigRow, ErrorWriter, Reader, RowSource, RowsSnapshot, read_paths
 from core.runstatus import RunStatusWriter
 from core.schema import BRIDGE_SETTING, ERROR_COLUMN, ROUTING_RULE
 from core.setting_rows import SettingRows
@@ -26,7 +26,9 @@ if TYPE_CHECKING:
     from dataverse import DataverseClient
 
 __all__ = [
+    "ConfigRows",
     "config_rows",
+    "current_settings",
     "effective_settings",
     "read_config_rows",
     "row_options",
@@ -39,8 +41,9 @@ __all__ = [
 def row_options() -> tuple[str, ...]:
     """Every business option a setting row may hold, as each package declares them."""
     from call_sync.config import ROW_OPTIONS as CALL_SYNC
+    from presence_sync.config import ROW_OPTIONS as PRESENCE
 
-    return CALL_SYNC
+    return CALL_SYNC + PRESENCE
 
 
 def owner_column(settings: Settings) -> str | None:
@@ -74,13 +77,28 @@ def write_row_error(client: DataverseClient, row: ConfigRow, text: str | None) -
     client.update(table.entity_set, uuid.UUID(row.row_id), {ERROR_COLUMN: text})
 
 
+class ConfigRows(RowSource):
+    """The row source, and the effective settings of its latest snapshot (computed in the refresh,
+    before any other listener runs: the routing rules' and the presence sync's)."""
+
+    def __init__(self, read: Reader, *, interval: float, write_error: ErrorWriter) -> None:
+        super().__init__(read, interval=interval, write_error=write_error)
+        self.effective: Settings | None = None
+        self.subscribe(self._apply_settings)
+
+    def _apply_settings(self, snapshot: RowsSnapshot) -> None:
+        settings, _, problems = setting_rows().apply(os.environ, snapshot.settings)
+        self.settle_errors(snapshot.settings, problems)
+        self.effective = settings
+
+
 @lru_cache(maxsize=1)
-def config_rows() -> RowSource:
+def config_rows() -> ConfigRows:
     """This instance's configuration rows (settings and routing rules), one ``$batch`` per refresh,
     at most every ``BRIDGE_CONFIG_REFRESH_SECONDS``."""
     settings, client = get_settings(), dataverse_client()
     column = owner_column(settings)
-    return RowSource(
+    return ConfigRows(
         lambda: read_config_rows(client, column),
         interval=settings.config_refresh_seconds,
         write_error=lambda row, text: write_row_error(client, row, text),
@@ -92,16 +110,16 @@ def setting_rows() -> SettingRows[Settings]:
     return SettingRows(load=load_settings, options=row_options())
 
 
+def current_settings() -> Settings:
+    """The app settings with the setting rows of the last read (never waits for a read)."""
+    return config_rows().effective or get_settings()
+
+
 def effective_settings() -> Settings:
     """The settings a timer run uses: the app settings with the setting rows read at its start
     (when the last read is older than the refresh interval); a bad row's ``enr_error`` written once."""
-    source = config_rows()
-    snapshot = source.refresh_if_due()
-    if snapshot is None:
-        return get_settings()
-    settings, _, problems = setting_rows().apply(os.environ, snapshot.settings)
-    source.settle_errors(snapshot.settings, problems)
-    return settings
+    config_rows().refresh_if_due()
+    return current_settings()
 
 
 @lru_cache(maxsize=1)

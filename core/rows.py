@@ -32,7 +32,16 @@ from typing import Any
 
 from .schema import BRIDGE_SETTING, ERROR_COLUMN, ERROR_LENGTH, ROUTING_RULE, ConfigTable
 
-__all__ = ["DEFAULT_REFRESH_SECONDS", "ConfigRow", "RowProblem", "RowSource", "RowsSnapshot", "read_paths"]
+__all__ = [
+    "DEFAULT_REFRESH_SECONDS",
+    "ConfigRow",
+    "ErrorWriter",
+    "Reader",
+    "RowProblem",
+    "RowSource",
+    "RowsSnapshot",
+    "read_paths",
+]
 
 log = logging.getLogger("bridge.config")
 

@@ -26,7 +26,7 @@ def presence_dataverse(req: func.HttpRequest) -> func.HttpResponse:
     from bridge.settings import get_settings
 
     from .http import handle_dataverse_webhook
-    from .runtime import presence_sync
+    from .runtime import live_presence_sync
 
     return _response(
         "presence_dataverse",
@@ -35,7 +35,7 @@ def presence_dataverse(req: func.HttpRequest) -> func.HttpResponse:
             params=dict(req.params),
             body=req.get_body(),
             key=get_settings().presence.webhook_key,
-            sync=presence_sync,
+            sync=live_presence_sync,
         ),
     )
 
@@ -47,7 +47,7 @@ def presence_enreach(req: func.HttpRequest) -> func.HttpResponse:
     from bridge.settings import get_settings
 
     from .http import handle_enreach_webhook
-    from .runtime import presence_sync
+    from .runtime import live_presence_sync
 
     settings = get_settings()
     return _response(
@@ -58,7 +58,7 @@ def presence_enreach(req: func.HttpRequest) -> func.HttpResponse:
             api_key=settings.routing.api_key,
             basic_user=settings.routing.basic_user,
             basic_password=settings.routing.basic_password,
-            sync=presence_sync,
+            sync=live_presence_sync,
             secret=settings.enreach.webhook_secret,
             secret_header=settings.enreach.webhook_secret_header,
             events=settings.enreach.mapping.events,
@@ -72,12 +72,17 @@ def presence_enreach(req: func.HttpRequest) -> func.HttpResponse:
 )
 def reconcile_presence(timer: func.TimerRequest) -> None:
     """Expire lost calls, finish owed writes, mirror availability changes no notification brought."""
-    from bridge.rows import run_status
+    from bridge.rows import config_rows, run_status
     from core.telemetry import run_logged
 
     from .runtime import presence_sync
 
-    run_logged("reconcile_presence", lambda: presence_sync().reconcile(), status=run_status(), log=False)
+    def run() -> object:
+        sync = presence_sync()
+        config_rows().refresh_if_due()  # the setting rows at the start of the run
+        return sync.reconcile()
+
+    run_logged("reconcile_presence", run, status=run_status(), log=False)
 
 
 @bp.function_name("sync_presence")

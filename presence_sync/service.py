@@ -169,6 +169,12 @@ class PresenceSync:
         self._cache = _Cache(clock)
         self._status_agents: dict[str, str] = {}  # msdyn_agentstatus id -> agent (a row's agent never changes)
 
+    def reconfigure(self, mapping: PresenceMapping, after_call_presence: str | None) -> None:
+        """A new presence mapping and after-call presence (configuration rows) for the events from
+        now on; what the instance has cached and the saved state stay."""
+        self._mapping = mapping
+        self._after_call = (after_call_presence or mapping.presence_ids["AVAILABLE"]).lower()
+
     # -- look-ups (cached per instance) ---------------------------------------------
 
     def _base_status(self, presence_id: str) -> int | None:

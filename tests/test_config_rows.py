@@ -21,6 +21,7 @@ from core.schema import BRIDGE_SETTING, ROUTING_RULE
 from routing.runtime import build_router, follow_rule_rows
 from sandbox.services import provision_app_schema
 from tests.helpers import dataverse_client_for, enreach_call, enreach_users, serving_app
+from tests.test_presence import app  # noqa: F401  (the presence tests' app, a fixture)
 
 KEY = "test-routing-key-0123456789"
 OWNER = "4b7e2a10-1c3d-4e5f-8a9b-0c1d2e3f4a01"
@@ -279,3 +280,21 @@ def test_the_routing_rules_example_loads_as_rows_and_routes_the_same(world, env)
         rows.append(ConfigRow.from_record(ROUTING_RULE, values))
     rules, problems = RuleRows("address1_telephone1").rules(rows)
     assert problems == [] and rules == parse_rules(text)
+
+
+def test_an_after_call_presence_row_reaches_the_running_presence_sync(world, app):  # noqa: F811
+    """PRESENCE_AFTER_CALL as a row: after the next configuration refresh, a call that ends with nothing
+    saved and an unmapped Enreach availability brings the row's presence back (the app setting's
+    default would be Available)."""
+    from bridge.rows import config_rows
+    from tests.test_presence import AWAY, CALL_END, CALL_START, ENREACH_ID, _enreach_post, oc_presence
+
+    world.dataverse.load({BRIDGE_SETTING.entity_set: [{"enr_name": "PRESENCE_AFTER_CALL", "enr_value": "AWAY"}]})
+    config_rows().refresh_now()  # what the next refresh (or timer run) does
+    world.dataverse.table("msdyn_agentstatuses").rows.clear()
+    with world.enreach.lock:
+        world.enreach.availabilities.append({"Id": str(uuid.uuid4()), "UserID": ENREACH_ID, "EventTypeID": 99})
+    assert _enreach_post(app, CALL_START, "r-1")[0] == 200
+    status, answer = _enreach_post(app, CALL_END, "r-1")
+    assert status == 200 and "default" in answer["detail"], answer
+    assert oc_presence(world) == AWAY
