@@ -87,6 +87,9 @@ class ConfigRows(RowSource):
         self.subscribe(self._apply_settings)
 
     def _apply_settings(self, snapshot: RowsSnapshot) -> None:
+        if not snapshot.settings:  # no setting rows: the app settings as read at start
+            self.effective = None
+            return
         settings, _, problems = setting_rows().apply(os.environ, snapshot.settings)
         self.settle_errors(snapshot.settings, problems)
         self.effective = settings
