@@ -143,7 +143,10 @@ def handle_metadata(emulator: DataverseEmulator, request: Request, resource: str
         return _in_solution(
             emulator,
             request,
-            _created(emulator, f"EntityDefinitions(LogicalName='{logical}')/Attributes(LogicalName='{column}')"),
+            _created(
+                emulator,
+                f"EntityDefinitions({metadata_id(logical)})/Attributes({metadata_id(logical, 'column', column)})",
+            ),
         )
     if part == "Keys" and not name and request.method == "POST":
         body = request.json() or {}
@@ -156,7 +159,7 @@ def handle_metadata(emulator: DataverseEmulator, request: Request, resource: str
         return _in_solution(
             emulator,
             request,
-            _created(emulator, f"EntityDefinitions(LogicalName='{logical}')/Keys(LogicalName='{key}')"),
+            _created(emulator, f"EntityDefinitions({metadata_id(logical)})/Keys({metadata_id(logical, 'key', key)})"),
         )
     return _error(405, "0x80060888", f"The metadata operation {request.method} {resource} is not emulated.")
 
@@ -274,9 +277,12 @@ def _in_solution(emulator: DataverseEmulator, request: Request, response: Respon
     if solution is None or response.status >= 300:
         return response
     entity_id = response.headers.get("OData-EntityId", "")
-    by_id = re.search(r"EntityDefinitions\(([0-9a-f-]{36})\)$", entity_id)
-    if by_id is not None:  # a new table, named by its MetadataId
-        _record_component(emulator, solution, by_id.group(1), COMPONENT_TYPES["table"])
+    # created definitions are named by MetadataId, as create-update-entity-definitions-using-web-api.md shows
+    by_id = re.search(r"EntityDefinitions\(([0-9a-f-]{36})\)(?:/(Attributes|Keys)\(([0-9a-f-]{36})\))?$", entity_id)
+    if by_id is not None:
+        table_id, part, object_id = by_id.groups()
+        kind = {None: "table", "Attributes": "column", "Keys": "key"}[part]
+        _record_component(emulator, solution, object_id or table_id, COMPONENT_TYPES[kind])
         return response
     created = _CREATED_PATH.search(entity_id)
     if created is None:  # a relationship: its lookup column is the component the app checks

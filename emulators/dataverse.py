@@ -720,6 +720,7 @@ class DataverseEmulator(EmulatorServer):
             if not table.has_column(name):
                 raise DataverseError(400, "0x80060888", f"Could not find a property named '{name}'.")
             rows.sort(key=lambda r: (r.get(name) is not None, r.get(name) or ""), reverse=direction.strip() == "desc")
+        matching = count_of(rows)  # count-rows.md: the rows matching the filter, irrespective of page size
         prefer = request.headers.get("prefer", "")
         page_match = re.search(r"odata\.maxpagesize=(\d+)", prefer)
         headers: dict[str, str] = {"OData-Version": "4.0"}
@@ -733,7 +734,7 @@ class DataverseEmulator(EmulatorServer):
         page = rows[skip : skip + page_size]
         payload: dict[str, Any] = {"@odata.context": f"{self.url}{API_PREFIX}$metadata#{table.entity_set}"}
         if query.get("$count", "").lower() == "true":
-            payload["@odata.count"] = count_of(rows)  # count-rows.md: at most 5,000
+            payload["@odata.count"] = matching
         payload["value"] = [self._with_expand(table, r, request) for r in page]
         if skip + page_size < len(rows):
             params = [(k, v) for k, v in parse_qsl(request.raw_query, keep_blank_values=True) if k != "$skiptoken"]
