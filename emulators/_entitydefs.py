@@ -242,6 +242,8 @@ def _project(document: dict[str, Any], select: str | None) -> dict[str, Any]:
             raise _BadQuery(f"Could not find a property named '{name}' on type '{_type_of(document)}'.")
         out[name] = document[name]
     out["MetadataId"] = document["MetadataId"]
+    if "OptionSet" in document:  # an expanded navigation property is kept beside $select
+        out["OptionSet"] = document["OptionSet"]
     return out
 
 
