@@ -7,6 +7,8 @@ insert and ``@odata.bind``, update/upsert by primary or alternate key with
 ``If-Match``/``If-None-Match``, the 412 duplicate-key error, ``$batch`` with atomic
 change sets and ``Content-ID`` references, ``WhoAmI``, Dataverse's error JSON, and
 401 for a bearer token it did not issue or has expired (``/_emulator/expire-tokens``).
+Table, column and key definitions are read in ``_entitydefs.py`` (written in ``_metadata.py``);
+the bulk messages, ``$count`` and derived ``fullname`` are in ``_bulk.py``.
 
 Pace and service protection limits (``_protection.py``; all off unless configured, through
 ``limits=`` or ``POST /_emulator/limits`` with ``ServerLimits`` fields, ``GET`` shows them with
