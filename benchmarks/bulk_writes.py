@@ -43,7 +43,7 @@ class WriteFigures:
     def line(self, per: int = 10_000) -> str:
         scale = per / self.calls
         return (
-            f"{self.name:<34} {self.requests * scale:7.0f} requests, {self.seconds * scale:6.1f} s "
+            f"{self.name:<46} {self.requests * scale:7.0f} requests, {self.seconds * scale:6.1f} s "
             f"per {per:,} calls (measured on {self.calls:,})"
         )
 
