@@ -40,8 +40,8 @@ if TYPE_CHECKING:
 __all__ = ["BULK_MESSAGES", "BULK_TABLES", "bulk_available", "count_of", "derive_names", "handle_bulk"]
 
 BULK_MESSAGES = ("CreateMultiple", "UpdateMultiple", "UpsertMultiple")
-# Built-in tables whose reference page lists the bulk messages (contact.md; account and lead are
-# the other customer tables, whose pages list them in the same generated format).
+# Built-in tables whose reference page lists the bulk messages (reference/entities/contact.md,
+# account.md and lead.md list CreateMultiple; phonecall.md lists none).
 BULK_TABLES = frozenset({"contact", "account", "lead"})
 _NAMED = frozenset({"contact", "lead", "systemuser"})
 _ACTION = re.compile(
