@@ -25,8 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-
 from benchmarks.bulk_writes import bulk_refused, compare_writes
+from bridge.settings import Settings, load_settings
 from call_sync.calls import (
     CallSyncOptions,
     CallSyncReport,
@@ -39,9 +39,8 @@ from call_sync.calls import (
 from call_sync.customers import choose_customer
 from call_sync.runtime import lookup_for
 from core.schema import CALL_SYNC
-from core.settings import Settings, load_settings
 from core.state import CheckpointStore
-from dataverse import DataverseClient, credential_from_settings
+from dataverse import DataverseClient, credential_from_config
 from dataverse import filters as f
 from emulators._protection import DOCUMENTED_LIMITS
 from enreach import EnreachCall
@@ -90,9 +89,9 @@ def bench_world(customers: int) -> tuple[Services, Settings]:
     os.environ["REQUESTS_CA_BUNDLE"] = services.ca.bundle_path
     settings = load_settings(services.app_settings({"ROUTING_API_KEY": "benchmark-key-0123456789"}))
     sync_phone_index(
-        DataverseClient(settings.dataverse_url, credential=credential_from_settings(settings)),
+        DataverseClient(settings.dataverse.url, credential=credential_from_config(settings.dataverse)),
         CheckpointStore(settings.storage_connection_string, table_name="b" + uuid.uuid4().hex[:8]),
-        phone_columns=settings.routing_phone_columns,
+        phone_columns=settings.matching.phone_columns,
         region="FI",
     )
     return services, settings
@@ -145,7 +144,7 @@ def main() -> None:
     users, enreach_ids = USERS, ENREACH_IDS
     services, settings = bench_world(args.customers)
     try:
-        client = DataverseClient(settings.dataverse_url, credential=credential_from_settings(settings))
+        client = DataverseClient(settings.dataverse.url, credential=credential_from_config(settings.dataverse))
         lookup = lookup_for(settings, client)
         directory = UserDirectory.load(client, "FI")
         lookup.find_many(["+358501200000"])  # settle the index state and the token before timing
@@ -233,7 +232,10 @@ def main() -> None:
             print(f"     ratio: bulk/$batch time {fast[1].seconds / fast[0].seconds:.2f}")
             services.dataverse.configure_limits(replace(DOCUMENTED_LIMITS, op_ms=10.0, dop_hint=8, workers=52))
             paced = DataverseClient(
-                settings.dataverse_url, credential=credential_from_settings(settings), timeout=120.0, max_parallel=8
+                settings.dataverse.url,
+                credential=credential_from_config(settings.dataverse),
+                timeout=120.0,
+                max_parallel=8,
             )
             paced.whoami()  # learn x-ms-dop-hint
             print("  b) at Dataverse's pace (10 ms server time per row either way, x-ms-dop-hint 8, as backfill.py):")
