@@ -83,9 +83,10 @@ def probe_enreach(
     with_email = sum(1 for u in users if u.email)
     with_mobile = sum(1 for u in users if u.mobile_number)
     out(f"  from the directory: {with_email} with an e-mail, {with_mobile} with a mobile{directory_note}")
-    if raw_users and with_email == 0:
+    others = [u for u in users if u.id.lower() != me.id.lower()]  # the API user's own login is no evidence
+    if others and not any(u.email for u in others):
         result.problems.append(
-            f"0 of {len(raw_users)} users carry an e-mail: the user id sync would match nobody; "
+            f"0 of {len(others)} users carry an e-mail: the user id sync would match nobody; "
             "set ENREACH_FIELD_MAP.users.email"
         )
 
