@@ -160,18 +160,20 @@ class EnreachEmulator(EmulatorServer):
         self.lock = threading.Lock()
         self.credentials: dict[str, str] = {}
         self.webhook = WebhookSender()  # availability and call notifications
-        self.modes: dict[str, str] = {name: values[0] for name, values in MODES.items()}
-        self.rate_limit = 0  # requests per rate_window seconds; 0 = none
-        self.rate_window = 1.0
-        self.rate_retry_after = 1
         self._arrivals: deque[float] = deque()
         self.reset()
         if data:
             self.load(data)
 
     def reset(self) -> None:
-        """Forget users, directory, calls, availabilities and queues (credentials stay)."""
+        """Forget users, directory, calls, availabilities and queues, back to the default modes
+        and no rate limit (credentials stay)."""
         with self.lock:
+            self.modes: dict[str, str] = {name: values[0] for name, values in MODES.items()}
+            self.rate_limit = 0  # requests per rate_window seconds; 0 = none
+            self.rate_window = 1.0
+            self.rate_retry_after = 1
+            self._arrivals.clear()
             self.users: list[dict[str, Any]] = []
             self.directory: list[dict[str, Any]] = []
             self.calls: list[dict[str, Any]] = []
