@@ -173,6 +173,7 @@ class EnreachEmulator(EmulatorServer):
             self.rate_limit = 0  # requests per rate_window seconds; 0 = none
             self.rate_window = 1.0
             self.rate_retry_after = 1
+            self.throttled = 0  # requests answered 429 by the rate limit
             self._arrivals.clear()
             self.users: list[dict[str, Any]] = []
             self.directory: list[dict[str, Any]] = []
@@ -285,6 +286,7 @@ class EnreachEmulator(EmulatorServer):
             while self._arrivals and self._arrivals[0] <= now - self.rate_window:
                 self._arrivals.popleft()
             if len(self._arrivals) >= self.rate_limit:
+                self.throttled += 1
                 return True
             self._arrivals.append(now)
             return False
