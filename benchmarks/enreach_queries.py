@@ -9,7 +9,7 @@ once for the window:
 * ``per_user``, ``CALL_SYNC_ENREACH_REQUEST_BUDGET`` (default 1000): the same reads spread over runs;
 * ``all``: one ``GET calls`` without ``UserIDs`` for the organisation.
 
-Every user has one Work call in the window (owned by ``DEFAULT_CRM_ASSIGNEE``), and the benchmark
+Every user (each mapped to a Dataverse user) has one Work call in the window, and the benchmark
 checks each landed exactly once. Printed per case: runs to read every user, Enreach requests per
 run (discovery, ``GET users`` and the directory included), 429s answered, wall seconds per run,
 and the requests of the busiest run as a ratio of the baseline's.
@@ -39,7 +39,7 @@ from core.settings import Settings, load_settings
 from core.state import CheckpointStore
 from dataverse import DataverseClient, credential_from_settings
 from enreach import client_from_settings
-from sandbox.services import Services
+from sandbox.services import Services, provision_app_schema
 from tests.helpers import enreach_call, enreach_users
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -49,13 +49,24 @@ ASSIGNEE = "00000000-0000-4000-8000-00000000a551"
 def tenant(services: Services, users: int) -> None:
     services.enreach.reset()
     services.dataverse.reset()
-    services.dataverse.load(
-        {"systemusers": [{"systemuserid": ASSIGNEE, "fullname": "Call Desk", "internalemailaddress": "d@example.fi"}]}
-    )
-    from sandbox.services import provision_app_schema
-
-    provision_app_schema(services.dataverse)
     people = [(f"e0000000-0000-4000-8000-{i:012d}", f"agent{i}@example.fi", f"+3584011{i:05d}") for i in range(users)]
+    services.dataverse.load(
+        {
+            "systemusers": [
+                {"systemuserid": ASSIGNEE, "fullname": "Call Desk", "internalemailaddress": "d@example.fi"},
+                *(
+                    {
+                        "systemuserid": f"00000000-0000-4000-8000-{i:012d}",
+                        "fullname": f"Agent {i}",
+                        "internalemailaddress": name,
+                        CALL_SYNC.user_id_column: enreach_id,
+                    }
+                    for i, (enreach_id, name, _) in enumerate(people)
+                ),
+            ]
+        }
+    )
+    provision_app_schema(services.dataverse)
     services.enreach.load(
         {
             **enreach_users(*people),

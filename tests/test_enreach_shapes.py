@@ -235,3 +235,14 @@ def test_the_probe_finds_a_tenant_that_answers_all(enreach_client, world):
     lines: list[str] = []
     result = probe_enreach(enreach_client, days=3, now=NOW, out=lines.append)
     assert "query mode: all" in result.notes, "\n".join(lines)
+
+
+@pytest.mark.parametrize(
+    ("label", "expected"), [("Undefined", "Unclassified"), ("Work", "Work"), ("Private", "Private")]
+)
+def test_undefined_is_unclassified(enreach_client, world, label, expected):
+    """The Voice Center's name for a call not classified yet is "Undefined" (Enreach wiki "History")."""
+    _users(world, calls=[enreach_call("c1", "aino@example.fi", DAY, classification=label)])
+    window = (DAY - timedelta(hours=1), DAY + timedelta(hours=1))
+    [call] = enreach_client.calls(*window, by="start", users=enreach_client.users())
+    assert call.classification == expected
