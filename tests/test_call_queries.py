@@ -173,3 +173,22 @@ def test_all_mode_against_a_tenant_that_answers_only_the_api_users_own_calls(env
     world.enreach.load({"calls": _calls_of(USERS, start=NOW - timedelta(hours=2), tag="x")})
     report = _run(env, world, NOW, field_map={"calls": {"query_mode": "all"}})
     assert report.created == 0  # the emulator's default: without UserIDs, the caller's own calls
+
+
+def test_the_budget_setting(world):
+    from core.settings import SettingsError
+
+    base = world.app_settings({"ROUTING_API_KEY": "test-routing-key-0123456789"})
+    assert load_settings(base).call_sync.enreach_request_budget == 1000
+    assert load_settings({**base, "CALL_SYNC_ENREACH_REQUEST_BUDGET": "0"}).call_sync.enreach_request_budget == 0
+    for bad in ("5", "-1", "lots"):
+        with pytest.raises(SettingsError, match="CALL_SYNC_ENREACH_REQUEST_BUDGET"):
+            load_settings({**base, "CALL_SYNC_ENREACH_REQUEST_BUDGET": bad})
+
+
+def test_query_mode_is_checked_at_start(world):
+    from core.settings import SettingsError
+
+    base = world.app_settings({"ROUTING_API_KEY": "test-routing-key-0123456789"})
+    with pytest.raises(SettingsError, match=r"calls\.query_mode"):
+        load_settings({**base, "ENREACH_FIELD_MAP": json.dumps({"calls": {"query_mode": "everyone"}})})
