@@ -30,15 +30,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bridge.settings import Settings, load_settings
 from call_sync.calls import sync_phone_calls
 from call_sync.parking import ParkedCalls
 from call_sync.runtime import lookup_for
 from call_sync.runtime import options as options_for
 from core.schema import CALL_SYNC
-from core.settings import Settings, load_settings
 from core.state import CheckpointStore
-from dataverse import DataverseClient, credential_from_settings
-from enreach import client_from_settings
+from dataverse import DataverseClient, credential_from_config
+from enreach import client_from_config
 from sandbox.services import Services, provision_app_schema
 from tests.helpers import enreach_call, enreach_users
 
@@ -88,14 +88,14 @@ def run_case(services: Services, settings: Settings, *, users: int, mode: str, b
                 "ENREACH_FIELD_MAP": json.dumps({"calls": {"query_mode": "all"}}),
             }
         )
-    dataverse = DataverseClient(settings.dataverse_url, credential=credential_from_settings(settings))
+    dataverse = DataverseClient(settings.dataverse.url, credential=credential_from_config(settings.dataverse))
     store = CheckpointStore(settings.storage_connection_string, table_name="q" + uuid.uuid4().hex[:10])
     parking = ParkedCalls(settings.storage_connection_string, table_name="p" + uuid.uuid4().hex[:10])
     options = replace(options_for(settings), enreach_request_budget=budget, batch_size=100)
     runs: list[tuple[int, int, float]] = []
     now = NOW
     while True:
-        enreach = client_from_settings(settings)  # a timer run builds nothing new but counts per run
+        enreach = client_from_config(settings.enreach)  # a timer run builds nothing new but counts per run
         throttled_before = services.enreach.throttled
         started = time.perf_counter()
         report = sync_phone_calls(

@@ -15,13 +15,13 @@ from urllib.parse import parse_qsl
 
 import pytest
 
+from bridge.settings import load_settings
 from call_sync.calls import CHECKPOINT_NAME, sync_phone_calls
 from call_sync.parking import ParkedCalls
 from call_sync.query import SWEEP_NAME
 from call_sync.runtime import lookup_for
 from call_sync.runtime import options as options_for
 from core.schema import CALL_SYNC
-from core.settings import load_settings
 from core.state import CheckpointStore
 from sandbox.services import provision_app_schema
 from tests.helpers import dataverse_client_for, enreach_call, enreach_client_for, enreach_users
@@ -176,7 +176,7 @@ def test_all_mode_against_a_tenant_that_answers_only_the_api_users_own_calls(env
 
 
 def test_the_budget_setting(world):
-    from core.settings import SettingsError
+    from bridge.settings import SettingsError
 
     base = world.app_settings({"ROUTING_API_KEY": "test-routing-key-0123456789"})
     assert load_settings(base).call_sync.enreach_request_budget == 1000
@@ -187,7 +187,7 @@ def test_the_budget_setting(world):
 
 
 def test_query_mode_is_checked_at_start(world):
-    from core.settings import SettingsError
+    from bridge.settings import SettingsError
 
     base = world.app_settings({"ROUTING_API_KEY": "test-routing-key-0123456789"})
     with pytest.raises(SettingsError, match=r"calls\.query_mode"):

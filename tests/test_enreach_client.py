@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from core.settings import SettingsError, load_settings
+from bridge.settings import SettingsError, load_settings
 from emulators._server import FaultRule
 from enreach import (
     EnreachAuthError,
@@ -55,7 +55,7 @@ def test_discovery_then_basic_auth(enreach_client, world):
 
 
 def test_wrong_secret_key_is_refused_with_a_clear_error(settings, world):
-    client = EnreachClient(settings.enreach_user, "wrong-key", api_url=world.enreach.url, retry=FAST_RETRY)
+    client = EnreachClient(settings.enreach.user, "wrong-key", api_url=world.enreach.url, retry=FAST_RETRY)
     with pytest.raises(EnreachAuthError, match="ENREACH_SECRET_KEY"):
         client.me()
 
@@ -94,7 +94,7 @@ def test_user_matching_falls_back_to_the_directory_email(enreach_client, world):
 
 
 def test_no_directory_request_when_users_carry_everything(settings, world):
-    api_user = {"Id": E2, "UserName": settings.enreach_user, "MobileNumber": "+358401110002"}  # listed like anyone
+    api_user = {"Id": E2, "UserName": settings.enreach.user, "MobileNumber": "+358401110002"}  # listed like anyone
     world.enreach.load({"users": [{"Id": E1, "UserName": "a@example.fi", "MobileNumber": "+358401110001"}, api_user]})
     client = enreach_client_for(settings)
     assert client.users()[0].mobile_number == "+358401110001"
@@ -128,7 +128,7 @@ def test_calls_are_asked_for_per_user_and_read_through_the_evidence_fields(enrea
         dict(parse_qsl(r["query"])).get("UserIDs") for r in world.enreach.requests if r["path"] == "/calls"
     )
     # one request per user, UserIDs=<id>: the two users and the API user (GET users lists it too)
-    assert user_ids == sorted([E1, E2, world.enreach.api_user_id(settings.enreach_user)])
+    assert user_ids == sorted([E1, E2, world.enreach.api_user_id(settings.enreach.user)])
 
 
 @pytest.mark.parametrize(
@@ -224,7 +224,7 @@ def test_operator_overrides_each_field_and_value_meaning(settings, world):
     assert (call.classification, call.is_mobile) == ("Work", True)
     default = EnreachCall.from_api({**record, "CallId": "d", "StartTime": record["Began"]})
     assert default.classification == "Unclassified" and default.other_number is None  # defaults see none of it
-    assert replace(configured.enreach_mapping.calls).duration == ("Secs",)
+    assert replace(configured.enreach.mapping.calls).duration == ("Secs",)
 
 
 @pytest.mark.parametrize(

@@ -56,7 +56,7 @@ def test_the_app_reads_calls_in_both_date_formats(enreach_client, world, setting
     text_start = next(c.start for c in calls if c.call_id == "c1")
     # the same record as a client without the header gets it: JSON dates
     api = enreach_client.api_url
-    auth = (settings.enreach_user, settings.enreach_secret_key)
+    auth = (settings.enreach.user, settings.enreach.secret_key)
     params = {"StartTime": "2026-11-24 07:00:00", "EndTime": "2026-11-24 09:00:00", "UserIDs": E1}
     bare = requests.get(f"{api}/calls", params=params, auth=auth, headers={"Accept": "application/json"}, timeout=10)
     record = bare.json()[0]
@@ -72,7 +72,7 @@ def test_a_client_that_forgets_the_header_fails_as_in_life(world, settings):
     body = requests.get(
         f"{api}/calls",
         params={"CallId": "c1"},
-        auth=(settings.enreach_user, settings.enreach_secret_key),
+        auth=(settings.enreach.user, settings.enreach.secret_key),
         timeout=10,
     ).json()
     with pytest.raises(ValueError):
@@ -101,7 +101,7 @@ def test_none_active_in_every_shape_is_available_and_available_ends_nothing(enre
 
 
 def test_an_available_record_with_the_tenants_own_number(world, settings):
-    from core.settings import load_settings
+    from bridge.settings import load_settings
 
     _users(world, availabilities=[{"UserID": E1, "EventTypeID": 17}])
     assert enreach_client_for(settings).current_availability(E1).name is None  # unmapped: unknown
@@ -135,7 +135,7 @@ def test_open_ended_availability_in_json_dates(world, settings):
     _users(world, availabilities=[{"UserID": E1, "EventTypeID": 3, "EndTime": "9999-12-31 23:59:59"}])
     api = enreach_client_for(settings).api_url
     body = requests.get(
-        f"{api}/users/{E1}/availability/current", auth=(settings.enreach_user, settings.enreach_secret_key), timeout=10
+        f"{api}/users/{E1}/availability/current", auth=(settings.enreach.user, settings.enreach.secret_key), timeout=10
     ).json()
     assert body["EndTime"] == "/Date(253402300799000)/"
     assert parse_time(body["EndTime"]) >= datetime(9000, 1, 1, tzinfo=UTC)
@@ -200,7 +200,7 @@ def test_directory_filters_and_the_fields_enreachvoice_mcp_reads(enreach_client,
 def test_a_rate_limit_answers_429_with_retry_after(world, settings):
     world.enreach.configure(rate_limit=2, rate_window=60, rate_retry_after=7)
     api = enreach_client_for(settings).api_url
-    auth = (settings.enreach_user, settings.enreach_secret_key)
+    auth = (settings.enreach.user, settings.enreach.secret_key)
     answers = [requests.get(f"{api}/users/me", auth=auth, timeout=10) for _ in range(3)]
     assert [a.status_code for a in answers] == [200, 200, 429]
     assert answers[2].headers["Retry-After"] == "7"
