@@ -588,7 +588,7 @@ class EnreachClient:
                 continue
             grouped.setdefault(user_id, []).append(item)
         if unowned:
-            self.skipped_records["users.id (record of no known user)"] = unowned
+            self.skipped_records["calls.user_id"] = unowned  # no known user by id or UserName
             log.warning(
                 "%d Enreach call records name no known user (by %s or %s): skipped",
                 unowned,
