@@ -7,6 +7,7 @@ blueprint imports its business logic inside the function bodies.
 import azure.functions as func
 
 from call_sync.blueprint import bp as call_sync_bp
+from callbacks.blueprint import bp as callbacks_bp
 from core.telemetry import configure_telemetry
 from health.blueprint import bp as health_bp
 from presence_sync.blueprint import bp as presence_bp
@@ -18,3 +19,4 @@ app.register_functions(health_bp)
 app.register_functions(routing_bp)
 app.register_functions(call_sync_bp)
 app.register_functions(presence_bp)
+app.register_functions(callbacks_bp)

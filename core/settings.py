@@ -19,6 +19,7 @@ from .ids import is_guid
 
 if TYPE_CHECKING:
     from call_sync.config import CallSyncConfig
+    from callbacks.config import CallbacksConfig
     from enreach import EnreachMapping
     from presence_sync.mapping import PresenceMapping
     from routing.rules import Rule
@@ -74,6 +75,13 @@ SETTING_NAMES = (
     "AzureWebJobsStorage",
     "HTTP_TIMEOUT_SECONDS",
     "DATAVERSE_MAX_PARALLEL_BATCHES",
+    # the callback sync's section (callbacks/config.py)
+    "CALLBACKS_ENABLED",
+    "CALLBACK_SYNC_SCHEDULE",
+    "CALLBACK_MODE",
+    "CALLBACK_QUEUES",
+    "CALLBACK_CLOSE_IN_ENREACH",
+    "CALLBACK_INITIAL_LOOKBACK_HOURS",
 )
 
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
@@ -150,6 +158,7 @@ class Settings:
     presence_mapping: PresenceMapping
     presence_echo_ttl_seconds: float
     call_sync: CallSyncConfig  # the call sync's own section (call_sync/config.py)
+    callbacks: CallbacksConfig  # the callback sync's own section (callbacks/config.py)
     routing_max_lookups: int = 64
     dataverse_max_parallel_batches: int = 4
     presence_max_call_minutes: int = 240
@@ -349,6 +358,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     from call_sync.config import parse_config
 
     call_sync = parse_config(get, problems)
+    from callbacks.config import parse_config as parse_callbacks
+
+    callbacks = parse_callbacks(get, problems)
 
     # 4 in flight use at most 4 s of Dataverse execution time per second: the documented 1,200 s per
     # 300 s window, so the syncs alone never exhaust the budget the routing webhook shares.
@@ -410,6 +422,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         presence_mapping=presence_mapping,
         presence_echo_ttl_seconds=echo_ttl,
         call_sync=call_sync,
+        callbacks=callbacks,
         dataverse_max_parallel_batches=max_parallel,
         presence_max_call_minutes=max_call_minutes,
         presence_after_call=after_call,

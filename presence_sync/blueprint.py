@@ -42,12 +42,16 @@ def presence_dataverse(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="presence/enreach", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def presence_enreach(req: func.HttpRequest) -> func.HttpResponse:
     """Enreach availability or call notification: mirror to Omnichannel, DND during calls."""
+    from callbacks.notify import dispatch
     from core.settings import get_settings
 
     from .http import handle_enreach_webhook
     from .runtime import presence_sync
 
     settings = get_settings()
+    callback_answer = dispatch(dict(req.headers), req.get_body())  # callback event types: the callbacks job
+    if callback_answer is not None:
+        return _response("presence_enreach", callback_answer)
     return _response(
         "presence_enreach",
         handle_enreach_webhook(

@@ -98,6 +98,7 @@ def enreach_users(*people: tuple[str, str, str | None]) -> dict[str, list[dict[s
 def clear_app_caches() -> None:
     """Forget the settings and the objects the function runtimes built from them."""
     from call_sync import runtime as call_runtime
+    from callbacks import runtime as callback_runtime
     from core.settings import get_settings
     from presence_sync import runtime as presence_runtime
     from routing import runtime as routing_runtime
@@ -111,6 +112,7 @@ def clear_app_caches() -> None:
         call_runtime.call_lookup,
         call_runtime.parking_store,
         presence_runtime.presence_sync,
+        callback_runtime.callback_sync,
     ):
         cached.cache_clear()
 

@@ -21,6 +21,7 @@ EXPECTED_TIMERS: dict[str, str] = {
     "sync_enreach_user_ids": "%USER_ID_SYNC_SCHEDULE%",
     "reconcile_presence": "%PRESENCE_RECONCILE_SCHEDULE%",
     "sync_presence": "%PRESENCE_POLL_SCHEDULE%",
+    "sync_callbacks": "%CALLBACK_SYNC_SCHEDULE%",
 }
 
 

@@ -43,7 +43,7 @@ def _schema(emulator):
 def test_provision_creates_everything_once_and_matches_the_test_shortcut(world, env):
     lines = []
     created, existing = provision(_client(env), report=lines.append)
-    assert len(created) == len(REQUIRED) == 12 and existing == []
+    assert len(created) == len(REQUIRED) == 17 and existing == []
     assert "created  table enr_phoneindex" in lines
     provisioned = _schema(world.dataverse)
     again, existing = provision(_client(env), report=lines.append)

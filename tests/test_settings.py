@@ -22,6 +22,7 @@ GOOD = {
     "PRESENCE_RECONCILE_SCHEDULE": "0 */5 * * * *",
     "PRESENCE_POLL_SCHEDULE": "0 */2 * * * *",
     "PRESENCE_WEBHOOK_KEY": "presence-key-0123456789",
+    "CALLBACK_SYNC_SCHEDULE": "0 * * * * *",
 }
 
 
