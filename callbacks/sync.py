@@ -567,7 +567,8 @@ class CallbackSync:
         if self.store is None:
             raise ValueError("a CheckpointStore is needed to poll")
         report = CallbackReport()
-        until = (now or datetime.now(UTC)).replace(microsecond=0)
+        # to the end of the current second (Enreach times have whole seconds; the overlap re-reads late ones)
+        until = (now or datetime.now(UTC)).replace(microsecond=0) + timedelta(seconds=1)
         checkpoint = self.store.read(CHECKPOINT_NAME)
         if checkpoint.value:
             since = datetime.fromisoformat(checkpoint.value.replace("Z", "+00:00")) - self.options.overlap

@@ -11,7 +11,10 @@ Data (the sandbox file's ``"enreach"`` object), in the default names::
                     "Note": "...", "DueDate": "2026-11-24 09:00:00", "ExpiryDate": "...",
                     "AssignedUserId": null, "CallbackAttempts": 0, "IsClosed": false}]}
 
-Without ``callbacklists`` the tenant has no callback feature: the paths answer 404.
+Without ``callbacklists`` the tenant has no callback feature: the paths answer 404. The emulator's
+own keys ``$due_in_minutes`` and ``$expires_in_minutes`` set those times relative to loading (the
+sandbox's sample requests are always current); a request without a modification time counts as
+modified when loaded.
 """
 
 from __future__ import annotations
@@ -82,6 +85,10 @@ class CallbackStore:
             for key in _TIMES:
                 if item[key]:
                     item[key] = _parse(item[key])
+            # the emulator's own keys ($...; never served): times relative to loading, so samples stay current
+            for key, own in (("due", "$due_in_minutes"), ("expires", "$expires_in_minutes")):
+                if isinstance(source.get(own), int):
+                    item[key] = _now() + timedelta(minutes=source[own])
             item["id"] = str(item["id"] or uuid.uuid4())
             item["modified"] = item["modified"] or item["created"] or _now()
             item["attempts"] = int(item["attempts"] or 0)
@@ -114,7 +121,7 @@ class CallbackStore:
         item = self.items[request_id]
         for key, value in fields.items():
             item[key] = value.astimezone(UTC).replace(tzinfo=None) if isinstance(value, datetime) else value
-        item["modified"] = max(_now(), item["modified"] + timedelta(seconds=1))
+        item["modified"] = max(_now(), item["modified"])
         return item
 
     # -- rendering ----------------------------------------------------------------------------

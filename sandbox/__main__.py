@@ -150,6 +150,13 @@ def main(argv: list[str] | None = None) -> int:
             }
         ),
     )
+    # Callback requests are off by default in a deployment; the sandbox shows them, each list's
+    # requests queued in the Dataverse queue of the same name where the data has one.
+    settings.setdefault("CALLBACKS_ENABLED", "on")
+    if "CALLBACK_QUEUES" not in settings:
+        queues = {q["name"]: q["queueid"] for q in services.dataverse.rows("queues") if q.get("name")}
+        if queues:
+            settings["CALLBACK_QUEUES"] = json.dumps(queues)
     os.environ.update(settings)
     try:
         load_settings()
