@@ -487,3 +487,118 @@ def test_callback_settings_are_checked_and_named(world):
     text = str(error.value)
     for name in ("CALLBACKS_ENABLED", "CALLBACK_MODE", "CALLBACK_QUEUES['Sales']", "CALLBACK_SYNC_SCHEDULE"):
         assert name in text, text
+
+
+# -- killed at every request of a run ---------------------------------------------------------------
+
+
+class _Countdown:
+    """One 'process' for both clients: the ``die_at``-th request (Enreach or Dataverse) kills it,
+    optionally after that request was served but before its answer was read."""
+
+    def __init__(self, die_at: int | None, lose_answer: bool = False) -> None:
+        self.die_at, self.lose_answer, self.sent = die_at, lose_answer, 0
+
+
+class _DyingSession(requests.Session):
+    def __init__(self, countdown: _Countdown) -> None:
+        super().__init__()
+        self.countdown = countdown
+
+    def request(self, *args, **kwargs):  # type: ignore[override]
+        from tests.test_chaos import Killed
+
+        self.countdown.sent += 1
+        if self.countdown.die_at is not None and self.countdown.sent >= self.countdown.die_at:
+            if self.countdown.sent == self.countdown.die_at and self.countdown.lose_answer:
+                super().request(*args, **kwargs)
+            raise Killed
+        return super().request(*args, **kwargs)
+
+
+def _chaos_world(world, azurite, table: str) -> tuple[list[str], str, str]:
+    """Phase one (clean): two requests synced. Then in Enreach one is handled and three new ones
+    arrive (assigned, queued, unknown number); in Dynamics an agent completes the other."""
+    world.enreach.callbacks.items.clear()
+    world.enreach.callbacks.closes.clear()
+    for row in world.dataverse.rows("phonecalls"):
+        world.dataverse.table("phonecalls").remove(row["activityid"])
+    for row in world.dataverse.rows("queueitems"):
+        world.dataverse.table("queueitems").remove(row["queueitemid"])
+    handled = world.enreach.add_callback(notify=False, item_list_id=LIST, number=KNOWN)
+    called_back = world.enreach.add_callback(notify=False, item_list_id=LIST, number=KNOWN)
+    first = make_sync(world, azurite, table=table, CALLBACK_CLOSE_IN_ENREACH="on")
+    assert first.poll().created == 2
+    world.enreach.close_callback(handled, notify=False)
+    row = activity(world, called_back)
+    first.client.update("phonecalls", row["activityid"], {"statecode": 1, "statuscode": 2})
+    new = [
+        world.enreach.add_callback(notify=False, item_list_id=LIST, number=KNOWN, assigned_user=ENREACH_AGENT),
+        world.enreach.add_callback(notify=False, item_list_id=LIST, number="+358 50 123 4567"),
+        world.enreach.add_callback(notify=False, item_list_id=LIST, number="+358409990000"),
+    ]
+    return [handled, called_back, *new], handled, called_back
+
+
+def _check(world, ids: list[str], handled: str, called_back: str) -> None:
+    rows = activities(world)
+    assert sorted(r[CALLBACKS.request_id_column] for r in rows) == sorted(ids)  # each exactly once
+    assert activity(world, handled)["statecode"] == 1 and activity(world, handled)[CALLBACKS.state_column] == "closed"
+    assert activity(world, called_back)[CALLBACKS.state_column] == "closed"
+    assert world.enreach.callbacks.items[called_back]["closed"] is True
+    assert all(r["statecode"] == 0 for r in rows if r[CALLBACKS.request_id_column] in ids[2:])
+    queued = [i["_objectid_value"] for i in world.dataverse.rows("queueitems")]
+    assert sorted(queued) == sorted(set(queued))  # never queued twice
+    unassigned = {r["activityid"] for r in rows if r[CALLBACKS.request_id_column] != ids[2]}
+    assert set(queued) == unassigned  # every request no agent has is in the list's queue, once
+
+
+def test_killed_at_every_request_of_a_run_then_rerun_leaves_every_request_exactly_once(tenant, azurite):
+    table = f"k{uuid.uuid4().hex[:12]}"
+    _chaos_world(tenant, azurite, table)
+    counting = _Countdown(None)
+    clean = make_sync(
+        tenant,
+        azurite,
+        session=_DyingSession(counting),
+        enreach_session=_DyingSession(counting),
+        table=table,
+        CALLBACK_CLOSE_IN_ENREACH="on",
+    )
+    clean.poll()
+    total = counting.sent
+    assert total >= 8, total  # lists, changed requests, users, phonecalls, customers, $batch, expiry, closes
+    from tests.test_chaos import Killed
+
+    for die_at in range(1, total + 1):
+        for lose_answer in (False, True):
+            table = f"k{uuid.uuid4().hex[:12]}"
+            ids, handled, called_back = _chaos_world(tenant, azurite, table)
+            countdown = _Countdown(die_at, lose_answer)
+            dying = make_sync(
+                tenant,
+                azurite,
+                session=_DyingSession(countdown),
+                enreach_session=_DyingSession(countdown),
+                table=table,
+                CALLBACK_CLOSE_IN_ENREACH="on",
+            )
+            with pytest.raises(Killed):
+                dying.poll()
+            rerun = make_sync(tenant, azurite, table=table, CALLBACK_CLOSE_IN_ENREACH="on").poll()
+            assert rerun.failed == 0, (die_at, lose_answer, rerun.summary())
+            try:
+                _check(tenant, ids, handled, called_back)
+            except AssertionError as error:
+                raise AssertionError(f"killed at request {die_at} (answer lost: {lose_answer}): {error}") from error
+    # and killed at the checkpoint write (Table storage), after everything else was written
+    from tests.test_chaos import DyingStore
+
+    table = f"k{uuid.uuid4().hex[:12]}"
+    ids, handled, called_back = _chaos_world(tenant, azurite, table)
+    dying = make_sync(tenant, azurite, table=table, CALLBACK_CLOSE_IN_ENREACH="on")
+    dying.store = DyingStore(dying.store, die=True)  # type: ignore[arg-type]
+    with pytest.raises(Killed):
+        dying.poll()
+    assert make_sync(tenant, azurite, table=table, CALLBACK_CLOSE_IN_ENREACH="on").poll().failed == 0
+    _check(tenant, ids, handled, called_back)
