@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from core.cli import add_settings_argument, command_settings, run_command
+from bridge.settings import command_settings
+from core.cli import add_settings_argument, run_command
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     settings = command_settings(args.settings)
-    from call_sync.runtime import checkpoint_store, dataverse_client
+    from bridge.runtime import checkpoint_store, dataverse_client
 
     if args.command == "status":
         from azure.core.exceptions import AzureError
@@ -37,8 +38,8 @@ def _run(args: argparse.Namespace) -> int:
             lines = status_lines(
                 checkpoint_store(),
                 dataverse_client(),
-                enabled=settings.callbacks.enabled,
-                mode=settings.callbacks.mode,
+                enabled="callbacks" in settings.jobs,
+                mode=settings.callbacks.mode if settings.has("callbacks") else "-",
             )
         except (AzureError, ValueError) as error:
             print(

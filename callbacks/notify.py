@@ -1,13 +1,14 @@
 """Callback notifications at the one Enreach notification endpoint (``POST /api/presence/enreach``).
 
-The endpoint's handler asks ``dispatch`` first: a body whose event type is one of the callback
-event names (``ENREACH_FIELD_MAP.callbacks.created_events``/``changed_events``/``closed_events``;
+The endpoint's handler asks ``callbacks.runtime.dispatch_notification`` first: a body whose
+event type is one of the callback event names (``ENREACH_FIELD_MAP.callbacks.created_events``,
+``changed_events``, ``closed_events``;
 ``CallbackCreated``, ``CallbackUpdated``, ``CallbackChanged``, ``CallbackClosed`` by default) is
 answered here; anything else (``None``) goes on to the presence handler unchanged.
 
 A notification is a hint, not the record: the request is read back from Enreach by its id and
 applied as the timer applies it (``CallbackSync.apply_one``). Answers: 200 applied; 202 ignored
-(callbacks off, or ``CALLBACK_MODE=poll``); 400 naming the field; 401; 503 with ``Retry-After``
+(``callbacks`` not in ``BRIDGE_JOBS``, or ``CALLBACK_MODE=poll``); 400 naming the field; 401; 503 with ``Retry-After``
 when Enreach, Dataverse or storage failed (the sender delivers it again, and the next poll finds
 the request anyway).
 """
@@ -24,7 +25,7 @@ from enreach import CallbackFields, first_present
 if TYPE_CHECKING:
     from .sync import CallbackSync
 
-__all__ = ["RETRY_AFTER_SECONDS", "dispatch", "handle_callback_notification", "request_id_of"]
+__all__ = ["RETRY_AFTER_SECONDS", "handle_callback_notification", "request_id_of"]
 
 log = logging.getLogger("callbacks")
 RETRY_AFTER_SECONDS = 10
@@ -91,7 +92,7 @@ def handle_callback_notification(
     if not authenticate(headers):
         return None  # the presence handler refuses it (401) with its one explanation
     if not enabled:
-        reason = "callback notifications are off (CALLBACKS_ENABLED, CALLBACK_MODE)"
+        reason = "callback notifications are off (callbacks not in BRIDGE_JOBS, or CALLBACK_MODE=poll)"
         return _json(202, {"outcome": "ignored", "event_type": event_type, "reason": reason})
     request_id = request_id_of(payload, names)
     if request_id is None:
@@ -128,38 +129,3 @@ def handle_callback_notification(
     counts = {k: v for k, v in report.counts().items() if v}
     log_event("callback_notification", event_type=event_type, request=request_id, **counts)
     return _json(200, {"outcome": "applied", "event_type": event_type, "request": request_id, **counts})
-
-
-def dispatch(headers: Mapping[str, str], body: bytes) -> Answer | None:
-    """For the Enreach notification endpoint: answer a callback notification with the app's
-    settings, or None to let the presence handler answer."""
-    from core.auth import authenticate_enreach
-    from core.settings import get_settings
-
-    settings = get_settings()
-    config = settings.callbacks
-
-    def authenticate(given: Mapping[str, str]) -> bool:
-        return authenticate_enreach(
-            given,
-            api_key=settings.routing_api_key,
-            basic_user=settings.routing_basic_user,
-            basic_password=settings.routing_basic_password,
-            secret=settings.enreach_webhook_secret,
-            secret_header=settings.enreach_webhook_secret_header,
-        )
-
-    def sync() -> CallbackSync:
-        from .runtime import callback_sync
-
-        return callback_sync()
-
-    return handle_callback_notification(
-        headers=headers,
-        body=body,
-        event_type_names=settings.enreach_mapping.events.event_type,
-        names=settings.enreach_mapping.callbacks,
-        authenticate=authenticate,
-        enabled=config.notifications,
-        sync=sync,
-    )

@@ -26,7 +26,7 @@ def status_lines(
     store: CheckpointStore, client: DataverseClient | None, *, enabled: bool, mode: str, now: datetime | None = None
 ) -> list[str]:
     now = now or datetime.now(UTC)
-    lines = [f"callbacks: {'on' if enabled else 'off (CALLBACKS_ENABLED)'}, mode {mode}"]
+    lines = [f"callbacks: {'on' if enabled else 'off (not in BRIDGE_JOBS)'}, mode {mode}"]
     value = store.read(CHECKPOINT_NAME).value
     if value:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))

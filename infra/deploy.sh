@@ -140,7 +140,6 @@ desired=(
   "USER_ID_SYNC_SCHEDULE=0 0 * * * *"
   "PRESENCE_RECONCILE_SCHEDULE=0 */5 * * * *"
   "PRESENCE_POLL_SCHEDULE=0 */2 * * * *"
-  "CALLBACK_SYNC_SCHEDULE=0 * * * * *"
 )
 # With a client secret instead of the managed identity, also set AZURE_TENANT_ID, AZURE_CLIENT_ID
 # and AZURE_CLIENT_SECRET as a Key Vault reference (put_secret azure-client-secret ..., then $(ref ...)).

@@ -182,7 +182,7 @@ def _probe_callbacks(
         out(f"callback lists: GET {names.lists_path} answered 404")
         result.notes.append(
             f"no callback lists (GET {names.lists_path} answered 404: the tenant has none, or set "
-            "ENREACH_FIELD_MAP.callbacks.lists_path; only needed with CALLBACKS_ENABLED)"
+            "ENREACH_FIELD_MAP.callbacks.lists_path; only needed with the callbacks job in BRIDGE_JOBS)"
         )
         return
     out(f"callback lists: {len(lists)} from GET {names.lists_path}")

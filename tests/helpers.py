@@ -8,10 +8,10 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from bridge.settings import Settings
 from core.retry import RetryPolicy
-from core.settings import Settings
-from dataverse import DataverseClient, credential_from_settings
-from enreach import EnreachClient, client_from_settings
+from dataverse import DataverseClient, credential_from_config
+from enreach import EnreachClient, client_from_config
 
 if TYPE_CHECKING:
     import pytest
@@ -34,13 +34,13 @@ FAST_RETRY = RetryPolicy(max_attempts=4, backoff_seconds=0.01, max_backoff_secon
 def dataverse_client_for(settings: Settings, **options: Any) -> DataverseClient:
     """The app's Dataverse client for these settings (``retry`` defaults to ``FAST_RETRY``)."""
     options.setdefault("retry", FAST_RETRY)
-    return DataverseClient(settings.dataverse_url, credential=credential_from_settings(settings), **options)
+    return DataverseClient(settings.dataverse.url, credential=credential_from_config(settings.dataverse), **options)
 
 
 def enreach_client_for(settings: Settings, **options: Any) -> EnreachClient:
     """The app's Enreach client for these settings, found through the emulator's discovery."""
     options.setdefault("retry", FAST_RETRY)
-    return client_from_settings(settings, **options)
+    return client_from_config(settings.enreach, **options)
 
 
 def enreach_call(
@@ -97,9 +97,9 @@ def enreach_users(*people: tuple[str, str, str | None]) -> dict[str, list[dict[s
 
 def clear_app_caches() -> None:
     """Forget the settings and the objects the function runtimes built from them."""
+    from bridge.settings import get_settings
     from call_sync import runtime as call_runtime
     from callbacks import runtime as callback_runtime
-    from core.settings import get_settings
     from presence_sync import runtime as presence_runtime
     from routing import runtime as routing_runtime
 
@@ -121,12 +121,13 @@ def clear_app_caches() -> None:
 def serving_app(monkeypatch: pytest.MonkeyPatch, settings: Mapping[str, str]) -> Iterator[LocalFunctionsHost]:
     """The app's functions on a loopback port, configured by these app settings as the host would be;
     the runtimes are rebuilt from them, and forgotten again afterwards."""
-    from function_app import app
+    from function_app import build_app
     from sandbox.host import LocalFunctionsHost
 
     for name, value in settings.items():
         monkeypatch.setenv(name, value)
     clear_app_caches()
+    app = build_app()  # the functions of the jobs these settings switch on (BRIDGE_JOBS), as the host would
     host = LocalFunctionsHost(app, port=0).start()
     try:
         yield host

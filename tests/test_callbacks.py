@@ -12,11 +12,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
+from bridge.settings import load_settings
 from call_sync.runtime import lookup_for
 from callbacks.runtime import options as options_for
 from callbacks.sync import CHECKPOINT_NAME, CallbackSync
 from core.schema import CALL_SYNC, CALLBACKS
-from core.settings import load_settings
 from core.state import CheckpointStore
 from enreach import CallbackFields
 from routing.index_sync import sync_phone_index
@@ -50,7 +50,7 @@ def tenant(world, azurite):
     settings = load_settings(app_settings(world, azurite))
     index_store = CheckpointStore(settings.storage_connection_string, table_name=f"i{uuid.uuid4().hex[:12]}")
     sync_phone_index(
-        dataverse_client_for(settings), index_store, phone_columns=settings.routing_phone_columns, region="FI"
+        dataverse_client_for(settings), index_store, phone_columns=settings.matching.phone_columns, region="FI"
     )
     world.enreach.load(
         {
@@ -68,7 +68,7 @@ def app_settings(world, azurite, **overrides: str) -> dict[str, str]:
         {
             "ROUTING_API_KEY": KEY,
             "AzureWebJobsStorage": azurite.connection_string,
-            "CALLBACKS_ENABLED": "on",
+            "BRIDGE_JOBS": "all",
             "DEFAULT_CRM_ASSIGNEE": ASSIGNEE,
             "CALLBACK_QUEUES": json.dumps({"Sales callbacks": QUEUE}),
             "ENREACH_WEBHOOK_SECRET": SECRET,
@@ -358,11 +358,11 @@ def test_the_503_names_retry_after(tenant, served):
 
 def test_notifications_are_refused_without_credentials_and_ignored_while_off(tenant, served):
     body = {"EventType": "CallbackCreated", "CallbackListItemId": "x1"}
-    with served(CALLBACKS_ENABLED="off") as host:
+    with served(BRIDGE_JOBS="routing,call_sync,user_ids,presence") as host:  # the default jobs
         refused = requests.post(f"{host.url}/api/presence/enreach", json=body, timeout=30)
         assert refused.status_code == 401
         ignored = requests.post(f"{host.url}/api/presence/enreach", json=body, headers={"Secret": SECRET}, timeout=30)
-        assert ignored.status_code == 202 and "CALLBACKS_ENABLED" in ignored.json()["reason"]
+        assert ignored.status_code == 202 and "BRIDGE_JOBS" in ignored.json()["reason"]
     with served(CALLBACK_MODE="poll") as host:
         ignored = requests.post(f"{host.url}/api/presence/enreach", json=body, headers={"Secret": SECRET}, timeout=30)
         assert ignored.status_code == 202
@@ -387,8 +387,8 @@ def test_notifications_are_refused_without_credentials_and_ignored_while_off(ten
 
 def test_the_timer_does_nothing_while_callbacks_are_off(tenant, served, azurite):
     tenant.enreach.add_callback(notify=False, item_list_id=LIST, number=KNOWN)
-    with served(CALLBACKS_ENABLED="off") as host:
-        requests.post(f"{host.url}/admin/functions/sync_callbacks", data=b"", timeout=30)
+    with served(BRIDGE_JOBS="routing,call_sync,user_ids,presence") as host:  # not registered at all
+        assert requests.post(f"{host.url}/admin/functions/sync_callbacks", data=b"", timeout=30).status_code == 404
     with served(CALLBACK_MODE="notify") as host:
         requests.post(f"{host.url}/admin/functions/sync_callbacks", data=b"", timeout=30)
     assert activities(tenant) == []
@@ -464,29 +464,43 @@ def test_a_malformed_callback_override_is_named():
         parse_field_map('{"callbacks": {"nope": "x"}}')
 
 
-def test_callback_settings_are_checked_and_named(world):
-    from core.settings import SettingsError
+def test_callbacks_are_off_by_default_and_their_settings_are_checked_and_named(world):
+    from bridge.jobs import enabled_jobs
+    from bridge.settings import JobDisabled
+    from core.config import SettingsError
 
     base = world.app_settings({"ROUTING_API_KEY": KEY})
+    base.pop("BRIDGE_JOBS", None)
+    assert "callbacks" not in enabled_jobs({}) and "callbacks" in enabled_jobs({"BRIDGE_JOBS": "all"})
     settings = load_settings(base)
-    assert (settings.callbacks.enabled, settings.callbacks.mode, settings.callbacks.close_in_enreach) == (
-        False,
+    assert "callbacks" not in settings.jobs and not settings.has("callbacks")
+    with pytest.raises(JobDisabled, match="BRIDGE_JOBS"):
+        settings.callbacks  # noqa: B018
+    # named, but with no problem: the defaults
+    on = load_settings({**base, "BRIDGE_JOBS": "callbacks"})
+    section = on.callbacks
+    assert (section.mode, section.close_in_enreach, section.schedule, section.initial_lookback_hours) == (
         "both",
         False,
+        "0 * * * * *",
+        168,
     )
     with pytest.raises(SettingsError) as error:
         load_settings(
             {
                 **base,
-                "CALLBACKS_ENABLED": "maybe",
+                "BRIDGE_JOBS": "callbacks",
                 "CALLBACK_MODE": "sometimes",
                 "CALLBACK_QUEUES": '{"Sales": "not-a-guid"}',
                 "CALLBACK_SYNC_SCHEDULE": "*/1",
+                "CALLBACK_CLOSE_IN_ENREACH": "maybe",
             }
         )
     text = str(error.value)
-    for name in ("CALLBACKS_ENABLED", "CALLBACK_MODE", "CALLBACK_QUEUES['Sales']", "CALLBACK_SYNC_SCHEDULE"):
+    for name in ("CALLBACK_MODE", "CALLBACK_QUEUES['Sales']", "CALLBACK_SYNC_SCHEDULE", "CALLBACK_CLOSE_IN_ENREACH"):
         assert name in text, text
+    # a deployment without the job does not read (or refuse) its settings
+    load_settings({**base, "CALLBACK_MODE": "sometimes"})
 
 
 # -- killed at every request of a run ---------------------------------------------------------------

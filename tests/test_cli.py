@@ -105,10 +105,10 @@ def test_status_shows_the_checkpoint_its_lag_the_last_run_and_the_parked_calls(s
     from dataclasses import replace
     from datetime import timedelta
 
+    from bridge.settings import load_settings
     from call_sync.calls import call_key, sync_phone_calls
     from call_sync.parking import ParkedCalls
     from call_sync.runtime import lookup_for, options
-    from core.settings import load_settings
     from core.state import CheckpointStore
     from emulators.dataverse import APPLICATION_USER_ID
     from tests.helpers import dataverse_client_for, enreach_client_for
@@ -296,10 +296,10 @@ def test_callbacks_sync_then_status_from_a_settings_file(settings_file, world, a
     off = _run("callbacks", "--settings", str(settings_file), "status", ca_bundle=ca)
     assert off.returncode == 0, off.stderr
     assert off.stdout.splitlines()[:2] == [
-        "callbacks: off (CALLBACKS_ENABLED), mode both",
+        "callbacks: off (not in BRIDGE_JOBS), mode -",
         "checkpoint: none yet (the first run reads CALLBACK_INITIAL_LOOKBACK_HOURS back)",
     ]
-    values["CALLBACKS_ENABLED"] = "on"
+    values["BRIDGE_JOBS"] = "all"
     settings_file.write_text(json.dumps({"IsEncrypted": False, "Values": values}))
     synced = _run("callbacks", "--settings", str(settings_file), "sync", ca_bundle=ca)
     assert synced.returncode == 0, synced.stderr
