@@ -37,19 +37,13 @@ def sync_callbacks(timer: func.TimerRequest) -> None:
 @notifications_bp.route(route="presence/enreach", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def callback_notifications(req: func.HttpRequest) -> func.HttpResponse:
     """Enreach callback notifications where the presence job is off (BRIDGE_JOBS without presence)."""
-    import json
-
     from core.telemetry import log_refusal
 
+    from .notify import not_a_callback
     from .runtime import dispatch_notification
 
-    answer = dispatch_notification(dict(req.headers), req.get_body())
-    if answer is None:
-        body = {
-            "outcome": "ignored",
-            "reason": "not a callback notification, and the presence job is off (BRIDGE_JOBS)",
-        }
-        answer = (202, json.dumps(body).encode("utf-8"), {})
+    body = req.get_body()
+    answer = dispatch_notification(dict(req.headers), body) or not_a_callback(dict(req.headers), body)
     status, payload, headers = answer
     if status >= 400:
         log_refusal("callback_notifications", status, payload)

@@ -25,7 +25,7 @@ from enreach import CallbackFields, first_present
 if TYPE_CHECKING:
     from .sync import CallbackSync
 
-__all__ = ["RETRY_AFTER_SECONDS", "handle_callback_notification", "request_id_of"]
+__all__ = ["RETRY_AFTER_SECONDS", "handle_callback_notification", "not_a_callback", "request_id_of"]
 
 log = logging.getLogger("callbacks")
 RETRY_AFTER_SECONDS = 10
@@ -80,6 +80,7 @@ def handle_callback_notification(
     names: CallbackFields,
     authenticate: Callable[[Mapping[str, str]], bool],
     enabled: bool,
+    unauthenticated: str = "authenticate with the webhook Secret header, X-Benemen-APIKey or HTTP Basic",
     sync: Callable[[], CallbackSync],
 ) -> Answer | None:
     """The answer to a callback notification, or None when the body is no callback notification."""
@@ -90,7 +91,7 @@ def handle_callback_notification(
     if event_type is None or not names.is_callback_event(event_type):
         return None
     if not authenticate(headers):
-        return None  # the presence handler refuses it (401) with its one explanation
+        return _json(401, {"error": unauthenticated})
     if not enabled:
         reason = "callback notifications are off (callbacks not in BRIDGE_JOBS, or CALLBACK_MODE=poll)"
         return _json(202, {"outcome": "ignored", "event_type": event_type, "reason": reason})
@@ -129,3 +130,17 @@ def handle_callback_notification(
     counts = {k: v for k, v in report.counts().items() if v}
     log_event("callback_notification", event_type=event_type, request=request_id, **counts)
     return _json(200, {"outcome": "applied", "event_type": event_type, "request": request_id, **counts})
+
+
+def not_a_callback(headers: Mapping[str, str], body: bytes) -> Answer:
+    """The answer where only the callbacks job listens (no presence job): 415/413/400 for a body that
+    is no JSON notification, 202 (ignored) for another event type."""
+    content_type = {k.lower(): v for k, v in headers.items()}.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        return _json(415, {"error": "send JSON (Content-Type: application/json)", "field": "Content-Type"})
+    if len(body) > MAX_BODY_BYTES:
+        return _json(413, {"error": f"the body is over {MAX_BODY_BYTES} bytes", "field": "body"})
+    if not isinstance(_peek(headers, body), Mapping):
+        return _json(400, {"error": "the body is not a JSON object", "field": "body"})
+    reason = "not a callback notification, and the presence job is off (BRIDGE_JOBS)"
+    return _json(202, {"outcome": "ignored", "reason": reason})

@@ -77,5 +77,9 @@ def dispatch_notification(headers: Mapping[str, str], body: bytes) -> Answer | N
         names=enreach.mapping.callbacks,
         authenticate=authenticate,
         enabled=settings.has("callbacks") and settings.callbacks.notifications,
+        unauthenticated=(
+            f"authenticate with the {enreach.webhook_secret_header} header (the webhook Secret), "
+            "X-Benemen-APIKey or HTTP Basic"
+        ),
         sync=callback_sync,
     )

@@ -616,3 +616,20 @@ def test_killed_at_every_request_of_a_run_then_rerun_leaves_every_request_exactl
         dying.poll(now=datetime.now(UTC) + timedelta(seconds=5))  # a later second: the checkpoint moves
     assert make_sync(tenant, azurite, table=table, CALLBACK_CLOSE_IN_ENREACH="on").poll().failed == 0
     _check(tenant, ids, handled, called_back)
+
+
+def test_without_the_presence_job_callback_notifications_have_the_endpoint_to_themselves(tenant, served):
+    with served(BRIDGE_JOBS="callbacks", CALLBACK_MODE="notify") as host:
+        _fresh_store(f"a{uuid.uuid4().hex[:12]}")
+        url = f"{host.url}/api/presence/enreach"
+        tenant.enreach.configure_webhook(url, secret=SECRET)
+        request = tenant.enreach.add_callback(item_list_id=LIST, number=KNOWN)
+        tenant.enreach.webhook.drain()
+        assert tenant.enreach.webhook.delivered[-1][0] == 200
+        activity(tenant, request)
+        body = {"EventType": "CallbackCreated", "CallbackListItemId": request}
+        assert requests.post(url, json=body, timeout=30).status_code == 401  # no Secret
+        other = requests.post(url, json={"EventType": "UserAvailability"}, headers={"Secret": SECRET}, timeout=30)
+        assert other.status_code == 202 and "presence job is off" in other.json()["reason"]
+        text = requests.post(url, data=b"hello", headers={"Secret": SECRET, "Content-Type": "text/plain"}, timeout=30)
+        assert text.status_code == 415
