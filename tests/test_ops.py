@@ -89,6 +89,22 @@ def test_doctor_on_a_fresh_environment_names_the_missing_schema_then_passes_afte
     assert _lines(checks)["users mapped to Enreach ids"].detail == "1 users"
 
 
+def test_doctor_checks_the_callback_schema_and_queues(world, env):
+    callbacks = {
+        **env,
+        "BRIDGE_JOBS": "all",
+        "CALLBACK_QUEUES": json.dumps({"Sales": "0a0e0e01-3333-4000-8000-000000000001"}),
+    }
+    schema = _lines(run_doctor(callbacks))["provisioned schema"]
+    assert not schema.ok and "key phonecall.enr_enreachcallbackid_key" in schema.detail
+    assert "column phonecall.enr_callbackstate" in schema.detail
+    queues = _lines(run_doctor(callbacks))["callback queues"]
+    assert not queues.ok and "no such queue: sales -> 0a0e0e01-3333-4000-8000-000000000001" in queues.detail
+    world.dataverse.load({"queues": [{"queueid": "0a0e0e01-3333-4000-8000-000000000001", "name": "Sales"}]})
+    assert _lines(run_doctor(callbacks))["callback queues"].ok
+    assert "callback queues" not in _lines(run_doctor(env))  # the job is off by default
+
+
 def test_doctor_names_a_wrong_secret(world, env):
     checks = run_doctor({**env, "AZURE_CLIENT_SECRET": "not-the-secret"})
     token = checks[1]
