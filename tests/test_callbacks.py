@@ -155,6 +155,28 @@ def test_an_unknown_number_leaves_no_regarding_and_is_not_lost(tenant, azurite):
     assert "+3584******00" in row["subject"]  # as the call sync: the masked number names it
 
 
+def test_a_number_of_several_customers_is_settled_as_the_call_sync_settles_it(tenant, azurite):
+    shared = "+358409991111"
+    tenant.dataverse.load(
+        {"contacts": [{"fullname": "Liisa", "mobilephone": shared}, {"fullname": "Pekka", "telephone1": shared}]}
+    )
+    settings = load_settings(app_settings(tenant, azurite))
+    sync_phone_index(
+        dataverse_client_for(settings),
+        CheckpointStore(settings.storage_connection_string, table_name=f"i{uuid.uuid4().hex[:12]}"),
+        phone_columns=settings.matching.phone_columns,
+        region="FI",
+    )
+    request = tenant.enreach.add_callback(notify=False, item_list_id=LIST, number=shared)
+    report = make_sync(tenant, azurite).poll()
+    assert (report.created, report.for_review) == (1, 1)
+    row = activity(tenant, request)
+    assert row.get("_regardingobjectid_value") is None  # never a guess
+    assert "Several records match this number" in row[CALL_SYNC.review_column]
+    parties = [p for p in tenant.dataverse.rows("activityparties") if p["_activityid_value"] == row["activityid"]]
+    assert sorted(p["participationtypemask"] for p in parties) == [1, 2, 2]  # the owner; both contacts
+
+
 def test_changes_in_enreach_update_the_open_activity(tenant, azurite):
     request = tenant.enreach.add_callback(notify=False, item_list_id=LIST, number=KNOWN)
     sync = make_sync(tenant, azurite)
