@@ -33,7 +33,8 @@ class JobsError(ValueError):
 
 
 def enabled_jobs(environ: Mapping[str, str] | None = None) -> frozenset[str]:
-    """The jobs ``BRIDGE_JOBS`` switches on (all when unset); an unknown name raises ``JobsError``."""
+    """The jobs ``BRIDGE_JOBS`` switches on (``DEFAULT_JOBS`` when unset, every job for ``all``); an
+    unknown name raises ``JobsError``."""
     env = os.environ if environ is None else environ
     text = env.get("BRIDGE_JOBS", "").strip()
     if not text:
