@@ -12,6 +12,7 @@ from dataclasses import dataclass
 __all__ = [
     "BRIDGE_RUN",
     "BRIDGE_SETTING",
+    "CALLBACKS",
     "CALL_SYNC",
     "CONFIG_TABLES",
     "CUSTOMER_TABLES",
@@ -20,6 +21,7 @@ __all__ = [
     "REVIEW_VIEW_NAME",
     "ROUTING_RULE",
     "CallSyncSchema",
+    "CallbackSchema",
     "Column",
     "ConfigTable",
     "CustomerTable",
@@ -82,6 +84,24 @@ class CallSyncSchema:
 
 
 CALL_SYNC = CallSyncSchema()
+
+
+@dataclass(frozen=True)
+class CallbackSchema:
+    """Columns the callback sync adds to phonecall: the Enreach request id (alternate key: one
+    activity per request), the callback list's name, the attempts, and the state both sides last
+    agreed on (``open``, ``closed``; ``dynamics`` = closed in Dynamics only), which is what keeps
+    a change the app made from coming back as news."""
+
+    request_id_column: str = "enr_enreachcallbackid"
+    request_key_name: str = "enr_enreachcallbackid_key"
+    list_column: str = "enr_callbacklist"
+    list_length: int = 200
+    attempts_column: str = "enr_callbackattempts"
+    state_column: str = "enr_callbackstate"
+
+
+CALLBACKS = CallbackSchema()
 
 
 # -- configuration and run status (issue 19): tables an administrator reads and edits in the app ---------

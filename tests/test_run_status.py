@@ -23,7 +23,9 @@ OK, PARTIAL, FAILED = (BRIDGE_RUN.column("enr_outcome").option_value(o) for o in
 @pytest.fixture()
 def settings(world, azurite):
     provision_app_schema(world.dataverse)
-    return world.app_settings({"ROUTING_API_KEY": KEY, "AzureWebJobsStorage": azurite.connection_string})
+    return world.app_settings(
+        {"ROUTING_API_KEY": KEY, "AzureWebJobsStorage": azurite.connection_string, "BRIDGE_JOBS": "all"}
+    )
 
 
 def _run(host, name):
@@ -36,7 +38,14 @@ def _rows(world):
 
 
 def test_each_timer_run_writes_its_row_with_one_request(world, settings, monkeypatch):
-    timers = ("sync_phone_index", "sync_enreach_user_ids", "sync_phone_calls", "reconcile_presence", "sync_presence")
+    timers = (
+        "sync_phone_index",
+        "sync_enreach_user_ids",
+        "sync_phone_calls",
+        "reconcile_presence",
+        "sync_presence",
+        "sync_callbacks",
+    )
     with serving_app(monkeypatch, settings) as host:
         for name in timers:
             world.dataverse.reset_requests()
