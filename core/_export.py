@@ -91,6 +91,12 @@ def _worker_exports() -> bool:
 
 def start(target: logging.Logger) -> None:
     """Azure Monitor export of traces, logs (from ``target``) and metrics, scrubbed at the source."""
+    on_functions = bool(os.environ.get("FUNCTIONS_WORKER_RUNTIME"))
+    if on_functions and os.environ.get("PYTHON_ENABLE_OPENTELEMETRY", "").strip().lower() != "true":
+        _log.warning(
+            "PYTHON_ENABLE_OPENTELEMETRY is not true: the Functions host also forwards the app's log lines, "
+            "so each is stored twice; set it to true (docs/deployment.md, Telemetry)"
+        )
     if _worker_exports():
         # The worker already set up its own pipeline, without these processors: a second one
         # would send every line twice. Scrub what it sends (best effort) and say how to fix it.

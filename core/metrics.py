@@ -97,12 +97,15 @@ def _add(name: str, amount: float = 1, **attributes: object) -> None:
         pass
 
 
-def routing_decision(outcome: str, duration_ms: float) -> None:
-    """One routing webhook answer: ``target``, ``no_match``, ``fallback_failure`` (Dataverse or
-    the rules failed: 204), ``fallback_budget`` (out of time: 204) or ``refused`` (4xx)."""
+def routing_decision(outcome: str, duration_ms: float | None) -> None:
+    """One routing webhook answer: ``target``, ``no_match``, ``fallback_failure`` (the lookup
+    failed: 204), ``fallback_budget`` (out of time or capacity: 204) or ``refused`` (4xx, no
+    duration)."""
     if not _enabled:
         return
     _add("bridge.routing.decisions", outcome=outcome)
+    if duration_ms is None:
+        return
     try:
         _instrument("bridge.routing.duration").record(max(0.0, float(duration_ms)), {"outcome": _label(outcome)})
     except Exception:  # noqa: S110 - as in _add

@@ -42,6 +42,7 @@ def run_polling() -> None:
             json.dumps(
                 {
                     "event": "presence_poll",
+                    "outcome": "skipped",
                     "skipped": "availability notifications are mapped (ENREACH_FIELD_MAP.events."
                     "availability_changed); set PRESENCE_POLLING=on to poll anyway",
                 }

@@ -13,6 +13,7 @@ bp = func.Blueprint()
 @bp.route(route="routing", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def routing(req: func.HttpRequest) -> func.HttpResponse:
     """Enreach SmartRouting: 200 {"InitialTarget": ...} to route, 204 to leave the call alone."""
+    from core import metrics
     from core.settings import get_settings
     from core.telemetry import log_refusal
 
@@ -32,6 +33,7 @@ def routing(req: func.HttpRequest) -> func.HttpResponse:
     )
     if result.status >= 400:  # a decision logs its own line (routing_decision)
         log_refusal("routing", result.status, result.body)
+        metrics.routing_decision("refused", None)
     return func.HttpResponse(
         body=result.body or None,
         status_code=result.status,

@@ -2,9 +2,10 @@
 asks: ``python -m tests.telemetry_probe plan.json result.json``.
 
 The environment names the app's settings and an ``APPLICATIONINSIGHTS_CONNECTION_STRING`` whose
-endpoints are a fake ingestion server on loopback. The plan lists the routing calls and webhook
-bodies to send. Every timer runs once (a failure is logged with its traceback, as the Functions
-worker does), the providers are flushed, and what was sent where is written to ``result.json``.
+endpoints are a fake ingestion server on loopback. The plan lists the timers to run (a failure is
+logged with its traceback, as the Functions worker does) and the requests to post (routing calls,
+webhooks), in order. Then the providers are flushed, and the answers and anything refused at
+the socket are written to ``result.json``.
 
 Sockets are guarded: a connection or a name lookup beyond loopback is refused and recorded, so
 the test can assert that nothing left the machine.
@@ -95,7 +96,7 @@ def main(plan_path: str, result_path: str) -> int:
     from sandbox.host import LocalFunctionsHost
 
     host = LocalFunctionsHost(function_app.app, port=0).start()
-    statuses: dict[str, list[int]] = {"routing": [], "presence_dataverse": [], "presence_enreach": []}
+    statuses: dict[str, list[int]] = {}
     failed: list[str] = []
     worker_log = logging.getLogger("azure_functions_worker")  # where the Python worker logs a failed invocation
     try:
@@ -105,16 +106,9 @@ def main(plan_path: str, result_path: str) -> int:
             except Exception:
                 failed.append(name)
                 worker_log.exception("Executed 'Functions.%s' (Failed)", name)
-        for call in plan["routing"]:
-            statuses["routing"].append(_post(f"{host.url}/api/routing", call, plan["routing_headers"]))
-        for body in plan["presence_dataverse"]:
-            statuses["presence_dataverse"].append(
-                _post(f"{host.url}/api/presence/dataverse", body, plan["presence_dataverse_headers"])
-            )
-        for body in plan["presence_enreach"]:
-            statuses["presence_enreach"].append(
-                _post(f"{host.url}/api/presence/enreach", body, plan["presence_enreach_headers"])
-            )
+        for post in plan["posts"]:
+            status = _post(f"{host.url}/api/{post['route']}", post["body"], post["headers"])
+            statuses.setdefault(post["route"], []).append(status)
     finally:
         host.stop()
         _flush()

@@ -37,7 +37,15 @@ ENREACH_AGENT = "e1a0c001-0000-4000-8000-000000000001"
 KEY = "telemetry-routing-key-0123456789"
 PRESENCE_KEY = "telemetry-presence-key-0123456789"
 SECRET = "telemetry-enreach-secret-0123456789"
-TIMERS = ["sync_enreach_user_ids", "sync_phone_index", "sync_phone_calls", "reconcile_presence", "sync_presence"]
+# The call sync runs twice: the first run meets the Enreach 500, the second syncs the calls.
+TIMERS = [
+    "sync_enreach_user_ids",
+    "sync_phone_index",
+    "sync_phone_calls",
+    "sync_phone_calls",
+    "reconcile_presence",
+    "sync_presence",
+]
 LEAKY_BODY = {"Message": "call of +358401234599 for tiina.leak@example.fi could not be read"}
 UNKNOWN_CALLER = "+358449998877"
 
@@ -139,7 +147,7 @@ def exported(services, azurite, ingestion, tmp_path_factory) -> Iterator[dict[st
         "msdyn_agentstatusid"
     ]
     # The call sync meets an Enreach 500 whose body holds a number and an address; both services throttle once.
-    world.enreach.inject(FaultRule(500, count=50, path="calls", method="GET", body=LEAKY_BODY))
+    world.enreach.inject(FaultRule(500, count=1, path="calls", method="GET", body=LEAKY_BODY))
     world.enreach.inject(FaultRule(429, count=1, retry_after=1, path="users", method="GET"))
     world.dataverse.inject(FaultRule(429, count=1, retry_after=1, path="systemusers", method="GET"))
 
@@ -147,24 +155,31 @@ def exported(services, azurite, ingestion, tmp_path_factory) -> Iterator[dict[st
     numbers = {c.get(column) for c in customers for column in ("mobilephone", "telephone1") if c.get(column)}
     callers = [*sorted(numbers), UNKNOWN_CALLER]
     bnum = data["enreach"]["queues"][0]["Numbers"][0]
+    enreach_event = {
+        "Id": "7e57e000-0000-4000-8000-000000000001",
+        "Timestamp": "2026-11-25T08:00:00.000Z",
+        "RootEntityType": "User",
+        "RootEntityId": ENREACH_AGENT,
+        "EntityType": "User",
+        "EntityId": ENREACH_AGENT,
+        "EventType": "EmulatorAvailabilityChanged",
+    }
+    routing = {"X-Benemen-APIKey": KEY}
     plan = {
         "timers": TIMERS,
-        "routing": [{"anum": caller, "bnum": bnum} for caller in callers] + [{"anum": "+358501234567x", "bnum": bnum}],
-        "routing_headers": {"X-Benemen-APIKey": KEY},
-        "presence_dataverse": [_execution_context(status_id, AGENT, OMNICHANNEL_PRESENCES["Busy - DND"][0])],
-        "presence_dataverse_headers": {"X-Presence-Key": PRESENCE_KEY},
-        "presence_enreach": [
+        "posts": [
+            *({"route": "routing", "body": {"anum": c, "bnum": bnum}, "headers": routing} for c in callers),
+            {"route": "routing", "body": {"anum": "+358501234567x", "bnum": bnum}, "headers": routing},
+            {"route": "routing", "body": {"anum": "+358501234567"}, "headers": routing},  # 400: refused
+            # Omnichannel DND is mirrored to Enreach; Enreach's notification of it is the echo, dropped.
             {
-                "Id": "7e57e000-0000-4000-8000-000000000001",
-                "Timestamp": "2026-11-25T08:00:00.000Z",
-                "RootEntityType": "User",
-                "RootEntityId": ENREACH_AGENT,
-                "EntityType": "User",
-                "EntityId": ENREACH_AGENT,
-                "EventType": "EmulatorAvailabilityChanged",
-            }
+                "route": "presence/dataverse",
+                "body": _execution_context(status_id, AGENT, OMNICHANNEL_PRESENCES["Busy - DND"][0]),
+                "headers": {"X-Presence-Key": PRESENCE_KEY},
+            },
+            {"route": "presence/enreach", "body": enreach_event, "headers": {"Secret": SECRET}},
+            {"route": "presence/dataverse", "body": {}, "headers": {"X-Presence-Key": "wrong-key"}},  # 401
         ],
-        "presence_enreach_headers": {"Secret": SECRET},
     }
     plan_path, result_path = tmp_path / "plan.json", tmp_path / "result.json"
     plan_path.write_text(json.dumps(plan))
@@ -260,8 +275,8 @@ def test_exported_telemetry_carries_no_number_email_or_secret(exported):
     assert kinds["ExceptionData"] >= 1, kinds
     assert exported["result"]["failed_timers"] == ["sync_phone_calls"], exported["result"]
     statuses = exported["result"]["statuses"]
-    assert statuses["presence_dataverse"] and statuses["presence_enreach"], statuses
-    assert set(statuses["routing"]) <= {200, 204, 400}, statuses
+    assert statuses["presence/dataverse"] == [200, 401] and statuses["presence/enreach"] == [200], statuses
+    assert 200 in statuses["routing"] and 204 in statuses["routing"] and statuses["routing"][-1] == 400, statuses
 
     leaks: list[str] = []
     for envelope in envelopes:
@@ -286,3 +301,52 @@ def test_one_trace_per_log_line(exported):
     ]
     duplicates = [m for m, n in Counter(messages).items() if n > 1]
     assert not duplicates, duplicates[:5]
+
+
+def _metrics(envelopes: list[dict[str, Any]]) -> list[tuple[str, dict[str, str], float]]:
+    return [
+        (metric["name"], e["data"]["baseData"].get("properties") or {}, metric["value"])
+        for e in envelopes
+        if _kind(e) == "MetricData"
+        for metric in e["data"]["baseData"]["metrics"]
+    ]
+
+
+def test_the_bridge_meters_are_exported_with_plain_attributes(exported):
+    found: dict[str, Counter[str]] = {}
+    for name, properties, value in _metrics(exported["envelopes"]):
+        if name.startswith("bridge."):
+            label = ",".join(f"{k}={v}" for k, v in sorted(properties.items()) if not k.startswith("_MS"))
+            found.setdefault(name, Counter())[label] += value
+    decisions = found.get("bridge.routing.decisions", Counter())
+    assert decisions["outcome=target"] >= 1 and decisions["outcome=no_match"] >= 1, found
+    assert decisions["outcome=refused"] == 1, found
+    assert "outcome=target" in found["bridge.routing.duration"], found
+    assert found["bridge.calls"]["result=synced"] >= 1, found
+    assert found["bridge.throttled"] == Counter({"service=dataverse": 1, "service=enreach": 1}), found
+    assert found["bridge.presence.writes"]["direction=to_enreach"] == 1, found
+    assert found["bridge.presence.echoes_dropped"][""] == 1, found
+    assert found["bridge.presence.refused"] == Counter({"status=401": 1}), found
+    for name, labels in found.items():
+        for label in labels:
+            assert not _leaks(label, exported["numbers"], exported["secrets"]), (name, label)
+            assert re.fullmatch(r"(\w+=[a-z0-9_]+)?(,\w+=[a-z0-9_]+)*", label), (name, label)
+
+
+def test_timer_lines_carry_their_fields_as_custom_dimensions(exported):
+    lines = {}
+    for e in exported["envelopes"]:
+        if _kind(e) == "MessageData":
+            properties = e["data"]["baseData"].get("properties") or {}
+            if "event" in properties:
+                lines.setdefault(properties["event"], []).append(properties)
+    for timer in set(TIMERS):
+        event = {"sync_presence": "presence_poll"}.get(timer, timer)  # skipped here: notifications are mapped
+        assert event in lines, sorted(lines)
+        assert all("outcome" in p for p in lines[event]), lines[event]
+    for timer in ("sync_enreach_user_ids", "sync_phone_index", "sync_phone_calls"):  # core.telemetry.run_logged
+        assert all("duration_ms" in p for p in lines[timer]), lines[timer]
+    calls = lines["sync_phone_calls"]
+    assert calls[0]["outcome"] == "failed" and "parked" in calls[-1] and "read" in calls[-1], calls
+    assert {"routing_decision", "presence_change", "http_refused"} <= set(lines), sorted(lines)
+    assert {p["outcome"] for p in lines["routing_decision"]} >= {"target", "no_match"}
