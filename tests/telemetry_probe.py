@@ -93,7 +93,10 @@ def main(plan_path: str, result_path: str) -> int:
         plan = json.load(handle)
 
     import function_app
+    from core.telemetry import configure_telemetry
     from sandbox.host import LocalFunctionsHost
+
+    assert configure_telemetry()  # a second set-up (a re-import, a CLI helper) must not add a second pipeline
 
     host = LocalFunctionsHost(function_app.app, port=0).start()
     statuses: dict[str, list[int]] = {}
