@@ -23,9 +23,10 @@ from typing import Any, TypeVar
 
 from .masking import mask_sensitive, register_secret
 
-__all__ = ["MaskingFilter", "configure_telemetry", "log_event", "log_refusal", "run_logged"]
+__all__ = ["MaskingFilter", "TimerRunFailed", "configure_telemetry", "log_event", "log_refusal", "run_logged"]
 
 _log = logging.getLogger("bridge.events")
+_errors = logging.getLogger("bridge.errors")  # the stack of a failed run, as an exception record
 T = TypeVar("T")
 
 
@@ -97,21 +98,31 @@ def _counts(report: Any) -> dict[str, Any]:
     }
 
 
+class TimerRunFailed(RuntimeError):
+    """A timer job raised: what the Functions host gets instead of the original exception, whose
+    message may hold a vendor's answer (numbers, addresses) and which the host would report
+    unmasked, outside the app's scrubbing. The original, with its stack, is logged (masked) as
+    an exception record of ``bridge.errors``."""
+
+
 def run_logged(name: str, run: Callable[[], T]) -> T:
     """Run one timer job and log exactly one line for it: its report's counts, the duration, and
-    the outcome (``ok``, ``partial`` when the report counts failures, ``failed`` when it raised)."""
+    the outcome (``ok``, ``partial`` when the report counts failures, ``failed`` when it raised:
+    then ``TimerRunFailed`` is raised, masked, so the host still records a failed run)."""
     started = time.perf_counter()
     try:
         report = run()
     except Exception as error:
+        text = mask_sensitive(f"{type(error).__name__}: {str(error)[:300]}")
         log_event(
             name,
             level=logging.ERROR,
             outcome="failed",
-            error=f"{type(error).__name__}: {str(error)[:300]}",
+            error=text,
             duration_ms=round((time.perf_counter() - started) * 1000, 1),
         )
-        raise
+        _errors.error("%s failed", name, exc_info=error, extra={"event": name})
+        raise TimerRunFailed(f"{name} failed: {text}") from None
     counts = _counts(report)
     declared = getattr(report, "outcome", None)  # a report that judges its own run (ok / partial / failed)
     outcome = declared if isinstance(declared, str) else ("partial" if counts.get("failed") else "ok")

@@ -18,6 +18,7 @@ import json
 import logging
 import socket
 import sys
+import traceback
 from typing import Any
 from urllib.error import HTTPError
 from urllib.request import Request, urlopen
@@ -101,13 +102,16 @@ def main(plan_path: str, result_path: str) -> int:
     host = LocalFunctionsHost(function_app.app, port=0).start()
     statuses: dict[str, list[int]] = {}
     failed: list[str] = []
+    raised: list[str] = []
     worker_log = logging.getLogger("azure_functions_worker")  # where the Python worker logs a failed invocation
     try:
         for name in plan["timers"]:
             try:
                 host.run_function(name)
-            except Exception:
+            except Exception as error:
                 failed.append(name)
+                # What the worker hands the host, which reports it outside the app's scrubbing.
+                raised.append("".join(traceback.format_exception(error)))
                 worker_log.exception("Executed 'Functions.%s' (Failed)", name)
         for post in plan["posts"]:
             status = _post(f"{host.url}/api/{post['route']}", post["body"], post["headers"])
@@ -116,7 +120,7 @@ def main(plan_path: str, result_path: str) -> int:
         host.stop()
         _flush()
     with open(result_path, "w", encoding="utf-8") as handle:
-        json.dump({"blocked": _blocked, "statuses": statuses, "failed_timers": failed}, handle)
+        json.dump({"blocked": _blocked, "statuses": statuses, "failed_timers": failed, "raised": raised}, handle)
     return 0
 
 

@@ -286,6 +286,19 @@ def test_exported_telemetry_carries_no_number_email_or_secret(exported):
     assert not leaks, f"{len(leaks)} leaks in {len(envelopes)} exported items:\n" + "\n".join(sorted(set(leaks)))
 
 
+def test_a_failed_timer_hands_the_host_a_masked_exception_and_exports_its_stack(exported):
+    (raised,) = exported["result"]["raised"]  # what the Functions host would report, unscrubbed
+    assert "TimerRunFailed: sync_phone_calls failed: EnreachUnavailable" in raised, raised
+    assert not _leaks(raised, exported["numbers"], exported["secrets"]), raised
+    stacks = [
+        e["data"]["baseData"]
+        for e in exported["envelopes"]
+        if _kind(e) == "ExceptionData"
+        and (e["data"]["baseData"].get("properties") or {}).get("event") == "sync_phone_calls"
+    ]
+    assert len(stacks) == 1 and "enreach/_client.py" in stacks[0]["exceptions"][0]["stack"], stacks
+
+
 def test_nothing_leaves_loopback_and_the_console_is_masked_too(exported):
     assert exported["result"]["blocked"] == []
     leaks = _leaks(exported["console"], exported["numbers"], exported["secrets"])
