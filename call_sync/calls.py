@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
+from core import metrics
 from core.masking import mask_phone
 from core.schema import CALL_SYNC, CUSTOMER_TABLES
 from core.state import CheckpointConflict, CheckpointStore, RunRecord
@@ -724,3 +725,5 @@ def _record(store: CheckpointStore, report: CallSyncReport, outcome: str, finish
     structured line is the timer's (``core.telemetry.run_logged``)."""
     log.info("%s", report.summary())
     store.save_run(CHECKPOINT_NAME, RunRecord(_iso(finished), outcome, report.summary(), report.counts()))
+    synced, failed = report.created + report.adopted, report.failed + report.throttled
+    metrics.call_results(synced=synced, parked=report.parked, review=report.for_review, failed=failed)

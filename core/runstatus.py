@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from .masking import mask_sensitive
 from .schema import BRIDGE_RUN
 
 __all__ = ["FinishedRun", "RunStatusWriter", "status_row"]
@@ -91,7 +92,7 @@ def _problem(run: FinishedRun) -> str | None:
             text = "some items failed and are retried by the next run; see the summary and the run's log line"
         else:
             return None
-    return " ".join(text.split())[:_PROBLEM_LENGTH]
+    return mask_sensitive(" ".join(text.split()))[:_PROBLEM_LENGTH]  # a vendor's answer may hold numbers
 
 
 def status_row(run: FinishedRun) -> dict[str, Any]:

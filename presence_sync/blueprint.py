@@ -13,9 +13,11 @@ bp = func.Blueprint()
 def _response(function: str, result: tuple[int, bytes, dict[str, str]]) -> func.HttpResponse:
     status, body, headers = result
     if status >= 400:  # an applied decision logs its own line (presence_change)
+        from core import metrics
         from core.telemetry import log_refusal
 
         log_refusal(function, status, body)
+        metrics.presence_refused(status)
     return func.HttpResponse(body=body, status_code=status, mimetype="application/json", headers=headers)
 
 

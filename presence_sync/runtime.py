@@ -63,6 +63,7 @@ def run_polling() -> RunReport | None:
             json.dumps(
                 {
                     "event": "presence_poll",
+                    "outcome": "skipped",
                     "skipped": "availability notifications are mapped (ENREACH_FIELD_MAP.events."
                     "availability_changed); set PRESENCE_POLLING=on to poll anyway",
                 }

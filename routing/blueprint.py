@@ -16,6 +16,7 @@ bp = func.Blueprint()
 def routing(req: func.HttpRequest) -> func.HttpResponse:
     """Enreach SmartRouting: 200 {"InitialTarget": ...} to route, 204 to leave the call alone."""
     from bridge.settings import get_settings
+    from core import metrics
     from core.telemetry import log_refusal
 
     from .http import handle_routing_request
@@ -34,6 +35,7 @@ def routing(req: func.HttpRequest) -> func.HttpResponse:
     )
     if result.status >= 400:  # a decision logs its own line (routing_decision)
         log_refusal("routing", result.status, result.body)
+        metrics.routing_decision("refused", None)
     return func.HttpResponse(
         body=result.body or None,
         status_code=result.status,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from core import metrics
 from core.masking import mask_phone, mask_phones_in
 from matching import CallerLookup, Candidate, LookupResult, looks_like_e164, to_e164
 
@@ -43,6 +44,12 @@ class Decision:
     elapsed_ms: float = 0.0
     fail_target: str | None = None
     shared: bool = False  # answered by another caller's lookup of the same number, in flight
+    fallback: str | None = None  # 204 because the lookup "failed" or ran out of "budget" (or capacity)
+
+    @property
+    def outcome(self) -> str:
+        """``target``, ``no_match`` or ``fallback_failure`` / ``fallback_budget`` (the bridge.routing meters)."""
+        return "target" if self.target else f"fallback_{self.fallback}" if self.fallback else "no_match"
 
     @property
     def status(self) -> int:
@@ -81,6 +88,7 @@ class Decision:
             {
                 "event": "routing_decision",
                 "status": self.status,
+                "outcome": self.outcome,
                 "caller": mask_phone(self.caller) if self.caller else None,
                 "pool": mask_phone(pool),
                 "target": mask_phone(self.target) if self.target else None,
@@ -257,11 +265,14 @@ class Router:
             try:
                 result, shared = self._lookup_within_budget(caller, deadline, lookup)
             except FutureTimeout:
-                return Decision(None, f"Dataverse did not answer within the {self._budget:g}s budget", caller)
+                why = f"Dataverse did not answer within the {self._budget:g}s budget"
+                return Decision(None, why, caller, fallback="budget")
             except _Overloaded:
-                return Decision(None, f"over {len(self.lookups)} caller lookups already running: not routed", caller)
+                why = f"over {len(self.lookups)} caller lookups already running: not routed"
+                return Decision(None, why, caller, fallback="budget")
             except Exception as error:  # any failure below means: let the call go on normally
-                return Decision(None, f"lookup failed: {type(error).__name__}: {_short(error)}", caller)
+                why = f"lookup failed: {type(error).__name__}: {_short(error)}"
+                return Decision(None, why, caller, fallback="failure")
         context = CallContext(
             pool=pool,
             queue_id=queue_id,
@@ -348,3 +359,4 @@ def _short(error: BaseException) -> str:
 
 def log_decision(decision: Decision, pool: str) -> None:
     log.info("%s", decision.log_line(pool))
+    metrics.routing_decision(decision.outcome, decision.elapsed_ms)
