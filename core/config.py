@@ -44,8 +44,9 @@ class SettingsError(ValueError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__(
-            "App settings are incomplete; fix these in local.settings.json "
-            "(locally) or the Function App's configuration (Azure):\n  - " + "\n  - ".join(problems)
+            "App settings are incomplete; fix these in the environment, in the file a command reads with "
+            "--settings (local.settings.json locally), or in the Function App's configuration (Azure):\n  - "
+            + "\n  - ".join(problems)
         )
 
     # Failures describe themselves (core/cli.py prints whatever it is given): exit 2, usage.

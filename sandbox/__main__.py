@@ -128,6 +128,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         services.stop()
         return 2
+    try:
+        return _serve(args, services, moved)
+    finally:  # whatever happens, no emulator or Azurite outlives the sandbox
+        services.stop()
+
+
+def _serve(args: argparse.Namespace, services: Services, moved: int) -> int:
     if args.pace:
         from dataclasses import replace
 
@@ -193,19 +200,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"Dataverse emulator: {services.dataverse.url}/api/data/v9.2/")
     print(f"Enreach emulator:   {services.enreach.url} ({moved} sample calls moved: the latest started 30 minutes ago)")
-    services.enreach.configure_webhook(
-        f"{host.url}/api/presence/enreach",
-        secret=os.environ["ENREACH_WEBHOOK_SECRET"],
-        header=settings_object.enreach.webhook_secret_header,
-    )
+    jobs = settings_object.jobs
+    if settings_object.has("enreach"):
+        services.enreach.configure_webhook(
+            f"{host.url}/api/presence/enreach",
+            secret=os.environ["ENREACH_WEBHOOK_SECRET"],
+            header=settings_object.enreach.webhook_secret_header,
+        )
     print(f"Token service:      {services.tokens.url} (AZURE_AUTHORITY_HOST)")
     print(f"CA bundle:          {services.ca.bundle_path} (REQUESTS_CA_BUNDLE: trust it to call the token service)")
     if services.azurite is not None:
         print(f"Azurite (tables):   http://127.0.0.1:{services.azurite.port}")
     host.warm_up()  # as Premium does before a new instance takes traffic
-    if services.azurite is not None:
+    if services.azurite is not None and "routing" in jobs:
         host.run_function("sync_phone_index")  # lookups work on freshly loaded data at once
-    else:
+    elif "routing" in jobs:
         print("No Azurite: sync_phone_index did not run; routing uses exact-format lookups only.")
     print("Functions:")
     for line in host.describe():
@@ -217,12 +226,15 @@ def main(argv: list[str] | None = None) -> int:
         print("Timers run only by hand (POST /admin/functions/<name>).")
     if os.environ.get("ROUTING_API_KEY"):
         print(f"Routing API key (X-Benemen-APIKey): {os.environ['ROUTING_API_KEY']}")
-    print(
-        f"Enreach notifications go to /api/presence/enreach with header "
-        f"{settings_object.enreach.webhook_secret_header}: {os.environ['ENREACH_WEBHOOK_SECRET']}"
-    )
-    print(f"  its event types (ENREACH_FIELD_MAP): {os.environ['ENREACH_FIELD_MAP']}")
-    print(f"Presence webhook key (X-Presence-Key): {os.environ['PRESENCE_WEBHOOK_KEY']}")
+    if settings_object.has("enreach"):
+        print(
+            f"Enreach notifications go to /api/presence/enreach with header "
+            f"{settings_object.enreach.webhook_secret_header}: {os.environ['ENREACH_WEBHOOK_SECRET']}"
+        )
+        print(f"  its event types (ENREACH_FIELD_MAP): {os.environ['ENREACH_FIELD_MAP']}")
+    if "presence" in jobs:
+        print(f"Presence webhook key (X-Presence-Key): {os.environ['PRESENCE_WEBHOOK_KEY']}")
+    print(f"Jobs (BRIDGE_JOBS): {', '.join(sorted(jobs))}")
     values = {name: os.environ[name] for name in settings}
     values["REQUESTS_CA_BUNDLE"] = services.ca.bundle_path
     settings_file = args.settings_file.resolve()

@@ -287,3 +287,52 @@ def test_one_sync_callbacks_run_shows_the_sample_callbacks_in_dataverse(sandbox)
     assert any("Rautakauppa Nieminen Oy" in r["subject"] for r in rows), rows  # the sample customer, matched
     queued = _command("sandbox", "rows", "--settings", str(sandbox["settings_file"]), "queueitems")
     assert queued.returncode == 0 and len(queued.stdout.splitlines()) >= 1, queued.stderr
+
+
+def test_a_routing_only_sandbox_starts_routes_and_serves_only_the_routing_functions(tmp_path):
+    """Found by a newcomer: BRIDGE_JOBS=routing crashed the sandbox (it configured the Enreach webhook
+    and printed the presence key of jobs that were off) and left Azurite running."""
+    ports = [_free_port() for _ in range(3)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "DATAVERSE_", "ENREACH_", "ROUTING_"))}
+    env.update({"BRIDGE_JOBS": "routing", "ROUTING_API_KEY": "sandbox-test-key-0123456789", "PYTHONUNBUFFERED": "1"})
+    args = ["--port", str(ports[0]), "--dataverse-port", str(ports[1]), "--enreach-port", str(ports[2])]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sandbox", *args, "--no-timers", "--settings-file", str(tmp_path / "s.json")],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        lines = []
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("Ready."):
+                break
+        banner = "".join(lines)
+        assert lines and lines[-1].startswith("Ready."), banner
+        assert "Jobs (BRIDGE_JOBS): routing" in banner and "X-Presence-Key" not in banner
+        app = f"http://127.0.0.1:{ports[0]}"
+        request = Request(
+            f"{app}/api/routing",
+            data=json.dumps({"anum": "+358501234567", "bnum": "+358942420000"}).encode(),
+            headers={"Content-Type": "application/json", "X-Benemen-APIKey": "sandbox-test-key-0123456789"},
+            method="POST",
+        )
+        with urlopen(request, timeout=10) as response:
+            assert json.load(response) == {"InitialTarget": "+358942421001"}
+        presence = Request(f"{app}/api/presence/dataverse", data=b"{}", method="POST")
+        with pytest.raises(Exception) as refused:
+            urlopen(presence, timeout=10)
+        assert getattr(refused.value, "code", None) == 404  # the presence job is off: not registered
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    for port in ports[1:]:  # the emulators are gone with the sandbox
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0
