@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +69,9 @@ def _find(payload: Mapping[str, Any], names: tuple[str, ...]) -> str | None:
     return None
 
 
+_ID_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
 def request_id_of(payload: Mapping[str, Any], names: CallbackFields) -> str | None:
     return _find(payload, names.event_item_id)
 
@@ -96,6 +100,15 @@ def handle_callback_notification(
         reason = "callback notifications are off (callbacks not in BRIDGE_JOBS, or CALLBACK_MODE=poll)"
         return _json(202, {"outcome": "ignored", "event_type": event_type, "reason": reason})
     request_id = request_id_of(payload, names)
+    if request_id is not None and not _ID_SHAPE.fullmatch(request_id):
+        # It goes into an Enreach URL path: `..` or `.` would address another resource.
+        return _json(
+            400,
+            {
+                "error": "the callback request id is not id-shaped (letters, digits, - and _, at most 64)",
+                "field": names.event_item_id[0],
+            },
+        )
     if request_id is None:
         field = names.event_item_id[0]
         return _json(

@@ -484,19 +484,17 @@ class CallbackSync:
     # -- one request (a notification) ----------------------------------------------------------
 
     def apply_one(self, request_id: str, *, now: datetime | None = None) -> tuple[CallbackReport, bool]:
-        """Read one request back from Enreach and apply it; (report, written). A request Enreach
-        does not know cancels its activity, if it has one."""
+        """Read one request back from Enreach and apply it; (report, written).
+
+        A notification is only a hint: a request Enreach does not know (a wrong or mistyped id, an
+        UNVERIFIED item path, a passing 404) changes nothing here. Only the poll, which reads the
+        requests themselves, cancels the activity of a request that is gone."""
         now = now or datetime.now(UTC)
         report = CallbackReport()
         request = self.enreach.callback(request_id)
         if request is None:
-            rows = self.existing([request_id])
-            row = rows.get(request_id.lower())
-            if row is None:
-                return report, True
-            plan = self._update(_gone(request_id), row, {}, Owners({}), now, gone=True)
-            left = self._write([plan], report, now) if plan else []
-            return report, not left
+            log.info("callback notification for a request Enreach does not know: left to the poll")
+            return report, True
         retry = self.apply([request], report, now)
         return report, not retry
 

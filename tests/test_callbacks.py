@@ -655,3 +655,37 @@ def test_without_the_presence_job_callback_notifications_have_the_endpoint_to_th
         assert other.status_code == 202 and "presence job is off" in other.json()["reason"]
         text = requests.post(url, data=b"hello", headers={"Secret": SECRET, "Content-Type": "text/plain"}, timeout=30)
         assert text.status_code == 415
+
+
+def test_a_notification_for_an_id_enreach_does_not_know_cancels_nothing(tenant, served):
+    """Found by an attack: a CallbackClosed naming the real id in upper case (Enreach answered 404)
+    cancelled the open activity. A notification is a hint; only the poll cancels a request gone."""
+    with served(CALLBACK_MODE="both") as host:
+        _fresh_store(f"g{uuid.uuid4().hex[:12]}")
+        request = tenant.enreach.add_callback(notify=False, item_list_id=LIST, number=KNOWN)
+        assert requests.post(f"{host.url}/admin/functions/sync_callbacks", data=b"", timeout=30).status_code == 202
+        assert activity(tenant, request)["statecode"] == 0
+        for forged in (request.upper(), "nonexist"):
+            answer = requests.post(
+                f"{host.url}/api/presence/enreach",
+                json={"EventType": "CallbackClosed", "CallbackListItemId": forged},
+                headers={"Secret": SECRET},
+                timeout=30,
+            )
+            assert answer.status_code == 200, answer.text
+        assert activity(tenant, request)["statecode"] == 0  # still open, as it is in Enreach
+
+
+@pytest.mark.parametrize("forged", ["..", ".", "a/b", "x@y.fi", "a" * 65, "ü"])
+def test_a_callback_id_that_is_not_id_shaped_is_refused_naming_the_field(tenant, served, forged):
+    """Found by an attack: `..` made the app GET the API root and `.` the whole list (503 forever)."""
+    with served(CALLBACK_MODE="notify") as host:
+        tenant.enreach.reset_requests()
+        answer = requests.post(
+            f"{host.url}/api/presence/enreach",
+            json={"EventType": "CallbackUpdated", "CallbackListItemId": forged},
+            headers={"Secret": SECRET},
+            timeout=30,
+        )
+        assert answer.status_code == 400 and answer.json()["field"] == "CallbackListItemId", answer.text
+        assert not [r for r in tenant.enreach.requests if "callback" in r["path"].lower() or r["path"] == "/"]
