@@ -32,6 +32,11 @@ from .rules import Rule, RuleError, parse_rule
 __all__ = ["RuleRows", "item_from_row", "row_from_item"]
 
 _SPLIT = re.compile(r"[\s,;]+")
+# The ROUTING_RULES keys a rule row has columns for.
+_COLUMN_KEYS = frozenset(
+    {"name", "kind", "target", "fail_target", "require_available", "pools", "hours", "outside_hours"}
+    | {"caller_tables", "table", "column", "equals", "days", "targets"}
+)
 
 
 def _list(text: Any) -> list[str]:
@@ -59,6 +64,14 @@ def item_from_row(row: ConfigRow, owner_column: str) -> dict[str, Any]:
     if extra is not None:
         if not isinstance(extra, dict):
             raise RuleError(f"routing rule '{row.name}': 'Other options' must be a JSON object")
+        # A key the row has a column for is the column's: an option cannot rename the rule, change
+        # its kind or its target behind the form's back.
+        shadowed = sorted(set(extra) & _COLUMN_KEYS)
+        if shadowed:
+            raise RuleError(
+                f"routing rule '{row.name}': 'Other options' holds {', '.join(shadowed)}, which the row's "
+                "own columns set: fill in those columns and remove them from Other options"
+            )
         item.update(extra)
     if values.get("_enr_targetuser_value"):
         user = values.get("enr_targetuser") or {}
@@ -108,8 +121,7 @@ def item_from_row(row: ConfigRow, owner_column: str) -> dict[str, Any]:
 
 def row_from_item(item: Mapping[str, Any], order: int) -> dict[str, Any]:
     """The row columns for one ROUTING_RULES object (``python -m ops config import``)."""
-    known = {"name", "kind", "target", "fail_target", "require_available", "pools", "hours", "outside_hours"}
-    known |= {"caller_tables", "table", "column", "equals", "days", "targets"}
+    known = _COLUMN_KEYS
     row: dict[str, Any] = {
         "enr_order": order,
         "enr_kind": ROUTING_RULE.column("enr_kind").option_value(str(item["kind"])),
@@ -152,7 +164,14 @@ class RuleRows:
         )
         problems: list[RowProblem] = []
         rules: list[Rule] = []
+        seen: dict[str, ConfigRow] = {}
         for row in active:
+            same = seen.setdefault(" ".join(row.name.split()).casefold(), row)
+            if same is not row:  # two rows one name: logs and explain could not tell them apart
+                problems.append(
+                    RowProblem(row, f"routing rule '{row.name}': another active row has this name; rename one")
+                )
+                continue
             try:
                 rule = parse_rule(
                     item_from_row(row, self.owner_column), where="routing rule row", default_name=row.name

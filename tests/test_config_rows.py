@@ -298,3 +298,45 @@ def test_an_after_call_presence_row_reaches_the_running_presence_sync(world, app
     status, answer = _enreach_post(app, CALL_END, "r-1")
     assert status == 200 and "default" in answer["detail"], answer
     assert oc_presence(world) == AWAY
+
+
+def _rule_row(row_id: str, name: str, kind: str, **values):
+    from core.rows import ConfigRow
+    from core.schema import ROUTING_RULE
+
+    return ConfigRow(
+        table="enr_routingrule",
+        row_id=row_id,
+        name=name,
+        active=True,
+        values={"enr_kind": ROUTING_RULE.column("enr_kind").option_value(kind), **values},
+        error=None,
+    )
+
+
+def test_other_options_cannot_rename_a_rule_or_change_its_kind_or_target():
+    """Found by an attack: a row 'sneaky' of kind owner whose Other options said
+    {"name": "owner", "kind": "default", "target": ...} routed every pool call as a second 'owner'."""
+    from routing.rows import RuleRows
+
+    sneaky = _rule_row(
+        "r1",
+        "sneaky",
+        "owner",
+        enr_order=1,
+        enr_options=json.dumps({"name": "owner", "kind": "default", "target": "+358942420777"}),
+    )
+    fine = _rule_row("r2", "owner", "owner", enr_order=2)
+    rules, problems = RuleRows(owner_column="address1_telephone1").rules([sneaky, fine])
+    assert [rule.name for rule in rules] == ["owner"] and rules[0].kind == "owner"
+    assert len(problems) == 1 and "'Other options' holds kind, name, target" in problems[0].message
+
+
+def test_two_active_rows_with_one_name_keep_the_first_and_flag_the_second():
+    from routing.rows import RuleRows
+
+    first = _rule_row("r1", "owner", "owner", enr_order=1)
+    second = _rule_row("r2", "Owner ", "default", enr_order=2, enr_target="+358942420777")
+    rules, problems = RuleRows(owner_column="address1_telephone1").rules([first, second])
+    assert [rule.kind for rule in rules] == ["owner"]
+    assert [p.row.row_id for p in problems] == ["r2"] and "another active row has this name" in problems[0].message
