@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .ids import is_guid
+from .storage_config import STORAGE_SETTING_NAMES, StorageConfig, parse_storage
 
 if TYPE_CHECKING:
     from call_sync.config import CallSyncConfig
@@ -71,7 +72,7 @@ SETTING_NAMES = (
     "PRESENCE_POLL_SCHEDULE",
     "PRESENCE_POLLING",
     "PHONE_DEFAULT_REGION",
-    "AzureWebJobsStorage",
+    *STORAGE_SETTING_NAMES,  # a connection string, or identity-based (core/storage_config.py)
     "HTTP_TIMEOUT_SECONDS",
     "DATAVERSE_MAX_PARALLEL_BATCHES",
 )
@@ -132,7 +133,7 @@ class Settings:
     routing_basic_user: str | None
     routing_basic_password: str | None
     phone_default_region: str
-    storage_connection_string: str
+    storage_connection_string: str  # "" with identity-based storage: use ``storage``
     http_timeout_seconds: float
     routing_rules: tuple[Rule, ...]
     routing_time_budget_seconds: float
@@ -150,6 +151,7 @@ class Settings:
     presence_mapping: PresenceMapping
     presence_echo_ttl_seconds: float
     call_sync: CallSyncConfig  # the call sync's own section (call_sync/config.py)
+    storage: StorageConfig  # AzureWebJobsStorage: connection string or identity-based (core/storage_config.py)
     routing_max_lookups: int = 64
     dataverse_max_parallel_batches: int = 4
     presence_max_call_minutes: int = 240
@@ -260,9 +262,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     elif not _is_region(region):
         problems.append(f"PHONE_DEFAULT_REGION {region!r} is not a known ISO 3166 region code (e.g. FI, SE)")
 
-    storage = required(
-        "AzureWebJobsStorage", "set the storage account connection string (UseDevelopmentStorage=true for Azurite)"
-    )
+    storage = parse_storage(get, problems)
 
     def seconds(name: str, default: float, low: float, high: float) -> float:
         text = get(name) or str(default)
@@ -391,7 +391,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         routing_basic_user=basic_user,
         routing_basic_password=basic_password,
         phone_default_region=region,
-        storage_connection_string=storage,
+        storage_connection_string=storage.connection_string or "",
+        storage=storage,
         http_timeout_seconds=timeout,
         routing_rules=rules,
         routing_time_budget_seconds=budget,

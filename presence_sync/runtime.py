@@ -24,7 +24,7 @@ def presence_sync() -> PresenceSync:
     return PresenceSync(
         dataverse=dataverse_client(),
         enreach=enreach_client(),
-        store=PresenceStore(settings.storage_connection_string),
+        store=PresenceStore(settings.storage),
         mapping=settings.presence_mapping,
         echo_ttl_seconds=settings.presence_echo_ttl_seconds,
         max_call_minutes=settings.presence_max_call_minutes,

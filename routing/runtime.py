@@ -70,7 +70,7 @@ def availability_for(
         )
     reader = enreach
     return PresenceAvailability(
-        store=store or PresenceStore(settings.storage_connection_string),
+        store=store or PresenceStore(settings.storage),
         enreach=lambda user_id: read_enreach_status(reader, user_id),
         dataverse=client,
     )
@@ -115,7 +115,7 @@ def router() -> Router:
 
 @lru_cache(maxsize=1)
 def checkpoint_store() -> CheckpointStore:
-    return CheckpointStore(get_settings().storage_connection_string)
+    return CheckpointStore(get_settings().storage)
 
 
 def warm_up() -> dict[str, object]:
