@@ -264,8 +264,14 @@ class Table:
         return name == self.primary_key or name in self.columns
 
     def is_guid(self, name: str) -> bool:
-        """Edm.Guid columns: the primary key and lookup values (``_<lookup>_value``)."""
-        return name == self.primary_key or (name.startswith("_") and name.endswith("_value"))
+        """Edm.Guid columns: the primary key, lookup values (``_<lookup>_value``) and the Uniqueidentifier
+        columns of systemuser (``applicationid``, ``azureactivedirectoryobjectid``: powerapps-docs,
+        reference/entities/systemuser)."""
+        return (
+            name == self.primary_key
+            or (name.startswith("_") and name.endswith("_value"))
+            or name in ("applicationid", "azureactivedirectoryobjectid")
+        )
 
     def key_values(self, key_name: str, row: dict[str, Any]) -> tuple[Any, ...] | None:
         values = [row.get(c) for c in self.alternate_keys[key_name]]

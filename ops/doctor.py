@@ -146,9 +146,16 @@ def failure_kind(error: BaseException) -> str:
         return UNREACHABLE
     from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError
 
+    from dataverse import DataverseError
+    from enreach import EnreachError
+
     for item in chain:
         if isinstance(item, ServiceRequestError):
             return UNREACHABLE
+        if isinstance(item, TokenUnavailable):
+            return SIGN_IN  # its transport failures were classified above, by their text or cause
+        if isinstance(item, DataverseError | EnreachError) and getattr(item, "status", None) == 0:
+            return UNREACHABLE  # no HTTP answer at all: refused, unknown host or timed out
         if isinstance(item, Forbidden):
             return FORBIDDEN
         if isinstance(item, AuthenticationFailed | EnreachAuthError | TokenUnavailable | ClientAuthenticationError):

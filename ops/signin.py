@@ -88,13 +88,26 @@ def ops_sign_in(
     )
 
 
+class _WithoutClaims:
+    """The Azure CLI refuses a claims challenge (it wants an interactive ``az login --claims-challenge``);
+    the Dataverse client sends one after a 401 only to bypass MSAL's cache, which the CLI does not
+    share, so a plain request gets the CLI's current token and a second 401 is reported as such."""
+
+    def __init__(self, credential: Any) -> None:
+        self._credential = credential
+
+    def get_token(self, *scopes: str, claims: str | None = None, **kwargs: Any) -> Any:
+        return self._credential.get_token(*scopes, **kwargs)
+
+
 def _cli(settings: Settings) -> TokenCredential:
     from azure.identity import AzureCliCredential
 
     options: dict[str, Any] = {}
     if settings.azure_tenant_id:
         options["tenant_id"] = settings.azure_tenant_id
-    return AzureCliCredential(**options)
+    credential: TokenCredential = _WithoutClaims(AzureCliCredential(**options))
+    return credential
 
 
 def _device_code(settings: Settings, prompt: Callable[[str], None] | None) -> TokenCredential:
