@@ -99,6 +99,7 @@ class CallSyncReport:
     waiting: int = 0  # parked and still waiting after this run
     unparked: int = 0  # parked earlier, synced by this run
     expired: int = 0  # parked past CALL_SYNC_PARK_DAYS by this run
+    parked_oldest_age_s: int = 0  # age of the oldest call still waiting (the parked-calls alert reads it)
     skipped: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     window: tuple[str, str] | None = None
@@ -114,7 +115,7 @@ class CallSyncReport:
     def counts(self) -> dict[str, int]:
         names = (
             "read created already_synced failed throttled adopted for_review private_removed "
-            "users_mapped parked waiting unparked expired"
+            "users_mapped parked waiting unparked expired parked_oldest_age_s"
         )
         return {name: int(getattr(self, name)) for name in names.split()}
 
@@ -614,7 +615,10 @@ def settle_parking(
     done = [key for key in parked if key in result.settled]
     parking.release(done)
     report.unparked += sum(1 for key in done if key in waiting)
-    report.waiting = len(waiting - set(done))
+    still = waiting - set(done)
+    report.waiting = len(still)
+    oldest = min((parked[key].parked_at for key in still if key in parked), default=now)
+    report.parked_oldest_age_s = max(0, int((now - oldest).total_seconds()))
     parking.purge_expired(now)
 
 
