@@ -85,6 +85,13 @@ if [ -z "$PRINCIPAL" ]; then
   PRINCIPAL=$("$AZ" functionapp identity assign --name "$APP" --resource-group "$RG" --query principalId --output tsv)
   changed "system-assigned identity $PRINCIPAL"
 fi
+deployment_auth=$("$AZ" functionapp deployment config show --name "$APP" --resource-group "$RG" \
+  --query storage.authentication.type --output tsv)
+if [ "$deployment_auth" != "SystemAssignedIdentity" ]; then # an app made with a connection string for it
+  "$AZ" functionapp deployment config set --name "$APP" --resource-group "$RG" \
+    --deployment-storage-auth-type SystemAssignedIdentity --output none
+  changed "deployment container reached with the identity"
+fi
 
 step "key vault $KEYVAULT"
 VAULT_ID=$("$AZ" keyvault show --name "$KEYVAULT" --resource-group "$RG" --query id --output tsv 2>/dev/null || true)

@@ -87,6 +87,12 @@ def main(argv: list[str]) -> int:
         out = str(apps[o["--name"]]["always_ready"])
     elif command.startswith("functionapp scale config always-ready"):
         apps[o["--name"]]["always_ready"] = int(o["--settings"].split("=")[1])
+    elif command.startswith("functionapp deployment config show"):
+        out = apps[o["--name"]]["deployment_storage_auth"]
+    elif command.startswith("functionapp deployment config set"):
+        apps[o["--name"]]["deployment_storage_auth"] = o["--deployment-storage-auth-type"]
+        if o["--deployment-storage-auth-type"] == "SystemAssignedIdentity":  # the CLI turns the identity on
+            apps[o["--name"]].setdefault("principal", str(uuid.uuid4()))
     elif command.startswith("functionapp identity show"):
         out = apps[o["--name"]].get("principal", "")
     elif command.startswith("functionapp identity assign"):

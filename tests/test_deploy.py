@@ -167,6 +167,8 @@ def _legacy(state: Path) -> None:
     whole = json.loads(state.read_text())
     app = whole["apps"]["contoso-enreach-bridge"]
     app.pop("principal")
+    app["deployment_storage_auth"] = "StorageAccountConnectionString"
+    app["settings"]["DEPLOYMENT_STORAGE_CONNECTION_STRING"] = "DefaultEndpointsProtocol=https;AccountKey=S2V5IQ=="
     app["settings"].update(
         AzureWebJobsStorage="DefaultEndpointsProtocol=https;AccountName=contosoenreach;AccountKey=S2V5IQ==",
         FUNCTIONS_EXTENSION_VERSION="~4",
@@ -189,7 +191,9 @@ def test_a_deployment_made_by_the_older_script_loses_its_keys_on_the_next_run(de
     assert app["settings"]["AzureWebJobsStorage__accountName"] == "contosoenreach" and app["principal"]
     assert whole["shared_key"] == {"contosoenreach": False} and app["scm_same_rules"] is True
     assert whole["vaults"]["contoso-enreach-bridg-kv"]["purge_protection"] is True
-    assert "removed AzureWebJobsStorage FUNCTIONS_EXTENSION_VERSION" in run.stdout
+    assert "removed AzureWebJobsStorage DEPLOYMENT_STORAGE_CONNECTION_STRING FUNCTIONS_EXTENSION_VERSION" in run.stdout
+    assert app["deployment_storage_auth"] == "SystemAssignedIdentity"
+    assert not any("AccountKey=" in value for value in app["settings"].values())
     # the new identity is granted the vault and the storage roles before the settings use it
     assert [app["principal"], "Storage Table Data Contributor", "/storage/contosoenreach"] in whole["roles"]
 
