@@ -5,7 +5,7 @@ the ``$batch`` types, and typed errors. Nothing here imports Azure Functions.
 """
 
 from . import _filters as filters
-from ._auth import TokenProvider, credential_from_settings
+from ._auth import TokenProvider, credential_from_settings, credential_from_values
 from ._batch import BatchRequest, BatchResponse, ChangeSet
 from ._client import DataverseClient, DeadlineExceeded, Page, TokenUnavailable, UpsertResult, key_path, query_path
 from ._errors import (
@@ -38,6 +38,7 @@ __all__ = [
     "TokenUnavailable",
     "UpsertResult",
     "credential_from_settings",
+    "credential_from_values",
     "filters",
     "key_path",
     "query_path",

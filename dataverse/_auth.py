@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
     from core.settings import Settings
 
-__all__ = ["TokenProvider", "credential_from_settings"]
+__all__ = ["TokenProvider", "credential_from_settings", "credential_from_values"]
 
 # Refresh this long before expiry, so a token never dies in flight.
 _REFRESH_MARGIN_SECONDS = 300
@@ -20,27 +20,39 @@ _REFRESH_MARGIN_SECONDS = 300
 
 def credential_from_settings(settings: Settings) -> TokenCredential:
     """Client secret, certificate, or (with neither) managed identity, as the settings say."""
+    return credential_from_values(
+        tenant_id=settings.azure_tenant_id,
+        client_id=settings.azure_client_id,
+        client_secret=settings.azure_client_secret,
+        certificate_path=settings.azure_client_certificate_path,
+        authority_host=settings.azure_authority_host,
+    )
+
+
+def credential_from_values(
+    *,
+    tenant_id: str | None,
+    client_id: str | None,
+    client_secret: str | None,
+    certificate_path: str | None,
+    authority_host: str | None,
+) -> TokenCredential:
+    """The credential for these values (what ``credential_from_settings`` reads from the settings;
+    the routing token prefetch passes them before the settings are loaded)."""
     from azure.identity import CertificateCredential, ClientSecretCredential, ManagedIdentityCredential
 
     options: dict[str, Any] = {}
-    if settings.azure_authority_host:
+    if authority_host:
         # A non-Microsoft authority (the sandbox's emulator) has no instance discovery.
-        options = {"authority": settings.azure_authority_host, "disable_instance_discovery": True}
-    if settings.credential_kind == "client_secret":
-        assert settings.azure_tenant_id and settings.azure_client_id and settings.azure_client_secret
-        return ClientSecretCredential(
-            settings.azure_tenant_id, settings.azure_client_id, settings.azure_client_secret, **options
-        )
-    if settings.credential_kind == "certificate":
-        assert settings.azure_tenant_id and settings.azure_client_id and settings.azure_client_certificate_path
-        return CertificateCredential(
-            settings.azure_tenant_id,
-            settings.azure_client_id,
-            certificate_path=settings.azure_client_certificate_path,
-            **options,
-        )
-    if settings.azure_client_id:
-        return ManagedIdentityCredential(client_id=settings.azure_client_id)
+        options = {"authority": authority_host, "disable_instance_discovery": True}
+    if client_secret:
+        assert tenant_id and client_id
+        return ClientSecretCredential(tenant_id, client_id, client_secret, **options)
+    if certificate_path:
+        assert tenant_id and client_id
+        return CertificateCredential(tenant_id, client_id, certificate_path=certificate_path, **options)
+    if client_id:
+        return ManagedIdentityCredential(client_id=client_id)
     return ManagedIdentityCredential()
 
 

@@ -15,6 +15,7 @@ from core.state import CheckpointStore
 from dataverse import DataverseClient, credential_from_settings
 from matching import CallerLookup
 
+from . import prefetch
 from .availability import AvailabilitySource, PresenceAvailability, read_enreach_status
 from .service import Router
 
@@ -44,7 +45,8 @@ def dataverse_client() -> DataverseClient:
     session.mount("http://", adapter)
     return DataverseClient(
         settings.dataverse_url,
-        credential=credential_from_settings(settings),
+        # the token fetched while this process imported (routing/prefetch.py), when one was started
+        credential=prefetch.credential_for(settings, lambda: credential_from_settings(settings)),
         timeout=settings.http_timeout_seconds,
         session=session,
         max_parallel=settings.dataverse_max_parallel_batches,
@@ -128,6 +130,7 @@ def warm_up() -> dict[str, object]:
     again (within its time budget).
     """
     started = time.monotonic()
+    prefetch.start()  # the token is fetched while the router is built
     result: dict[str, object] = {"event": "routing_warmup", "ok": True}
     try:
         router()

@@ -113,6 +113,9 @@ def clear_app_caches() -> None:
         presence_runtime.presence_sync,
     ):
         cached.cache_clear()
+    from routing import prefetch
+
+    prefetch._reset()  # a new "process": the next routing call or warm-up prefetches its token again
 
 
 @contextmanager
