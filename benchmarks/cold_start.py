@@ -18,7 +18,7 @@ The cold first call's floor is the network work it cannot skip: a token, a conne
 lookup. A third kind of fresh process, ``floor``, measures exactly that with the app's own code
 (everything imported and built first, then a fresh client gets its token and routes one call), and
 the cold first call is printed as a ratio to it (goal: at most 1.3x; the imports and the router
-build hide behind the token, which routing/prefetch.py fetches on a thread).
+build hide behind the token, which bridge/prefetch.py fetches on a thread).
 Run: python benchmarks/cold_start.py [--runs 10] [--latency-ms 20] [--token-ms 150]
 """
 
@@ -43,12 +43,12 @@ def caller(i: int) -> str:
 
 def floor() -> None:
     """A fresh process with everything imported and built: one token, one connection, one lookup."""
-    from core.settings import load_settings
-    from dataverse import DataverseClient, credential_from_settings
+    from bridge.settings import load_settings
+    from dataverse import client_from_config
     from routing.runtime import build_router
 
     settings = load_settings()
-    client = DataverseClient(settings.dataverse_url, credential=credential_from_settings(settings))
+    client = client_from_config(settings.dataverse)
     router = build_router(settings, client)
     started = time.perf_counter()
     decision = router.route(caller(1), POOL)
@@ -121,9 +121,9 @@ def main() -> None:
     import statistics
     import subprocess
 
-    from core.settings import load_settings
+    from bridge.settings import load_settings
     from core.state import CheckpointStore
-    from dataverse import DataverseClient, credential_from_settings
+    from dataverse import DataverseClient, credential_from_config
     from routing.index_sync import sync_phone_index
     from sandbox.services import Services
 
@@ -149,10 +149,10 @@ def main() -> None:
         env = services.app_settings({"ROUTING_API_KEY": KEY, "ROUTING_CACHE_TTL_SECONDS": "0"})
         settings = load_settings(env)
         sync_phone_index(
-            DataverseClient(settings.dataverse_url, credential=credential_from_settings(settings)),
+            DataverseClient(settings.dataverse.url, credential=credential_from_config(settings.dataverse)),
             CheckpointStore(settings.storage_connection_string),
-            phone_columns=settings.routing_phone_columns,
-            region=settings.phone_default_region,
+            phone_columns=settings.matching.phone_columns,
+            region=settings.matching.region,
         )
         services.dataverse.inject(latency_ms=args.latency_ms)
         services.tokens.inject(latency_ms=args.latency_ms)
@@ -178,7 +178,7 @@ def main() -> None:
                     result["to_answer_s"] = result["answered_at"] - started
                 results[kind].append(result)
 
-        budget = settings.routing_time_budget_seconds
+        budget = settings.routing.time_budget_seconds
         print(
             f"{args.runs} fresh processes per kind; {args.latency_ms:g} ms latency (Dataverse, token service), "
             f"token issued in {args.token_ms:g} ms, {args.customers} customers indexed, budget {budget:g} s"

@@ -10,49 +10,35 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
-    from core.settings import Settings
+    from .config import DataverseConfig
 
-__all__ = ["TokenProvider", "credential_from_settings", "credential_from_values"]
+__all__ = ["TokenProvider", "credential_from_config"]
 
 # Refresh this long before expiry, so a token never dies in flight.
 _REFRESH_MARGIN_SECONDS = 300
 
 
-def credential_from_settings(settings: Settings) -> TokenCredential:
-    """Client secret, certificate, or (with neither) managed identity, as the settings say."""
-    return credential_from_values(
-        tenant_id=settings.azure_tenant_id,
-        client_id=settings.azure_client_id,
-        client_secret=settings.azure_client_secret,
-        certificate_path=settings.azure_client_certificate_path,
-        authority_host=settings.azure_authority_host,
-    )
-
-
-def credential_from_values(
-    *,
-    tenant_id: str | None,
-    client_id: str | None,
-    client_secret: str | None,
-    certificate_path: str | None,
-    authority_host: str | None,
-) -> TokenCredential:
-    """The credential for these values (what ``credential_from_settings`` reads from the settings;
-    the routing token prefetch passes them before the settings are loaded)."""
+def credential_from_config(config: DataverseConfig) -> TokenCredential:
+    """Client secret, certificate, or (with neither) managed identity, as the section says."""
     from azure.identity import CertificateCredential, ClientSecretCredential, ManagedIdentityCredential
 
     options: dict[str, Any] = {}
-    if authority_host:
+    if config.authority_host:
         # A non-Microsoft authority (the sandbox's emulator) has no instance discovery.
-        options = {"authority": authority_host, "disable_instance_discovery": True}
-    if client_secret:
-        assert tenant_id and client_id
-        return ClientSecretCredential(tenant_id, client_id, client_secret, **options)
-    if certificate_path:
-        assert tenant_id and client_id
-        return CertificateCredential(tenant_id, client_id, certificate_path=certificate_path, **options)
-    if client_id:
-        return ManagedIdentityCredential(client_id=client_id)
+        options = {"authority": config.authority_host, "disable_instance_discovery": True}
+    if config.credential_kind == "client_secret":
+        assert config.tenant_id and config.client_id and config.client_secret
+        return ClientSecretCredential(config.tenant_id, config.client_id, config.client_secret, **options)
+    if config.credential_kind == "certificate":
+        assert config.tenant_id and config.client_id and config.certificate_path
+        return CertificateCredential(
+            config.tenant_id,
+            config.client_id,
+            certificate_path=config.certificate_path,
+            **options,
+        )
+    if config.client_id:
+        return ManagedIdentityCredential(client_id=config.client_id)
     return ManagedIdentityCredential()
 
 

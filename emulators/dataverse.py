@@ -357,6 +357,8 @@ class DataverseEmulator(EmulatorServer):
     def reset(self) -> None:
         """Back to the bare schema with only the application user (tests start from here)."""
         with self.lock:
+            self.denied_privileges.clear()  # a role is whole again (a test that denied some does not leak)
+            self.key_status.clear()
             self.tables = {
                 name: Table(name, logical, key, set(columns)) for name, (logical, key, columns) in BASE_SCHEMA.items()
             }

@@ -13,7 +13,8 @@ import argparse
 import logging
 import sys
 
-from core.cli import CommandError, add_settings_argument, apply_settings_file, command_settings, run_command
+from bridge.settings import command_settings
+from core.cli import CommandError, add_settings_argument, apply_settings_file, run_command
 from core.ids import is_guid
 
 from .signin import SIGN_IN_CHOICES
@@ -86,7 +87,7 @@ def _run(args: argparse.Namespace) -> int:
     except SignInUnavailable as error:
         raise CommandError(error.cause, error.fix) from error
     try:  # first, so a failed sign-in gets the fix for its credential and its failure
-        signed_in.credential.get_token(settings.dataverse_scope)
+        signed_in.credential.get_token(settings.dataverse.scope)
     except Exception as error:
         from .doctor import failure_kind, token_fix
 
@@ -95,7 +96,7 @@ def _run(args: argparse.Namespace) -> int:
             token_fix(settings, signed_in)(failure_kind(error)),
         ) from error
     print(f"signed in with {signed_in.describe()}", file=sys.stderr)
-    client = DataverseClient(settings.dataverse_url, credential=signed_in.credential)
+    client = DataverseClient(settings.dataverse.url, credential=signed_in.credential)
     if args.command == "unprovision":
         if not args.dry_run:
             raise CommandError(
@@ -120,7 +121,7 @@ def _run(args: argparse.Namespace) -> int:
 def _probe(args: argparse.Namespace) -> int:
     """0: the mapping reads the tenant; 1: a required Enreach name is missing everywhere (the verdict
     names the ENREACH_FIELD_MAP key); Enreach errors are explained by run_command."""
-    from enreach import client_from_settings
+    from enreach import client_from_config
 
     from .probe import probe_enreach
 
@@ -128,7 +129,9 @@ def _probe(args: argparse.Namespace) -> int:
     if not 1 <= args.days <= 31:
         raise CommandError(f"--days {args.days} is out of range", "give 1 to 31 days", exit_code=2)
     result = probe_enreach(
-        client_from_settings(settings), days=args.days, duration_limit_seconds=settings.call_duration_limit_seconds
+        client_from_config(settings.enreach),
+        days=args.days,
+        duration_limit_seconds=settings.call_sync.duration_limit_seconds,
     )
     return 0 if result.ok else 1
 

@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from bridge.settings import SETTING_NAMES, Settings, SettingsError, load_settings
 from core.schema import CALL_SYNC, PHONE_INDEX
-from core.settings import SETTING_NAMES, Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
     from .signin import SignIn
@@ -213,7 +213,14 @@ def run_doctor(
     ]
     if problems:
         return [Check("settings", False, problem, _SETTINGS_FIX) for problem in problems]
-    checks = [Check("settings", True, "every setting present and well-formed, no placeholder left")]
+    checks = [
+        Check(
+            "settings",
+            True,
+            f"every setting of the enabled jobs ({', '.join(sorted(settings.jobs))}) present and well-formed, "
+            "no placeholder left",
+        )
+    ]
     from .signin import SignInUnavailable, ops_sign_in
 
     try:
@@ -222,19 +229,23 @@ def run_doctor(
         checks.append(Check("sign-in", False, error.cause, error.fix))
         signed_in = None
     checks += _dataverse_checks(settings, signed_in, app_id)
-    enreach = _attempt("Enreach API (discovery and credentials)", lambda: _enreach(settings), _enreach_fix(settings))
-    checks.append(enreach)
-    if enreach.ok:
-        checks.append(_enreach_mapping(settings))
-    else:
-        checks += _skipped(["Enreach field mapping (3 days of real records)"], "the Enreach API check failed")
-    checks.append(
-        Check(
-            "routing webhook authentication",
-            True,
-            "X-Benemen-APIKey (ROUTING_API_KEY)" if settings.routing_api_key else "HTTP Basic (ROUTING_BASIC_USER)",
+    if settings.has("enreach"):
+        enreach = _attempt(
+            "Enreach API (discovery and credentials)", lambda: _enreach(settings), _enreach_fix(settings)
         )
-    )
+        checks.append(enreach)
+        if enreach.ok and settings.has("call_sync"):
+            checks.append(_enreach_mapping(settings))
+        elif settings.has("call_sync"):
+            checks += _skipped(["Enreach field mapping (3 days of real records)"], "the Enreach API check failed")
+    if settings.has("routing"):
+        checks.append(
+            Check(
+                "routing webhook authentication",
+                True,
+                "X-Benemen-APIKey (ROUTING_API_KEY)" if settings.routing.api_key else "HTTP Basic (ROUTING_BASIC_USER)",
+            )
+        )
     checks.append(_storage_check(settings, signed_in))
     return checks
 
@@ -244,9 +255,9 @@ def _client(settings: Settings, credential: Any) -> Any:
     from dataverse import DataverseClient
 
     return DataverseClient(
-        settings.dataverse_url,
+        settings.dataverse.url,
         credential=credential,
-        timeout=settings.http_timeout_seconds,
+        timeout=settings.dataverse.timeout,
         retry=RetryPolicy(max_attempts=2),
     )
 
@@ -261,7 +272,7 @@ _AFTER_TOKEN = [
 
 
 def token_fix(settings: Settings, signed_in: SignIn) -> Callable[[str], str]:
-    authority = settings.azure_authority_host or "https://login.microsoftonline.com"
+    authority = settings.dataverse.authority_host or "https://login.microsoftonline.com"
 
     def fix(kind: str) -> str:
         if kind == TLS:
@@ -272,7 +283,7 @@ def token_fix(settings: Settings, signed_in: SignIn) -> Callable[[str], str]:
                 "(HTTPS_PROXY); AZURE_AUTHORITY_HOST only for a sovereign cloud"
             )
         if signed_in.kind == "azure_cli":
-            tenant = f" --tenant {settings.azure_tenant_id}" if settings.azure_tenant_id else ""
+            tenant = f" --tenant {settings.dataverse.tenant_id}" if settings.dataverse.tenant_id else ""
             return (
                 f"sign in to the Azure CLI as a Dataverse administrator: az login{tenant} (or run with "
                 "--sign-in device-code)"
@@ -303,7 +314,7 @@ def _whoami_fix(settings: Settings, signed_in: SignIn) -> Callable[[str], str]:
             return _TLS_FIX
         if kind == UNREACHABLE:
             return (
-                f"cannot reach {_host(settings.dataverse_url)}: check DATAVERSE_URL (make.powerapps.com > Settings "
+                f"cannot reach {_host(settings.dataverse.url)}: check DATAVERSE_URL (make.powerapps.com > Settings "
                 "> Session details > Instance url), DNS and the network"
             )
         if kind in (SIGN_IN, FORBIDDEN) and signed_in.administrator:
@@ -324,11 +335,11 @@ def _whoami_fix(settings: Settings, signed_in: SignIn) -> Callable[[str], str]:
 
 def _dataverse_checks(settings: Settings, signed_in: SignIn | None, app_id: str | None) -> list[Check]:
     if signed_in is None:
-        return _skipped(["token for " + settings.dataverse_scope, *_AFTER_TOKEN], "no sign-in")
+        return _skipped(["token for " + settings.dataverse.scope, *_AFTER_TOKEN], "no sign-in")
     credential = signed_in.credential
     token = _attempt(
-        f"token for {settings.dataverse_scope} ({signed_in.describe()})",
-        lambda: (credential.get_token(settings.dataverse_scope), "acquired")[1],
+        f"token for {settings.dataverse.scope} ({signed_in.describe()})",
+        lambda: (credential.get_token(settings.dataverse.scope), "acquired")[1],
         token_fix(settings, signed_in),
     )
     if not token.ok:
@@ -385,7 +396,7 @@ def _privileges(settings: Settings, signed_in: SignIn, client: Any, app_id: str 
     name = "security role privileges"
     fix = "add the missing table privileges (organization level) to the application user's security role"
     if signed_in.administrator:
-        app = app_id or settings.azure_client_id
+        app = app_id or settings.dataverse.client_id
         if not app:
             return Check(
                 name,
@@ -465,7 +476,7 @@ def _index_rows(client: Any) -> str:
 
 
 def _enreach_fix(settings: Settings) -> Callable[[str], str]:
-    where = settings.enreach_api_url or settings.enreach_discovery_url
+    where = settings.enreach.api_url or settings.enreach.discovery_url
 
     def fix(kind: str) -> str:
         if kind == TLS:
@@ -484,9 +495,9 @@ def _enreach_fix(settings: Settings) -> Callable[[str], str]:
 
 def _enreach(settings: Settings) -> str:
     from core.retry import RetryPolicy
-    from enreach import client_from_settings
+    from enreach import client_from_config
 
-    client = client_from_settings(settings, retry=RetryPolicy(max_attempts=2))
+    client = client_from_config(settings.enreach, retry=RetryPolicy(max_attempts=2))
     me = client.me()
     return f"authenticated as {me.email or me.id} at {client.api_url}"
 
@@ -494,16 +505,16 @@ def _enreach(settings: Settings) -> str:
 def _enreach_mapping(settings: Settings) -> Check:
     """The probe's checks in brief: do real records carry the mapped Enreach names?"""
     from core.retry import RetryPolicy
-    from enreach import client_from_settings
+    from enreach import client_from_config
 
     from .probe import probe_enreach
 
     name = "Enreach field mapping (3 days of real records)"
     try:
         result = probe_enreach(
-            client_from_settings(settings, retry=RetryPolicy(max_attempts=2)),
+            client_from_config(settings.enreach, retry=RetryPolicy(max_attempts=2)),
             days=3,
-            duration_limit_seconds=settings.call_duration_limit_seconds,
+            duration_limit_seconds=settings.call_sync.duration_limit_seconds,
             out=lambda line: None,
         )
     except Exception as error:

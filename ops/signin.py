@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
-    from core.settings import Settings
+    from bridge.settings import Settings
 
 __all__ = ["SIGN_IN_CHOICES", "SignIn", "SignInUnavailable", "ops_sign_in"]
 
@@ -68,12 +68,13 @@ def ops_sign_in(
     prompt: Callable[[str], None] | None = None,
 ) -> SignIn:
     """The credential for an operator command (see the module's docstring for the order)."""
-    from dataverse import credential_from_settings
+    from dataverse import credential_from_config
 
     if choice not in SIGN_IN_CHOICES:
         raise ValueError(f"--sign-in must be one of {', '.join(SIGN_IN_CHOICES)}")
-    if choice == "app" or (choice == "auto" and settings.credential_kind != "managed_identity"):
-        return SignIn(credential_from_settings(settings), settings.credential_kind)
+    kind = settings.dataverse.credential_kind
+    if choice == "app" or (choice == "auto" and kind != "managed_identity"):
+        return SignIn(credential_from_config(settings.dataverse), kind)
     if interactive is None:
         interactive = sys.stdin.isatty()
     if choice == "cli" or (choice == "auto" and which("az")):
@@ -104,8 +105,8 @@ def _cli(settings: Settings) -> TokenCredential:
     from azure.identity import AzureCliCredential
 
     options: dict[str, Any] = {}
-    if settings.azure_tenant_id:
-        options["tenant_id"] = settings.azure_tenant_id
+    if settings.dataverse.tenant_id:
+        options["tenant_id"] = settings.dataverse.tenant_id
     credential: TokenCredential = _WithoutClaims(AzureCliCredential(**options))
     return credential
 
@@ -117,7 +118,7 @@ def _device_code(settings: Settings, prompt: Callable[[str], None] | None) -> To
         text = f"To sign in, open {verification_uri} and enter the code {user_code}"
         (prompt or (lambda line: print(line, file=sys.stderr, flush=True)))(text)
 
-    options: dict[str, Any] = {"prompt_callback": show, "tenant_id": settings.azure_tenant_id or "organizations"}
-    if settings.azure_authority_host:
-        options.update(authority=settings.azure_authority_host, disable_instance_discovery=True)
+    options: dict[str, Any] = {"prompt_callback": show, "tenant_id": settings.dataverse.tenant_id or "organizations"}
+    if settings.dataverse.authority_host:
+        options.update(authority=settings.dataverse.authority_host, disable_instance_discovery=True)
     return DeviceCodeCredential(**options)  # the Azure CLI's public client id: nothing to register

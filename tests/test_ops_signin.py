@@ -143,7 +143,7 @@ def test_an_administrator_who_is_no_user_of_the_environment_is_told_so(world, mi
 
 
 def test_without_az_and_without_a_terminal_the_sign_in_says_what_to_do(world, mi_env):
-    from core.settings import load_settings
+    from bridge.settings import load_settings
 
     with pytest.raises(SignInUnavailable) as caught:
         ops_sign_in(load_settings(mi_env), which=lambda name: None, interactive=False)
@@ -156,7 +156,7 @@ def test_without_az_and_without_a_terminal_the_sign_in_says_what_to_do(world, mi
 
 
 def test_the_sign_in_order(world, mi_env, settings):
-    from core.settings import load_settings
+    from bridge.settings import load_settings
 
     mi = load_settings(mi_env)
     assert ops_sign_in(settings).kind == "client_secret"  # the settings' app registration first

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from core.settings import SettingsError, load_settings
+from bridge.settings import SettingsError, load_settings
 from core.state import CheckpointStore
 from core.storage_config import StorageConfig, parse_storage, table_service
 

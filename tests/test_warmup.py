@@ -64,7 +64,7 @@ def test_a_failing_warm_up_is_logged_and_never_stops_the_instance(world, monkeyp
 def test_the_first_call_fetches_the_token_while_it_imports_and_asks_for_it_once(world, monkeypatch):
     """The prefetch starts before the imports; the router's client takes its token (or waits for it)
     instead of asking a second time, even while the token service takes its time."""
-    from routing import prefetch
+    from bridge import prefetch
 
     world.dataverse.load(DATA)
     world.tokens.token_latency_ms = 300
@@ -78,7 +78,7 @@ def test_the_first_call_fetches_the_token_while_it_imports_and_asks_for_it_once(
 
 
 def test_a_failed_prefetch_leaves_the_first_call_to_the_normal_path(world, monkeypatch):
-    from routing import prefetch
+    from bridge import prefetch
 
     world.dataverse.load(DATA)
     settings = world.app_settings({"ROUTING_API_KEY": KEY})
@@ -91,12 +91,12 @@ def test_a_failed_prefetch_leaves_the_first_call_to_the_normal_path(world, monke
 
 
 def test_settings_unlike_the_prefetchs_values_get_their_own_credential(world, monkeypatch):
-    from core.settings import load_settings
-    from routing import prefetch
+    from bridge import prefetch
+    from bridge.settings import load_settings
 
     settings = world.app_settings({"ROUTING_API_KEY": KEY})
     prefetch._reset()
     prefetch.start({**settings, "DATAVERSE_URL": "http://127.0.0.1:9"})
     built = []
-    assert prefetch.credential_for(load_settings(settings), lambda: built.append(1) or "own") == "own"
+    assert prefetch.credential_for(load_settings(settings).dataverse, lambda: built.append(1) or "own") == "own"
     prefetch._reset()

@@ -1,4 +1,5 @@
-"""The Dataverse token of a new process, fetched while the routing code imports and builds.
+"""The Dataverse token of a new process, fetched while the routing code imports and builds (the
+composition root owns it: the shared Dataverse client of bridge/runtime.py takes its credential).
 
 A cold first routing call used to pay, one after the other: the imports (matching, rules,
 phonenumbers, the clients), the settings, the router, then the token (Entra ID: one discovery and
@@ -22,7 +23,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from core.settings import Settings
+    from dataverse.config import DataverseConfig
 
 __all__ = ["credential_for", "start"]
 
@@ -71,17 +72,20 @@ def wait_until_asking(timeout: float = 1.0) -> None:
 
 def _fetch(values: dict[str, str | None], future: Future[tuple[Any, Any]]) -> None:
     try:
-        from dataverse import credential_from_values
+        from dataverse import credential_from_config
+        from dataverse.config import DataverseConfig
 
-        credential = credential_from_values(
+        config = DataverseConfig(
+            url=str(values["DATAVERSE_URL"]),
             tenant_id=values["AZURE_TENANT_ID"],
             client_id=values["AZURE_CLIENT_ID"],
             client_secret=values["AZURE_CLIENT_SECRET"],
             certificate_path=values["AZURE_CLIENT_CERTIFICATE_PATH"],
             authority_host=values["AZURE_AUTHORITY_HOST"],
         )
+        credential = credential_from_config(config)
         _asking.set()
-        token = credential.get_token(f"{values['DATAVERSE_URL']}/.default")
+        token = credential.get_token(config.scope)
     except BaseException as error:  # the normal path meets it again and reports it
         _asking.set()
         future.set_exception(error)
@@ -127,27 +131,25 @@ class _PrefetchedCredential:
         return credential.get_token(*scopes, claims=claims, **options)
 
 
-def credential_for(settings: Settings, fallback: Any) -> Any:
-    """A credential for the router's client: the prefetch's when one was started with the same
-    values as ``settings`` (it never starts a second token request beside it), else ``fallback()``."""
+def credential_for(config: DataverseConfig, fallback: Any) -> Any:
+    """A credential for the shared Dataverse client: the prefetch's when one was started with the
+    same values as ``config`` (it never starts a second token request beside it), else ``fallback()``."""
     with _lock:
         prefetch = _prefetch
     if prefetch is None:
         return fallback()
     values, future = prefetch
     wanted = {
-        "DATAVERSE_URL": settings.dataverse_url,
-        "AZURE_TENANT_ID": settings.azure_tenant_id,
-        "AZURE_CLIENT_ID": settings.azure_client_id,
-        "AZURE_CLIENT_SECRET": settings.azure_client_secret,
-        "AZURE_CLIENT_CERTIFICATE_PATH": settings.azure_client_certificate_path,
-        "AZURE_AUTHORITY_HOST": settings.azure_authority_host,
+        "DATAVERSE_URL": config.url,
+        "AZURE_TENANT_ID": config.tenant_id,
+        "AZURE_CLIENT_ID": config.client_id,
+        "AZURE_CLIENT_SECRET": config.client_secret,
+        "AZURE_CLIENT_CERTIFICATE_PATH": config.certificate_path,
+        "AZURE_AUTHORITY_HOST": config.authority_host,
     }
     if values != wanted:
         return fallback()
-    return _PrefetchedCredential(
-        future, settings.dataverse_scope, fallback, wait_seconds=settings.http_timeout_seconds + 5
-    )
+    return _PrefetchedCredential(future, config.scope, fallback, wait_seconds=config.timeout + 5)
 
 
 def _reset() -> None:
