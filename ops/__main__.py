@@ -95,7 +95,6 @@ def _run(args: argparse.Namespace) -> int:
             f"no token with {signed_in.describe()}: {type(error).__name__}: {str(error).splitlines()[0][:200]}",
             token_fix(settings, signed_in)(failure_kind(error)),
         ) from error
-    print(f"signed in with {signed_in.describe()}", file=sys.stderr)
     client = DataverseClient(settings.dataverse.url, credential=signed_in.credential)
     if args.command == "unprovision":
         if not args.dry_run:
@@ -114,7 +113,8 @@ def _run(args: argparse.Namespace) -> int:
     except ProvisionError as error:
         raise CommandError(f"provisioning stopped: {error.cause}", error.fix) from error
     verb = "would create" if args.dry_run else "created"
-    print(f"{verb} {len(created)}, already there {len(existing)} (solution {solution})")
+    who = f"; signed in with {signed_in.describe()}" if signed_in.administrator else ""
+    print(f"{verb} {len(created)}, already there {len(existing)} (solution {solution}{who})")
     return 0
 
 

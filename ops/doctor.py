@@ -301,7 +301,7 @@ def token_fix(settings: Settings, signed_in: SignIn) -> Callable[[str], str]:
                 "key, whose certificate is uploaded under Certificates & secrets and not expired)"
             )
         return (
-            "check AZURE_TENANT_ID, AZURE_CLIENT_ID and the secret/certificate of the app registration "
+            "check AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET, the app registration's client secret "
             "(secrets expire: make a new one under Certificates & secrets)"
         )
 

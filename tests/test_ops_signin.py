@@ -100,7 +100,7 @@ def test_provision_and_doctor_with_a_managed_identity_use_the_administrators_az_
     provisioned = _ops(mi_env, fake_az, tmp_path, "provision")
     assert provisioned.returncode == 0, provisioned.stdout + provisioned.stderr
     assert f"created {len(REQUIRED)}, already there 0" in provisioned.stdout
-    assert "signed in with your Azure CLI sign-in (az login)" in provisioned.stderr
+    assert "signed in with your Azure CLI sign-in (az login)" in provisioned.stdout
     calls = [json.loads(line) for line in Path(fake_az["FAKE_AZ_LOG"]).read_text().splitlines()]
     assert calls and all(c[:2] == ["account", "get-access-token"] for c in calls)
     assert mi_env["DATAVERSE_URL"] in calls[0] and "--tenant" in calls[0]
