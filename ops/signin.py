@@ -1,6 +1,6 @@
 """Whose sign-in the operator commands (``python -m ops provision|doctor``) use.
 
-The app itself signs in as the settings say (``dataverse.credential_from_settings``). A managed
+The app itself signs in as the settings say (``dataverse.credential_from_config``). A managed
 identity exists only inside Azure, so when the settings name one (no client secret, no
 certificate) the commands, run on an administrator's machine, take the administrator's own
 sign-in instead, in this order (``--sign-in auto``, the default):
