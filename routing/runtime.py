@@ -94,6 +94,21 @@ def router() -> Router:
     return build_router(get_settings(), dataverse_client())
 
 
+def _prime_numbers(region: str) -> None:
+    """Load the default region's numbering metadata (phonenumbers reads it on the first number of a
+    region) and the matching's regular expressions, with the region's own example number."""
+    import phonenumbers
+
+    from matching import stored_forms, to_e164
+
+    example = phonenumbers.example_number(region)
+    if example is not None:
+        national = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.NATIONAL)
+        e164 = to_e164(national, region)
+        if e164:
+            stored_forms(e164, region)
+
+
 def warm_up() -> dict[str, object]:
     """Ready this instance for its first routing call: build the router (which imports matching,
     rules and the clients), get the Dataverse token and open the connection with one ``WhoAmI``.
@@ -110,6 +125,7 @@ def warm_up() -> dict[str, object]:
     result: dict[str, object] = {"event": "routing_warmup", "ok": True}
     try:
         router()
+        _prime_numbers(get_settings().matching.region)
         client = dataverse_client()
         client.whoami(deadline=time.monotonic() + get_settings().dataverse.timeout)
         result["dop_hint"] = client.dop_hint
