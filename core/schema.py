@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["CALL_SYNC", "CUSTOMER_TABLES", "PHONE_INDEX", "CallSyncSchema", "CustomerTable", "PhoneIndexSchema"]
+__all__ = [
+    "CALLBACKS",
+    "CALL_SYNC",
+    "CUSTOMER_TABLES",
+    "PHONE_INDEX",
+    "CallSyncSchema",
+    "CallbackSchema",
+    "CustomerTable",
+    "PhoneIndexSchema",
+]
 
 
 @dataclass(frozen=True)
@@ -67,3 +76,21 @@ class CallSyncSchema:
 
 
 CALL_SYNC = CallSyncSchema()
+
+
+@dataclass(frozen=True)
+class CallbackSchema:
+    """Columns the callback sync adds to phonecall: the Enreach request id (alternate key: one
+    activity per request), the callback list's name, the attempts, and the state both sides last
+    agreed on (``open``, ``closed``; ``dynamics`` = closed in Dynamics only), which is what keeps
+    a change the app made from coming back as news."""
+
+    request_id_column: str = "enr_enreachcallbackid"
+    request_key_name: str = "enr_enreachcallbackid_key"
+    list_column: str = "enr_callbacklist"
+    list_length: int = 200
+    attempts_column: str = "enr_callbackattempts"
+    state_column: str = "enr_callbackstate"
+
+
+CALLBACKS = CallbackSchema()

@@ -160,6 +160,9 @@ BASE_SCHEMA: dict[str, tuple[str, str, set[str]]] = {
         _COMMON | {"title", "ticketnumber", "_customerid_value", "prioritycode", "caseorigincode"},
     ),
     "phonecalls": ("phonecall", "activityid", _COMMON | _ACTIVITY | {"phonenumber", "directioncode"}),
+    # queues and their items (a callback request no agent has is put in its list's queue)
+    "queues": ("queue", "queueid", _COMMON | {"name", "emailaddress", "queueviewtype"}),
+    "queueitems": ("queueitem", "queueitemid", _COMMON | {"_queueid_value", "_objectid_value", "title"}),
     "activityparties": (
         "activityparty",
         "activitypartyid",
