@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from core.config import Getter, SettingsError, environment_getter, unique
+from core.config import Getter, SettingsError, environment_getter, seconds, unique
 from core.storage_config import STORAGE_SETTING_NAMES, StorageConfig, parse_storage
 
 from .jobs import ALL_JOBS, JobsError, enabled_jobs
@@ -44,7 +44,7 @@ __all__ = [
     "load_settings",
 ]
 
-_CORE_NAMES = ("BRIDGE_JOBS", *STORAGE_SETTING_NAMES)
+_CORE_NAMES = ("BRIDGE_JOBS", *STORAGE_SETTING_NAMES, "BRIDGE_CONFIG_REFRESH_SECONDS")
 
 
 def _names() -> tuple[str, ...]:
@@ -85,6 +85,7 @@ class Settings:
     storage_connection_string: str = field(repr=False)  # "" with identity-based storage: use ``storage``
     storage: StorageConfig = field(default_factory=StorageConfig, repr=False)
     sections: Mapping[str, object] = field(default_factory=dict, repr=False)
+    config_refresh_seconds: float = 60.0  # configuration rows re-read at most this often (core/rows.py)
 
     def has(self, section: str) -> bool:
         return section in self.sections
@@ -168,6 +169,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, get: Getter | Non
         jobs = frozenset(ALL_JOBS)
     dataverse = parse_dataverse(get, problems)
     storage = parse_storage(get, problems)
+    refresh = seconds(get, problems, "BRIDGE_CONFIG_REFRESH_SECONDS", 60.0, 0, 3600)
     needed: set[str] = set()
     for job in jobs:
         needed |= _NEEDS.get(job, frozenset())
@@ -183,6 +185,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, get: Getter | Non
         storage_connection_string=storage.connection_string or "",
         storage=storage,
         sections=sections,
+        config_refresh_seconds=refresh,
     )
 
 

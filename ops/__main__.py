@@ -1,4 +1,7 @@
-"""``python -m ops [--settings local.settings.json] provision|unprovision|doctor|probe-enreach``.
+"""``python -m ops [--settings local.settings.json] provision|unprovision|doctor|probe-enreach|config``.
+
+``config show`` prints the effective configuration; ``config import [--dry-run]`` writes the app
+settings' business options and routing rules as rows (ops/config.py).
 
 ``provision``, ``unprovision`` and ``doctor`` take ``--sign-in auto|app|cli|device-code`` (see
 ``ops/signin.py``): with a managed identity in the settings they use the administrator's own
@@ -49,6 +52,13 @@ def main(argv: list[str] | None = None) -> int:
             help="whose sign-in reaches Dataverse: auto (default: the settings' app registration; with a managed "
             "identity your Azure CLI login, else a device code), app, cli, device-code",
         )
+    config = commands.add_parser("config", help="the effective configuration (app settings and rows)")
+    config_commands = config.add_subparsers(dest="config_command", required=True)
+    config_commands.add_parser("show", help="every setting with its source, the routing rules, rows that do not apply")
+    config_import = config_commands.add_parser(
+        "import", help="write the business options and ROUTING_RULES of the app settings as rows"
+    )
+    config_import.add_argument("--dry-run", action="store_true", help="print what would be created, change nothing")
     probe = commands.add_parser(
         "probe-enreach", help="read real Enreach records and report which mapped field names they carry"
     )
@@ -74,6 +84,8 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.command == "probe-enreach":
         return _probe(args)
+    if args.command == "config":
+        return _config(args)
 
     from dataverse import DataverseClient
 
@@ -115,6 +127,24 @@ def _run(args: argparse.Namespace) -> int:
     verb = "would create" if args.dry_run else "created"
     who = f"; signed in with {signed_in.describe()}" if signed_in.administrator else ""
     print(f"{verb} {len(created)}, already there {len(existing)} (solution {solution}{who})")
+    return 0
+
+
+def _config(args: argparse.Namespace) -> int:
+    """show: 0, or 1 when a row does not apply; import: 0 (a settings problem exits 2 before any write)."""
+    import os
+
+    from dataverse import DataverseClient, credential_from_config
+
+    from .config import import_rows, show
+
+    settings = command_settings(args.settings)
+    client = DataverseClient(settings.dataverse.url, credential=credential_from_config(settings.dataverse))
+    if args.config_command == "show":
+        return show(client, os.environ)
+    created, kept = import_rows(client, os.environ, dry_run=args.dry_run)
+    verb = "would create" if args.dry_run else "created"
+    print(f"{verb} {created} rows, {kept} already there")
     return 0
 
 
