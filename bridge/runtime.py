@@ -22,7 +22,9 @@ def dataverse_client() -> DataverseClient:
     import requests
     from requests.adapters import HTTPAdapter
 
-    from dataverse import client_from_config
+    from dataverse import client_from_config, credential_from_config
+
+    from . import prefetch
 
     settings = get_settings()
     session = requests.Session()
@@ -31,7 +33,9 @@ def dataverse_client() -> DataverseClient:
     adapter = HTTPAdapter(pool_maxsize=max(10, lookups, settings.dataverse.max_parallel_batches + 2))
     session.mount("https://", adapter)
     session.mount("http://", adapter)
-    return client_from_config(settings.dataverse, session=session)
+    # the token fetched while the first routing call imported (bridge/prefetch.py), when one was started
+    credential = prefetch.credential_for(settings.dataverse, lambda: credential_from_config(settings.dataverse))
+    return client_from_config(settings.dataverse, session=session, credential=credential)
 
 
 @lru_cache(maxsize=1)
@@ -45,4 +49,4 @@ def enreach_client() -> EnreachClient:
 def checkpoint_store() -> CheckpointStore:
     from core.state import CheckpointStore
 
-    return CheckpointStore(get_settings().storage_connection_string)
+    return CheckpointStore(get_settings().storage)

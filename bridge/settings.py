@@ -8,8 +8,9 @@ Each section is parsed by its own package (``dataverse/config.py``, ``enreach/co
 routing-only deployment sets the Dataverse connection, the routing key, the default region and
 storage, and nothing about Enreach or presence.
 
-Storage (``AzureWebJobsStorage``) belongs to the Functions host and every job's durable state; it
-is read here.
+Storage (``AzureWebJobsStorage``: a connection string, or identity-based with the managed identity,
+``core/storage_config.py``) belongs to the Functions host and every job's durable state; it is read
+here.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from core.config import Getter, SettingsError, environment_getter, seconds, unique
+from core.storage_config import STORAGE_SETTING_NAMES, StorageConfig, parse_storage
 
 from .jobs import ALL_JOBS, JobsError, enabled_jobs
 
@@ -42,7 +44,7 @@ __all__ = [
     "load_settings",
 ]
 
-_CORE_NAMES = ("BRIDGE_JOBS", "AzureWebJobsStorage", "BRIDGE_CONFIG_REFRESH_SECONDS")
+_CORE_NAMES = ("BRIDGE_JOBS", *STORAGE_SETTING_NAMES, "BRIDGE_CONFIG_REFRESH_SECONDS")
 
 
 def _names() -> tuple[str, ...]:
@@ -80,7 +82,8 @@ class Settings:
 
     jobs: frozenset[str]
     dataverse: DataverseConfig
-    storage_connection_string: str = field(repr=False)
+    storage_connection_string: str = field(repr=False)  # "" with identity-based storage: use ``storage``
+    storage: StorageConfig = field(default_factory=StorageConfig, repr=False)
     sections: Mapping[str, object] = field(default_factory=dict, repr=False)
     config_refresh_seconds: float = 60.0  # configuration rows re-read at most this often (core/rows.py)
 
@@ -165,12 +168,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, get: Getter | Non
         problems.append(str(error))
         jobs = frozenset(ALL_JOBS)
     dataverse = parse_dataverse(get, problems)
-    storage = get("AzureWebJobsStorage") or ""
-    if not storage:
-        problems.append(
-            "AzureWebJobsStorage is not set: set the storage account connection string "
-            "(UseDevelopmentStorage=true for Azurite)"
-        )
+    storage = parse_storage(get, problems)
     refresh = seconds(get, problems, "BRIDGE_CONFIG_REFRESH_SECONDS", 60.0, 0, 3600)
     needed: set[str] = set()
     for job in jobs:
@@ -184,7 +182,8 @@ def load_settings(environ: Mapping[str, str] | None = None, *, get: Getter | Non
     return Settings(
         jobs=jobs,
         dataverse=dataverse,
-        storage_connection_string=storage,
+        storage_connection_string=storage.connection_string or "",
+        storage=storage,
         sections=sections,
         config_refresh_seconds=refresh,
     )

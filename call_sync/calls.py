@@ -103,6 +103,7 @@ class CallSyncReport:
     waiting: int = 0  # parked and still waiting after this run
     unparked: int = 0  # parked earlier, synced by this run
     expired: int = 0  # parked past CALL_SYNC_PARK_DAYS by this run
+    parked_oldest_age_s: int = 0  # age of the oldest call still waiting (the parked-calls alert reads it)
     oldest_parked: str | None = None  # when the longest-waiting parked call was parked (run status row)
     enreach_requests: int = 0  # sent by this run (CALL_SYNC_ENREACH_REQUEST_BUDGET)
     users_left: int = 0  # users whose calls the next run reads for this window (budget spent)
@@ -121,7 +122,7 @@ class CallSyncReport:
     def counts(self) -> dict[str, int]:
         names = (
             "read created already_synced failed throttled adopted for_review private_removed "
-            "users_mapped parked waiting unparked expired enreach_requests users_left"
+            "users_mapped parked waiting unparked expired parked_oldest_age_s enreach_requests users_left"
         )
         return {name: int(getattr(self, name)) for name in names.split()}
 
@@ -628,6 +629,7 @@ def settle_parking(
     report.waiting = len(still)
     times = [parked[key].parked_at for key in still if key in parked] + ([now] if still - set(parked) else [])
     report.oldest_parked = _iso(min(times)) if times else None
+    report.parked_oldest_age_s = max(0, int((now - min(times)).total_seconds())) if times else 0
     parking.purge_expired(now)
 
 

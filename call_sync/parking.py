@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 from core.state import TableStore
+from core.storage_config import StorageConfig
 from enreach import EnreachCall
 
 __all__ = ["EXPIRED_KEPT_DAYS", "ParkedCall", "ParkedCalls", "call_from_json", "call_to_json"]
@@ -66,8 +67,8 @@ class ParkedCall:
 
 
 class ParkedCalls(TableStore):
-    def __init__(self, connection_string: str, *, table_name: str = "bridgeparkedcalls") -> None:
-        super().__init__(connection_string, table_name=table_name)
+    def __init__(self, storage: StorageConfig | str, *, table_name: str = "bridgeparkedcalls", **options: Any) -> None:
+        super().__init__(storage, table_name=table_name, **options)
 
     def park(self, key: str, call: EnreachCall, reason: str, now: datetime) -> bool:
         """Keep the call; True if newly parked (a call parked before keeps its first time)."""

@@ -64,4 +64,4 @@ def call_lookup() -> CallerLookup:
 
 @lru_cache(maxsize=1)
 def parking_store() -> ParkedCalls:
-    return ParkedCalls(get_settings().storage_connection_string)
+    return ParkedCalls(get_settings().storage)

@@ -1,9 +1,14 @@
-"""Durable state in Azure Table Storage (``AzureWebJobsStorage``): checkpoints with optimistic concurrency."""
+"""Durable state in Azure Table Storage (``AzureWebJobsStorage``): checkpoints with optimistic concurrency.
+
+The stores take the storage settings (``core.storage_config.StorageConfig``: a connection string, or
+identity-based storage with the managed identity) or a plain connection string (Azurite, tests)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+from .storage_config import StorageConfig, table_service
 
 __all__ = ["Checkpoint", "CheckpointConflict", "CheckpointStore", "RunRecord"]
 
@@ -31,11 +36,9 @@ class RunRecord:
 class TableStore:
     """One storage table of ``AzureWebJobsStorage``, created on first use."""
 
-    def __init__(self, connection_string: str, *, table_name: str, **options: Any) -> None:
-        """``options`` go to the storage client (e.g. ``retry_total``, ``transport``)."""
-        from azure.data.tables import TableServiceClient
-
-        self._service = TableServiceClient.from_connection_string(connection_string, **options)
+    def __init__(self, storage: StorageConfig | str, *, table_name: str, **options: Any) -> None:
+        """``options`` go to the storage client (e.g. ``retry_total``, ``transport``, ``credential``)."""
+        self._service = table_service(storage, **options)
         self._table_name = table_name
         self._table: Any = None
 
@@ -48,8 +51,8 @@ class TableStore:
 class CheckpointStore(TableStore):
     """Named checkpoints (one row each) in a storage table."""
 
-    def __init__(self, connection_string: str, *, table_name: str = "bridgecheckpoints") -> None:
-        super().__init__(connection_string, table_name=table_name)
+    def __init__(self, storage: StorageConfig | str, *, table_name: str = "bridgecheckpoints", **options: Any) -> None:
+        super().__init__(storage, table_name=table_name, **options)
 
     def read(self, name: str) -> Checkpoint:
         from azure.core.exceptions import ResourceNotFoundError

@@ -274,8 +274,14 @@ class Table:
         return name == self.primary_key or name in self.columns
 
     def is_guid(self, name: str) -> bool:
-        """Edm.Guid columns: the primary key and lookup values (``_<lookup>_value``)."""
-        return name == self.primary_key or (name.startswith("_") and name.endswith("_value"))
+        """Edm.Guid columns: the primary key, lookup values (``_<lookup>_value``) and the Uniqueidentifier
+        columns of systemuser (``applicationid``, ``azureactivedirectoryobjectid``: powerapps-docs,
+        reference/entities/systemuser)."""
+        return (
+            name == self.primary_key
+            or (name.startswith("_") and name.endswith("_value"))
+            or name in ("applicationid", "azureactivedirectoryobjectid")
+        )
 
     def key_values(self, key_name: str, row: dict[str, Any]) -> tuple[Any, ...] | None:
         values = [row.get(c) for c in self.alternate_keys[key_name]]
@@ -362,6 +368,8 @@ class DataverseEmulator(EmulatorServer):
     def reset(self) -> None:
         """Back to the bare schema with only the application user (tests start from here)."""
         with self.lock:
+            self.denied_privileges.clear()  # a role is whole again (a test that denied some does not leak)
+            self.key_status.clear()
             self.tables = {
                 name: Table(name, logical, key, set(columns))
                 for name, (logical, key, columns) in {**BASE_SCHEMA, **APP_SCHEMA}.items()

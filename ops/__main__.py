@@ -3,6 +3,10 @@
 ``config show`` prints the effective configuration; ``config import [--dry-run]`` writes the app
 settings' business options and routing rules as rows (ops/config.py).
 
+``provision``, ``unprovision`` and ``doctor`` take ``--sign-in auto|app|cli|device-code`` (see
+``ops/signin.py``): with a managed identity in the settings they use the administrator's own
+sign-in (the Azure CLI's login, else a device code in a terminal).
+
 Exit codes: 0 done, 1 a runtime failure (or a doctor check failed), 2 a settings or usage problem.
 """
 
@@ -14,6 +18,9 @@ import sys
 
 from bridge.settings import command_settings
 from core.cli import CommandError, add_settings_argument, apply_settings_file, run_command
+from core.ids import is_guid
+
+from .signin import SIGN_IN_CHOICES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,7 +37,21 @@ def main(argv: list[str] | None = None) -> int:
     unprovision = commands.add_parser("unprovision", help="list what removing the app's customisation would delete")
     unprovision.add_argument("--dry-run", action="store_true", help="list only (required: removal is not automated)")
     unprovision.add_argument("--solution", default=None, metavar="NAME", help="the solution provision used")
-    commands.add_parser("doctor", help="check the deployment end to end")
+    doctor = commands.add_parser("doctor", help="check the deployment end to end")
+    doctor.add_argument(
+        "--app-id",
+        metavar="GUID",
+        help="application id of the app's managed identity: signed in as yourself, the doctor checks its "
+        "Dataverse application user (infra/deploy.sh prints it)",
+    )
+    for command in (provision, unprovision, doctor):
+        command.add_argument(
+            "--sign-in",
+            choices=SIGN_IN_CHOICES,
+            default="auto",
+            help="whose sign-in reaches Dataverse: auto (default: the settings' app registration; with a managed "
+            "identity your Azure CLI login, else a device code), app, cli, device-code",
+        )
     config = commands.add_parser("config", help="the effective configuration (app settings and rows)")
     config_commands = config.add_subparsers(dest="config_command", required=True)
     config_commands.add_parser("show", help="every setting with its source, the routing rules, rows that do not apply")
@@ -51,11 +72,14 @@ def _run(args: argparse.Namespace) -> int:
             apply_settings_file(args.settings)  # a SettingsError exits 2 through run_command
         from .doctor import exit_code, run_doctor
 
-        checks = run_doctor()
+        if args.app_id and not is_guid(args.app_id):
+            raise CommandError(f"--app-id {args.app_id!r} is not a GUID", "give the application id", exit_code=2)
+        checks = run_doctor(sign_in=args.sign_in, app_id=args.app_id)
         for check in checks:
             print(check.line())
-        failed = sum(not c.ok for c in checks)
-        print(f"doctor: {len(checks) - failed} checks ok, {failed} with problems")
+        failed = sum(c.failed for c in checks)
+        skipped = sum(c.skipped for c in checks)
+        print(f"doctor: {len(checks) - failed - skipped} checks ok, {failed} with problems, {skipped} skipped")
         return exit_code(checks)
 
     if args.command == "probe-enreach":
@@ -63,13 +87,27 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "config":
         return _config(args)
 
-    from dataverse import DataverseClient, credential_from_config
+    from dataverse import DataverseClient
 
     from .provision import DEFAULT_SOLUTION, ProvisionError, provision, removal_plan
+    from .signin import SignInUnavailable, ops_sign_in
 
     settings = command_settings(args.settings)
     solution = args.solution or DEFAULT_SOLUTION
-    client = DataverseClient(settings.dataverse.url, credential=credential_from_config(settings.dataverse))
+    try:
+        signed_in = ops_sign_in(settings, choice=args.sign_in)
+    except SignInUnavailable as error:
+        raise CommandError(error.cause, error.fix) from error
+    try:  # first, so a failed sign-in gets the fix for its credential and its failure
+        signed_in.credential.get_token(settings.dataverse.scope)
+    except Exception as error:
+        from .doctor import failure_kind, token_fix
+
+        raise CommandError(
+            f"no token with {signed_in.describe()}: {type(error).__name__}: {str(error).splitlines()[0][:200]}",
+            token_fix(settings, signed_in)(failure_kind(error)),
+        ) from error
+    client = DataverseClient(settings.dataverse.url, credential=signed_in.credential)
     if args.command == "unprovision":
         if not args.dry_run:
             raise CommandError(
@@ -87,7 +125,8 @@ def _run(args: argparse.Namespace) -> int:
     except ProvisionError as error:
         raise CommandError(f"provisioning stopped: {error.cause}", error.fix) from error
     verb = "would create" if args.dry_run else "created"
-    print(f"{verb} {len(created)}, already there {len(existing)} (solution {solution})")
+    who = f"; signed in with {signed_in.describe()}" if signed_in.administrator else ""
+    print(f"{verb} {len(created)}, already there {len(existing)} (solution {solution}{who})")
     return 0
 
 

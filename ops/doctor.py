@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import os
 import re
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bridge.settings import SETTING_NAMES, Settings, SettingsError, load_settings
 from core.schema import CALL_SYNC, PHONE_INDEX
 
-__all__ = ["PRIVILEGES", "Check", "exit_code", "placeholders", "run_doctor"]
+if TYPE_CHECKING:
+    from .signin import SignIn
+
+__all__ = ["PRIVILEGES", "Check", "exit_code", "failure_kind", "placeholders", "run_doctor", "token_fix"]
 
 _SETTINGS_FIX = "set it in local.settings.json or the Function App's Configuration"
 
@@ -75,9 +79,9 @@ def placeholders(environ: Mapping[str, str]) -> list[str]:
 
 def exit_code(checks: list[Check]) -> int:
     """2 when a settings check failed (nothing else was tried), 1 when another check failed, else 0."""
-    if any(not c.ok and c.name == "settings" for c in checks):
+    if any(c.failed and c.name == "settings" for c in checks):
         return 2
-    return 1 if any(not c.ok for c in checks) else 0
+    return 1 if any(c.failed for c in checks) else 0
 
 
 @dataclass(frozen=True)
@@ -86,25 +90,131 @@ class Check:
     ok: bool
     detail: str = ""
     fix: str = ""
+    skipped: bool = False  # not tried because an earlier check failed (``detail`` says which)
+
+    @property
+    def failed(self) -> bool:
+        return not self.ok and not self.skipped
 
     def line(self) -> str:
-        text = f"{'ok     ' if self.ok else 'PROBLEM'} {self.name}"
+        label = "skipped" if self.skipped else ("ok     " if self.ok else "PROBLEM")
+        text = f"{label} {self.name}"
         if self.detail:
             text += f": {self.detail}"
-        if not self.ok and self.fix:
+        if self.failed and self.fix:
             text += f"\n        fix: {self.fix}"
         return text
 
 
-def _attempt(name: str, action: Callable[[], str], fix: str) -> Check:
+def _skipped(names: list[str], because: str) -> list[Check]:
+    return [Check(name, False, f"not tried: {because}", skipped=True) for name in names]
+
+
+# -- failure kinds: the fix depends on what failed, not only on which check ----------------------
+
+UNREACHABLE, TLS, SIGN_IN, FORBIDDEN, OTHER = "unreachable", "tls", "sign_in", "forbidden", "other"
+_UNREACHABLE_TEXT = (
+    "connection refused",
+    "name or service not known",
+    "nodename nor servname",
+    "temporary failure in name resolution",
+    "failed to resolve",
+    "getaddrinfo failed",
+    "failed to establish a new connection",
+    "no route to host",
+    "network is unreachable",
+    "timed out",
+)
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in seen and len(seen) < 10:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def failure_kind(error: BaseException) -> str:
+    """``unreachable`` (refused, unknown host, timeout), ``tls``, ``sign_in`` (credential refused or
+    missing), ``forbidden`` (signed in, not allowed) or ``other``."""
+    import socket
+
+    import requests
+
+    from dataverse import AuthenticationFailed, Forbidden, TokenUnavailable
+    from enreach import EnreachAuthError
+
+    chain = _chain(error)
+    texts = " | ".join(str(e) for e in chain).lower()
+    if "certificate verify failed" in texts or "certificate_verify_failed" in texts:
+        return TLS
+    for item in chain:
+        if isinstance(item, socket.gaierror | ConnectionError | TimeoutError | requests.ConnectionError):
+            return UNREACHABLE
+        if isinstance(item, requests.Timeout):
+            return UNREACHABLE
+    if any(text in texts for text in _UNREACHABLE_TEXT):
+        return UNREACHABLE
+    from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError
+
+    from dataverse import DataverseError
+    from enreach import EnreachError
+
+    for item in chain:
+        if isinstance(item, ServiceRequestError):
+            return UNREACHABLE
+        if isinstance(item, TokenUnavailable):
+            return SIGN_IN  # its transport failures were classified above, by their text or cause
+        if isinstance(item, DataverseError | EnreachError) and getattr(item, "status", None) == 0:
+            return UNREACHABLE  # no HTTP answer at all: refused, unknown host or timed out
+        if isinstance(item, Forbidden):
+            return FORBIDDEN
+        if isinstance(item, AuthenticationFailed | EnreachAuthError | TokenUnavailable | ClientAuthenticationError):
+            return SIGN_IN
+        if type(item).__name__ == "CredentialUnavailableError":
+            return SIGN_IN
+        if isinstance(item, HttpResponseError) and item.status_code == 403:
+            return FORBIDDEN
+        if isinstance(item, HttpResponseError) and item.status_code == 401:
+            return SIGN_IN
+    return OTHER
+
+
+def _detail(error: BaseException) -> str:
+    message = str(error).splitlines()[0][:300] if str(error) else type(error).__name__
+    return f"{type(error).__name__}: {message}"
+
+
+def _attempt(name: str, action: Callable[[], str], fix: Callable[[str], str] | str) -> Check:
+    """Run one check; on failure the fix is chosen by the failure's kind (``fix(kind)``)."""
     try:
         return Check(name, True, action())
     except Exception as error:
-        message = str(error).splitlines()[0][:300] if str(error) else type(error).__name__
-        return Check(name, False, f"{type(error).__name__}: {message}", fix)
+        kind = failure_kind(error)
+        return Check(name, False, _detail(error), fix(kind) if callable(fix) else fix)
 
 
-def run_doctor(environ: Mapping[str, str] | None = None) -> list[Check]:
+def _host(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).hostname or url
+
+
+_TLS_FIX = (
+    "the server's certificate is not trusted here: check REQUESTS_CA_BUNDLE (a company TLS proxy needs its CA in it)"
+)
+
+
+def run_doctor(
+    environ: Mapping[str, str] | None = None, *, sign_in: str = "auto", app_id: str | None = None, **options: Any
+) -> list[Check]:
+    """Every check, in order; ``sign_in`` chooses whose sign-in reaches Dataverse and identity-based
+    storage (``ops.signin``: with a managed identity in the settings, the administrator's own);
+    ``app_id`` is the application id of the app's identity, whose Dataverse application user the
+    doctor then checks (needed with a system-assigned managed identity). ``options`` go to
+    ``ops_sign_in`` (tests)."""
     environ = os.environ if environ is None else environ
     problems: list[str] = []
     try:
@@ -124,17 +234,23 @@ def run_doctor(environ: Mapping[str, str] | None = None) -> list[Check]:
             "no placeholder left",
         )
     ]
-    checks += _dataverse_checks(settings)
+    from .signin import SignInUnavailable, ops_sign_in
+
+    try:
+        signed_in: SignIn | None = ops_sign_in(settings, choice=sign_in, **options)
+    except SignInUnavailable as error:
+        checks.append(Check("sign-in", False, error.cause, error.fix))
+        signed_in = None
+    checks += _dataverse_checks(settings, signed_in, app_id)
     if settings.has("enreach"):
-        checks.append(
-            _attempt(
-                "Enreach API (discovery and credentials)",
-                lambda: _enreach(settings),
-                "check ENREACH_USER (the API user's e-mail) and ENREACH_SECRET_KEY; ENREACH_API_URL skips discovery",
-            )
+        enreach = _attempt(
+            "Enreach API (discovery and credentials)", lambda: _enreach(settings), _enreach_fix(settings)
         )
-        if checks[-1].ok and settings.has("call_sync"):
+        checks.append(enreach)
+        if enreach.ok and settings.has("call_sync"):
             checks.append(_enreach_mapping(settings))
+        elif settings.has("call_sync"):
+            checks += _skipped(["Enreach field mapping (3 days of real records)"], "the Enreach API check failed")
     if settings.has("routing"):
         checks.append(
             Check(
@@ -143,60 +259,114 @@ def run_doctor(environ: Mapping[str, str] | None = None) -> list[Check]:
                 "X-Benemen-APIKey (ROUTING_API_KEY)" if settings.routing.api_key else "HTTP Basic (ROUTING_BASIC_USER)",
             )
         )
-    checks.append(
-        _attempt(
-            "storage (AzureWebJobsStorage)",
-            lambda: _storage(settings),
-            "check the connection string; the storage account must allow the Function App's network",
-        )
-    )
+    checks.append(_storage_check(settings, signed_in))
     return checks
 
 
-def _client(settings: Settings) -> Any:
+def _client(settings: Settings, credential: Any) -> Any:
     from core.retry import RetryPolicy
-    from dataverse import DataverseClient, credential_from_config
+    from dataverse import DataverseClient
 
     return DataverseClient(
         settings.dataverse.url,
-        credential=credential_from_config(settings.dataverse),
+        credential=credential,
         timeout=settings.dataverse.timeout,
         retry=RetryPolicy(max_attempts=2),
     )
 
 
-def _dataverse_checks(settings: Settings) -> list[Check]:
-    from dataverse import credential_from_config
+_AFTER_TOKEN = [
+    "Dataverse WhoAmI",
+    "security role privileges",
+    "provisioned schema (columns, keys, phone index)",
+    "users mapped to Enreach ids",
+    "phone index filled",
+]
 
-    credential = credential_from_config(settings.dataverse)
+
+def token_fix(settings: Settings, signed_in: SignIn) -> Callable[[str], str]:
+    authority = settings.dataverse.authority_host or "https://login.microsoftonline.com"
+
+    def fix(kind: str) -> str:
+        if kind == TLS:
+            return _TLS_FIX
+        if kind == UNREACHABLE:
+            return (
+                f"cannot reach the sign-in service ({_host(authority)}): check DNS, the network and a proxy "
+                "(HTTPS_PROXY); AZURE_AUTHORITY_HOST only for a sovereign cloud"
+            )
+        if signed_in.kind == "azure_cli":
+            tenant = f" --tenant {settings.dataverse.tenant_id}" if settings.dataverse.tenant_id else ""
+            return (
+                f"sign in to the Azure CLI as a Dataverse administrator: az login{tenant} (or run with "
+                "--sign-in device-code)"
+            )
+        if signed_in.kind == "device_code":
+            return "finish the device code sign-in within 15 minutes, with an account of the environment's tenant"
+        if signed_in.kind == "managed_identity":
+            return (
+                "the managed identity exists only inside Azure: on your machine run without --sign-in app (your "
+                "az login is used); in Azure, turn the Function App's identity on (infra/deploy.sh does)"
+            )
+        if signed_in.kind == "certificate":
+            return (
+                "check AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_CERTIFICATE_PATH (a PEM with the private "
+                "key, whose certificate is uploaded under Certificates & secrets and not expired)"
+            )
+        return (
+            "check AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET, the app registration's client secret "
+            "(secrets expire: make a new one under Certificates & secrets)"
+        )
+
+    return fix
+
+
+def _whoami_fix(settings: Settings, signed_in: SignIn) -> Callable[[str], str]:
+    def fix(kind: str) -> str:
+        if kind == TLS:
+            return _TLS_FIX
+        if kind == UNREACHABLE:
+            return (
+                f"cannot reach {_host(settings.dataverse.url)}: check DATAVERSE_URL (make.powerapps.com > Settings "
+                "> Session details > Instance url), DNS and the network"
+            )
+        if kind in (SIGN_IN, FORBIDDEN) and signed_in.administrator:
+            return (
+                "your account is not an enabled user of this environment: sign in as one with the System "
+                "Administrator role (docs/deployment.md, step 4), and check DATAVERSE_URL names the right environment"
+            )
+        if kind in (SIGN_IN, FORBIDDEN):
+            who = "the managed identity's application id" if signed_in.kind == "managed_identity" else "AZURE_CLIENT_ID"
+            return (
+                f"add an application user for {who} in the Power Platform admin center, enabled, with "
+                "the bridge's security role; check DATAVERSE_URL names the right environment"
+            )
+        return "Dataverse answered with an error: check DATAVERSE_URL and the service health, then run again"
+
+    return fix
+
+
+def _dataverse_checks(settings: Settings, signed_in: SignIn | None, app_id: str | None) -> list[Check]:
+    if signed_in is None:
+        return _skipped(["token for " + settings.dataverse.scope, *_AFTER_TOKEN], "no sign-in")
+    credential = signed_in.credential
     token = _attempt(
-        f"token for {settings.dataverse.scope} ({settings.dataverse.credential_kind.replace('_', ' ')})",
+        f"token for {settings.dataverse.scope} ({signed_in.describe()})",
         lambda: (credential.get_token(settings.dataverse.scope), "acquired")[1],
-        "check AZURE_TENANT_ID, AZURE_CLIENT_ID and the secret/certificate of the app registration "
-        "(secrets expire: make a new one under Certificates & secrets)",
+        token_fix(settings, signed_in),
     )
     if not token.ok:
-        return [token]
-    client = _client(settings)
+        return [token, *_skipped(_AFTER_TOKEN, "no token")]
+    client = _client(settings, credential)
     whoami = _attempt(
-        "Dataverse WhoAmI (application user)",
+        "Dataverse WhoAmI (administrator)" if signed_in.administrator else "Dataverse WhoAmI (application user)",
         lambda: f"user {client.whoami()['UserId']}",
-        "add an application user for AZURE_CLIENT_ID in the Power Platform admin center, enabled, with "
-        "the bridge's security role",
+        _whoami_fix(settings, signed_in),
     )
     checks = [token, whoami]
     if not whoami.ok:
-        return checks
-    user_id = client.whoami()["UserId"]
-    missing = [name for name in PRIVILEGES if not _has_privilege(client, user_id, name)]
-    checks.append(
-        Check(
-            "security role privileges",
-            not missing,
-            "all granted" if not missing else "missing " + ", ".join(f"{m} ({PRIVILEGES[m]})" for m in missing),
-            "add the missing table privileges (organization level) to the application user's security role",
-        )
-    )
+        return checks + _skipped(_AFTER_TOKEN[1:], "Dataverse WhoAmI failed")
+    checks.append(_privileges(settings, signed_in, client, app_id))
     from ops.provision import REQUIRED, metadata
 
     found = [(item, metadata(client, item)) for item in REQUIRED]
@@ -216,6 +386,7 @@ def _dataverse_checks(settings: Settings) -> list[Check]:
     if keys:
         checks.append(_key_status(keys))
     if settings.has("callbacks") and settings.callbacks.queues:
+        user_id = client.whoami()["UserId"]
         checks.append(
             _attempt(
                 "callback queues (CALLBACK_QUEUES)",
@@ -224,22 +395,70 @@ def _dataverse_checks(settings: Settings) -> list[Check]:
                 "role Create Queue Item and Append To Queue",
             )
         )
-    if not absent:
-        checks.append(
-            _attempt(
-                "users mapped to Enreach ids",
-                lambda: _mapped_users(client),
-                "run sync_enreach_user_ids (python -m call_sync users)",
-            )
+    if absent:
+        return checks + _skipped(_AFTER_TOKEN[3:], "the schema is not provisioned")
+    checks.append(
+        _attempt(
+            "users mapped to Enreach ids",
+            lambda: _mapped_users(client),
+            "run sync_enreach_user_ids (python -m call_sync users)",
         )
-        checks.append(
-            _attempt(
-                "phone index filled",
-                lambda: _index_rows(client),
-                "run sync_phone_index (python -m routing index --full)",
-            )
+    )
+    checks.append(
+        _attempt(
+            "phone index filled",
+            lambda: _index_rows(client),
+            "run sync_phone_index (python -m routing index --full)",
         )
+    )
     return checks
+
+
+def _privileges(settings: Settings, signed_in: SignIn, client: Any, app_id: str | None) -> Check:
+    """The application user's privileges: the signed-in app's own, or (signed in as the administrator)
+    the application user of ``app_id`` / the user-assigned identity's AZURE_CLIENT_ID."""
+    name = "security role privileges"
+    fix = "add the missing table privileges (organization level) to the application user's security role"
+    if signed_in.administrator:
+        app = app_id or settings.dataverse.client_id
+        if not app:
+            return Check(
+                name,
+                False,
+                "not tried: signed in as yourself, the app's system-assigned identity has no application id in "
+                "the settings",
+                skipped=True,
+            )
+        from dataverse import filters as f
+
+        try:
+            rows = list(
+                client.query("systemusers", select=["systemuserid"], filter=f.eq("applicationid", uuid.UUID(app)))
+            )
+        except Exception as error:
+            return Check(name, False, _detail(error), "run again with --debug and report it")
+        if not rows:
+            return Check(
+                name,
+                False,
+                f"no application user for application id {app}",
+                "add an application user for the managed identity's application id in the Power Platform admin "
+                "center (docs/deployment.md, step 2), enabled, with the bridge's security role",
+            )
+        user_id = str(rows[0]["systemuserid"])
+        name += f" (application user {app})"
+    else:
+        user_id = client.whoami()["UserId"]
+    try:
+        missing = [p for p in PRIVILEGES if not _has_privilege(client, user_id, p)]
+    except Exception as error:
+        return Check(name, False, _detail(error), "run again with --debug and report it")
+    return Check(
+        name,
+        not missing,
+        "all granted" if not missing else "missing " + ", ".join(f"{m} ({PRIVILEGES[m]})" for m in missing),
+        fix,
+    )
 
 
 def _app_check(client: Any) -> Check:
@@ -312,6 +531,24 @@ def _index_rows(client: Any) -> str:
     return "has rows"
 
 
+def _enreach_fix(settings: Settings) -> Callable[[str], str]:
+    where = settings.enreach.api_url or settings.enreach.discovery_url
+
+    def fix(kind: str) -> str:
+        if kind == TLS:
+            return _TLS_FIX
+        if kind == UNREACHABLE:
+            return (
+                f"cannot reach Enreach ({_host(where)}): check ENREACH_API_URL / ENREACH_DISCOVERY_URL, DNS and "
+                "outbound network (the credentials were not tried)"
+            )
+        if kind == SIGN_IN:
+            return "check ENREACH_USER (the API user's e-mail) and ENREACH_SECRET_KEY (its secret key, not a password)"
+        return "check ENREACH_USER and ENREACH_API_URL (it skips discovery); then run python -m ops probe-enreach"
+
+    return fix
+
+
 def _enreach(settings: Settings) -> str:
     from core.retry import RetryPolicy
     from enreach import client_from_config
@@ -348,9 +585,44 @@ def _enreach_mapping(settings: Settings) -> Check:
     )
 
 
-def _storage(settings: Settings) -> str:
-    from azure.data.tables import TableServiceClient
+def _storage_check(settings: Settings, signed_in: SignIn | None) -> Check:
+    config = settings.storage
+    name = f"storage (AzureWebJobsStorage: {config.describe()})"
+    credential = None
+    if config.identity_based:
+        if signed_in is None:
+            return Check(name, False, "not tried: no sign-in", skipped=True)
+        credential = signed_in.credential  # yours on your machine; the app's own inside Azure
 
-    service = TableServiceClient.from_connection_string(settings.storage_connection_string)
+    def fix(kind: str) -> str:
+        if kind == TLS:
+            return _TLS_FIX
+        if kind == UNREACHABLE:
+            return (
+                "cannot reach the storage account: check its name, and its network rules (infra/deploy.sh "
+                "allows the Function App only: add your address with az storage account network-rule add)"
+            )
+        if not config.identity_based:
+            if kind == FORBIDDEN:
+                return (
+                    "the account refuses its key (shared key access is off, as deploy.sh sets it): use "
+                    "AzureWebJobsStorage__accountName instead of the connection string"
+                )
+            return "check the connection string (copy it again from the storage account's Access keys)"
+        if kind in (SIGN_IN, FORBIDDEN):
+            who = "your account" if signed_in and signed_in.administrator else "the app's managed identity"
+            return (
+                f"give {who} Storage Table Data Contributor on the storage account (role assignments take a few "
+                "minutes to apply)"
+            )
+        return "check AzureWebJobsStorage__accountName / __tableServiceUri"
+
+    return _attempt(name, lambda: _storage(settings, credential), fix)
+
+
+def _storage(settings: Settings, credential: Any) -> str:
+    from core.storage_config import table_service
+
+    service = table_service(settings.storage, credential=credential, retry_total=1)
     service.create_table_if_not_exists("bridgecheckpoints")
     return "Table storage reachable"

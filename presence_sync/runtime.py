@@ -29,7 +29,7 @@ def presence_sync() -> PresenceSync:
     sync = PresenceSync(
         dataverse=dataverse_client(),
         enreach=enreach_client(),
-        store=PresenceStore(settings.storage_connection_string),
+        store=PresenceStore(settings.storage),
         mapping=section.mapping,
         echo_ttl_seconds=section.echo_ttl_seconds,
         max_call_minutes=section.max_call_minutes,

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from core.state import TableStore
+from core.storage_config import StorageConfig
 
 __all__ = [
     "MAX_ACTIVE_CALLS",
@@ -94,8 +95,8 @@ def _calls(text: Any) -> dict[str, float]:
 
 
 class PresenceStore(TableStore):
-    def __init__(self, connection_string: str, *, table_name: str = "bridgepresence", **options: Any) -> None:
-        super().__init__(connection_string, table_name=table_name, **{**STORAGE_OPTIONS, **options})
+    def __init__(self, storage: StorageConfig | str, *, table_name: str = "bridgepresence", **options: Any) -> None:
+        super().__init__(storage, table_name=table_name, **{**STORAGE_OPTIONS, **options})
 
     def _open(self) -> Any:
         from azure.core.exceptions import AzureError

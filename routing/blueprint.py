@@ -15,6 +15,10 @@ bp = func.Blueprint()
 @bp.route(route="routing", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def routing(req: func.HttpRequest) -> func.HttpResponse:
     """Enreach SmartRouting: 200 {"InitialTarget": ...} to route, 204 to leave the call alone."""
+    from bridge.prefetch import start, wait_until_asking
+
+    start()  # a new process: the Dataverse token is fetched while the imports below run
+    wait_until_asking()  # (once per process: at once afterwards)
     from bridge.settings import get_settings
     from core import metrics
     from core.telemetry import log_refusal

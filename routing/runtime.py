@@ -63,7 +63,7 @@ def availability_for(
         )
     reader = enreach
     return PresenceAvailability(
-        store=store or PresenceStore(settings.storage_connection_string),
+        store=store or PresenceStore(settings.storage),
         # a routing-only deployment (BRIDGE_JOBS=routing) has no Enreach section: that side is unknown
         enreach=(lambda user_id: read_enreach_status(reader, user_id)) if reader is not None else None,
         dataverse=client,
@@ -162,6 +162,21 @@ def follow_rule_rows(
     source.subscribe(apply)
 
 
+def _prime_numbers(region: str) -> None:
+    """Load the default region's numbering metadata (phonenumbers reads it on the first number of a
+    region) and the matching's regular expressions, with the region's own example number."""
+    import phonenumbers
+
+    from matching import stored_forms, to_e164
+
+    example = phonenumbers.example_number(region)
+    if example is not None:
+        national = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.NATIONAL)
+        e164 = to_e164(national, region)
+        if e164:
+            stored_forms(e164, region)
+
+
 def warm_up() -> dict[str, object]:
     """Ready this instance for its first routing call: build the router (which imports matching,
     rules and the clients), get the Dataverse token and open the connection with one request: the
@@ -173,10 +188,14 @@ def warm_up() -> dict[str, object]:
     token is fetched once either way. Never raises: a failure is logged and the first request tries
     again (within its time budget).
     """
+    from bridge import prefetch
+
     started = time.monotonic()
+    prefetch.start()  # the token is fetched while the router is built
     result: dict[str, object] = {"event": "routing_warmup", "ok": True}
     try:
         router()
+        _prime_numbers(get_settings().matching.region)
         source, client = config_rows(), dataverse_client()
         failures = source.failures
         source.refresh_now()  # the rows before the first call (no call waits for them)

@@ -54,19 +54,45 @@ def main(argv: list[str]) -> int:
     elif command.startswith("storage account show"):
         if o["--name"] not in storage:
             return missing(o["--name"])
-        out = f"/storage/{o['--name']}"
+        if o["--query"] == "allowSharedKeyAccess":  # null (allowed) on a new account: tsv prints nothing
+            shared = state.setdefault("shared_key", {}).get(o["--name"])
+            out = "" if shared is None else str(shared).lower()
+        else:
+            out = f"/storage/{o['--name']}"
     elif command.startswith("storage account create"):
         storage.append(o["--name"])
+    elif command.startswith("storage account update"):
+        state.setdefault("shared_key", {})[o["--name"]] = o["--allow-shared-key-access"] == "true"
     elif command.startswith("functionapp show"):
         if o["--name"] not in apps:
             return missing(o["--name"])
-        out = f"/sites/{o['--name']}"
+        out = f"{o['--name']}.azurewebsites.net" if o["--query"] == "defaultHostName" else f"/sites/{o['--name']}"
     elif command.startswith("functionapp create"):
-        apps[o["--name"]] = {"runtime": o["--runtime-version"], "settings": {}, "rules": [], "always_ready": 0}
+        # As the CLI does: the host's storage as a connection string with the account key, Application
+        # Insights; with SystemAssignedIdentity for the deployment container, the identity turned on.
+        account = o["--storage-account"]
+        apps[o["--name"]] = {
+            "runtime": o["--runtime-version"],
+            "settings": {
+                "AzureWebJobsStorage": f"DefaultEndpointsProtocol=https;AccountName={account};AccountKey=S2V5IQ==",
+                "APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=00000000-0000-0000-0000-000000000001",
+            },
+            "rules": [],
+            "always_ready": 0,
+            "deployment_storage_auth": o.get("--deployment-storage-auth-type", "StorageAccountConnectionString"),
+        }
+        if apps[o["--name"]]["deployment_storage_auth"] == "SystemAssignedIdentity":
+            apps[o["--name"]]["principal"] = str(uuid.uuid4())
     elif command.startswith("functionapp scale config show"):
         out = str(apps[o["--name"]]["always_ready"])
     elif command.startswith("functionapp scale config always-ready"):
         apps[o["--name"]]["always_ready"] = int(o["--settings"].split("=")[1])
+    elif command.startswith("functionapp deployment config show"):
+        out = apps[o["--name"]]["deployment_storage_auth"]
+    elif command.startswith("functionapp deployment config set"):
+        apps[o["--name"]]["deployment_storage_auth"] = o["--deployment-storage-auth-type"]
+        if o["--deployment-storage-auth-type"] == "SystemAssignedIdentity":  # the CLI turns the identity on
+            apps[o["--name"]].setdefault("principal", str(uuid.uuid4()))
     elif command.startswith("functionapp identity show"):
         out = apps[o["--name"]].get("principal", "")
     elif command.startswith("functionapp identity assign"):
@@ -74,16 +100,39 @@ def main(argv: list[str]) -> int:
     elif command.startswith("keyvault show"):
         if o["--name"] not in vaults:
             return missing(o["--name"])
-        out = vaults[o["--name"]]["id"]
+        vault = vaults[o["--name"]]
+        out = {
+            "id": vault["id"],
+            "properties.enablePurgeProtection": "true" if vault.get("purge_protection") else "",
+            "properties.networkAcls.defaultAction": vault.get("default_action", "Allow"),
+        }[o["--query"]]
     elif command.startswith("keyvault create"):
-        vaults[o["--name"]] = {"id": f"/vaults/{o['--name']}", "secrets": {}, "rbac": o["--enable-rbac-authorization"]}
+        vaults[o["--name"]] = {
+            "id": f"/vaults/{o['--name']}",
+            "secrets": {},
+            "rbac": o["--enable-rbac-authorization"],
+            "purge_protection": o.get("--enable-purge-protection") == "true",
+            "network_rules": [],
+        }
         out = vaults[o["--name"]]["id"]
+    elif command.startswith("keyvault update"):
+        vault = vaults[o["--name"]]
+        if "--enable-purge-protection" in o:
+            vault["purge_protection"] = o["--enable-purge-protection"] == "true"
+        if "--default-action" in o:
+            vault["default_action"], vault["bypass"] = o["--default-action"], o["--bypass"]
+    elif command.startswith("keyvault network-rule list"):
+        out = "\n".join(vaults[o["--name"]].setdefault("network_rules", []))
+    elif command.startswith("keyvault network-rule add"):
+        vaults[o["--name"]].setdefault("network_rules", []).append(o.get("--subnet") or o["--ip-address"])
     elif command.startswith("role assignment list"):
         out = str(sum(1 for r in roles if r == [o["--assignee"], o["--role"], o["--scope"]]))
     elif command.startswith("role assignment create"):
         roles.append([o["--assignee-object-id"], o["--role"], o["--scope"]])
     elif command.startswith("ad signed-in-user show"):
         out = state.setdefault("me", str(uuid.uuid4()))
+    elif command.startswith("ad sp show"):
+        out = str(uuid.uuid5(uuid.NAMESPACE_URL, o["--id"]))  # the identity's application id
     elif command.startswith("keyvault secret show"):
         secrets = vaults[o["--vault-name"]]["secrets"]
         if o["--name"] not in secrets:
@@ -97,11 +146,32 @@ def main(argv: list[str]) -> int:
     elif command.startswith("functionapp config appsettings set"):
         values = o["--settings"] if isinstance(o["--settings"], list) else [o["--settings"]]
         apps[o["--name"]]["settings"].update(v.split("=", 1) for v in values)
+    elif command.startswith("functionapp config appsettings delete"):
+        names = o["--setting-names"] if isinstance(o["--setting-names"], list) else [o["--setting-names"]]
+        for name in names:
+            apps[o["--name"]]["settings"].pop(name, None)
     elif command.startswith("functionapp config access-restriction show"):
-        out = "\n".join(rule["name"] for rule in apps[o["--name"]]["rules"])
+        if o["--query"] == "scmIpSecurityRestrictionsUseMain":
+            out = str(apps[o["--name"]].get("scm_same_rules", False)).lower()
+        else:
+            out = "\n".join(rule["name"] for rule in apps[o["--name"]]["rules"])
+    elif command.startswith("functionapp config access-restriction set"):
+        apps[o["--name"]]["scm_same_rules"] = o["--use-same-restrictions-for-scm-site"] == "true"
     elif command.startswith("functionapp config access-restriction add"):
         rule = {k.lstrip("-"): v for k, v in o.items() if k not in ("--name", "--resource-group", "--output")}
         apps[o["--name"]]["rules"].append({"name": o["--rule-name"], **rule})
+    elif command.startswith("deployment group show"):
+        deployment = state.setdefault("deployments", {}).get(o["--name"])
+        if deployment is None:
+            return missing(o["--name"])
+        out = deployment["contentHash"]
+    elif command.startswith("deployment group create"):
+        json.loads(Path(o["--template-file"]).read_text())  # a template that is not JSON fails as Azure would
+        parameters: dict[str, Any] = {}
+        for item in o["--parameters"] if isinstance(o["--parameters"], list) else [o["--parameters"]]:
+            name, value = item.split("=", 1)
+            parameters[name] = json.loads(Path(value[1:]).read_text()) if value.startswith("@") else value
+        state.setdefault("deployments", {})[o["--name"]] = parameters
     else:
         print(f"ERROR: the recorder does not know: az {' '.join(argv)}", file=sys.stderr)
         return 2

@@ -119,6 +119,9 @@ def clear_app_caches() -> None:
         callback_runtime.callback_sync,
     ):
         cached.cache_clear()
+    from bridge import prefetch
+
+    prefetch._reset()  # a new "process": the next routing call or warm-up prefetches its token again
 
 
 @contextmanager

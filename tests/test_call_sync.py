@@ -469,6 +469,8 @@ def test_a_parked_call_expires_after_the_park_window_and_is_reported(world, sync
     assert _run(sync_env).parked == 1
     day6 = _run(sync_env, now=NOW + timedelta(days=6))
     assert (day6.waiting, day6.expired) == (1, 0)
+    assert day6.parked_oldest_age_s == 6 * 86400  # what the "oldest parked call" alert reads from the run line
+    assert day6.counts()["parked_oldest_age_s"] == 6 * 86400
     day8 = _run(sync_env, now=NOW + timedelta(days=8))  # CALL_SYNC_PARK_DAYS = 7
     assert (day8.waiting, day8.expired) == (0, 1) and "1 expired" in day8.summary()
     assert _synced(world) == []

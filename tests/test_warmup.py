@@ -59,3 +59,44 @@ def test_a_failing_warm_up_is_logged_and_never_stops_the_instance(world, monkeyp
         assert line["ok"] is False and "TokenUnavailable" in line["error"]
         assert "not-the-secret" not in caplog.text
         assert _route(host).status_code == 204  # the call still gets its answer: not routed
+
+
+def test_the_first_call_fetches_the_token_while_it_imports_and_asks_for_it_once(world, monkeypatch):
+    """The prefetch starts before the imports; the router's client takes its token (or waits for it)
+    instead of asking a second time, even while the token service takes its time."""
+    from bridge import prefetch
+
+    world.dataverse.load(DATA)
+    world.tokens.token_latency_ms = 300
+    issued = world.issuer.issued_count
+    with serving_app(monkeypatch, world.app_settings({"ROUTING_API_KEY": KEY})) as host:
+        answer = _route(host)
+        assert answer.status_code == 200 and answer.json() == {"InitialTarget": "+358942421001"}
+        assert prefetch._prefetch is not None and prefetch._prefetch[1].done()  # it was the prefetch's token
+        assert _route(host).status_code == 200
+    assert world.issuer.issued_count - issued == 1
+
+
+def test_a_failed_prefetch_leaves_the_first_call_to_the_normal_path(world, monkeypatch):
+    from bridge import prefetch
+
+    world.dataverse.load(DATA)
+    settings = world.app_settings({"ROUTING_API_KEY": KEY})
+    with serving_app(monkeypatch, settings) as host:
+        prefetch.start({**settings, "AZURE_CLIENT_SECRET": "not-the-secret"})  # the prefetch is refused
+        prefetch._prefetch[1].exception(timeout=30)
+        prefetch._prefetch[0].update(prefetch._values(settings))  # as if the values had matched
+        answer = _route(host)
+        assert answer.status_code == 200 and answer.json() == {"InitialTarget": "+358942421001"}
+
+
+def test_settings_unlike_the_prefetchs_values_get_their_own_credential(world, monkeypatch):
+    from bridge import prefetch
+    from bridge.settings import load_settings
+
+    settings = world.app_settings({"ROUTING_API_KEY": KEY})
+    prefetch._reset()
+    prefetch.start({**settings, "DATAVERSE_URL": "http://127.0.0.1:9"})
+    built = []
+    assert prefetch.credential_for(load_settings(settings).dataverse, lambda: built.append(1) or "own") == "own"
+    prefetch._reset()
