@@ -212,6 +212,9 @@ desired=(
   "USER_ID_SYNC_SCHEDULE=0 0 * * * *"
   "PRESENCE_RECONCILE_SCHEDULE=0 */5 * * * *"
   "PRESENCE_POLL_SCHEDULE=0 */2 * * * *"
+  # One telemetry pipeline (host.json telemetryMode OpenTelemetry): the worker's exporter sends the
+  # app's scrubbed logs and the host stops forwarding them (docs/deployment.md, telemetry).
+  "PYTHON_ENABLE_OPENTELEMETRY=true"
   ${optional_secrets[@]+"${optional_secrets[@]}"}
 )
 if [ -n "${ROUTING_BASIC_USER:-}" ]; then desired+=("ROUTING_BASIC_USER=$ROUTING_BASIC_USER"); fi
@@ -225,7 +228,9 @@ for setting in "${desired[@]}"; do
 done
 # The account key `az functionapp create` wrote, and settings Flex Consumption does not take.
 stale=()
-for name in AzureWebJobsStorage DEPLOYMENT_STORAGE_CONNECTION_STRING FUNCTIONS_EXTENSION_VERSION; do
+# PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY would make the worker export without the app's scrubbing.
+for name in AzureWebJobsStorage DEPLOYMENT_STORAGE_CONNECTION_STRING FUNCTIONS_EXTENSION_VERSION \
+  PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY; do
   if cut -f1 <<<"$existing" | grep -Fxq -- "$name"; then stale+=("$name"); fi
 done
 unset existing
