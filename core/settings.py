@@ -20,7 +20,9 @@ from .ids import is_guid
 if TYPE_CHECKING:
     from call_sync.config import CallSyncConfig
     from enreach import EnreachMapping
+    from presence_sync.config import PresenceConfig
     from presence_sync.mapping import PresenceMapping
+    from routing.config import RoutingConfig
     from routing.rules import Rule
 
 __all__ = ["SETTING_NAMES", "Settings", "SettingsError", "get_settings", "load_settings", "whole_number"]
@@ -70,6 +72,9 @@ SETTING_NAMES = (
     "PRESENCE_RECONCILE_SCHEDULE",
     "PRESENCE_POLL_SCHEDULE",
     "PRESENCE_POLLING",
+    "PRESENCE_MAX_EVENT_AGE_SECONDS",
+    "PRESENCE_TIME_BUDGET_SECONDS",
+    "ROUTING_EXPLAIN_KEY",
     "PHONE_DEFAULT_REGION",
     "AzureWebJobsStorage",
     "HTTP_TIMEOUT_SECONDS",
@@ -157,6 +162,8 @@ class Settings:
     presence_reconcile_schedule: str = "0 */5 * * * *"
     presence_poll_schedule: str = "0 */2 * * * *"
     presence_polling: str = "auto"  # auto: on while no availability notification type is mapped
+    presence: PresenceConfig | None = None  # the presence sync's own section (presence_sync/config.py)
+    routing: RoutingConfig | None = None  # the routing webhook's own section (routing/config.py)
 
     @property
     def presence_polling_enabled(self) -> bool:
@@ -349,6 +356,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     from call_sync.config import parse_config
 
     call_sync = parse_config(get, problems)
+    from presence_sync.config import parse_config as parse_presence
+    from routing.config import parse_config as parse_routing
+
+    presence_section, routing_section = parse_presence(get, problems), parse_routing(get, problems)
 
     # 4 in flight use at most 4 s of Dataverse execution time per second: the documented 1,200 s per
     # 300 s window, so the syncs alone never exhaust the budget the routing webhook shares.
@@ -416,6 +427,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         presence_reconcile_schedule=reconcile_schedule,
         presence_poll_schedule=poll_schedule,
         presence_polling=polling,
+        presence=presence_section,
+        routing=routing_section,
     )
 
 

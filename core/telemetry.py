@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from .logsafe import safe_text
 from .masking import mask_phones_in
 
 __all__ = ["MaskingFilter", "configure_telemetry", "log_event", "log_refusal", "run_logged"]
@@ -21,15 +22,16 @@ T = TypeVar("T")
 
 
 def _plain(value: Any) -> Any:
+    """JSON-ready, numbers masked, and every string made safe to log (``core.logsafe``)."""
     if isinstance(value, str):
-        return mask_phones_in(value)
+        return safe_text(mask_phones_in(value), 4000)
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {safe_text(k, 100): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [_plain(v) for v in value]
     if value is None or isinstance(value, bool | int | float):
         return value
-    return mask_phones_in(str(value))
+    return safe_text(mask_phones_in(str(value)), 4000)
 
 
 def log_event(name: str, *, level: int = logging.INFO, **fields: Any) -> None:

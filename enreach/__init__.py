@@ -20,7 +20,15 @@ from ._client import (
     path_segment,
     users_by_email,
 )
-from ._events import EnreachEvent, EventError, IgnoredEvent, parse_event
+from ._events import (
+    EnreachEvent,
+    EventError,
+    IgnoredEvent,
+    Notification,
+    parse_event,
+    read_notification,
+    report_unmapped,
+)
 from ._mapping import (
     AVAILABILITY_NAMES,
     STOPS_QUEUE_CALLS,
@@ -53,6 +61,7 @@ __all__ = [
     "FieldMapError",
     "IgnoredEvent",
     "InvalidId",
+    "Notification",
     "RecordError",
     "UnmappedAvailability",
     "UserFields",
@@ -65,5 +74,7 @@ __all__ = [
     "parse_field_map",
     "parse_time",
     "path_segment",
+    "read_notification",
+    "report_unmapped",
     "users_by_email",
 ]

@@ -23,17 +23,20 @@ def presence_dataverse(req: func.HttpRequest) -> func.HttpResponse:
     """Omnichannel presence changed (Dataverse webhook on msdyn_agentstatus): mirror it to Enreach."""
     from core.settings import get_settings
 
+    from .config import PresenceConfig
     from .http import handle_dataverse_webhook
     from .runtime import presence_sync
 
+    settings = get_settings()
     return _response(
         "presence_dataverse",
         handle_dataverse_webhook(
             headers=dict(req.headers),
             params=dict(req.params),
             body=req.get_body(),
-            key=get_settings().presence_webhook_key,
+            key=settings.presence_webhook_key,
             sync=presence_sync,
+            budget=(settings.presence or PresenceConfig()).time_budget_seconds,
         ),
     )
 
@@ -44,6 +47,7 @@ def presence_enreach(req: func.HttpRequest) -> func.HttpResponse:
     """Enreach availability or call notification: mirror to Omnichannel, DND during calls."""
     from core.settings import get_settings
 
+    from .config import PresenceConfig
     from .http import handle_enreach_webhook
     from .runtime import presence_sync
 
@@ -53,13 +57,11 @@ def presence_enreach(req: func.HttpRequest) -> func.HttpResponse:
         handle_enreach_webhook(
             headers=dict(req.headers),
             body=req.get_body(),
-            api_key=settings.routing_api_key,
-            basic_user=settings.routing_basic_user,
-            basic_password=settings.routing_basic_password,
-            sync=presence_sync,
             secret=settings.enreach_webhook_secret,
+            sync=presence_sync,
             secret_header=settings.enreach_webhook_secret_header,
             events=settings.enreach_mapping.events,
+            budget=(settings.presence or PresenceConfig()).time_budget_seconds,
         ),
     )
 

@@ -29,6 +29,7 @@ def routing(req: func.HttpRequest) -> func.HttpResponse:
         api_key=settings.routing_api_key,
         basic_user=settings.routing_basic_user,
         basic_password=settings.routing_basic_password,
+        explain_key=settings.routing.explain_key if settings.routing else None,
     )
     if result.status >= 400:  # a decision logs its own line (routing_decision)
         log_refusal("routing", result.status, result.body)

@@ -28,7 +28,6 @@ from tests.test_presence import (
 )
 
 app = test_presence.app  # the fixture: the app served with the operator's mapping
-BUG = pytest.mark.xfail(strict=True, reason="issue 21: stacked availabilities (fixed in the next commit)")
 
 
 @pytest.fixture(autouse=True)
@@ -51,7 +50,6 @@ def own(world):
     return [a for a in active(world) if a[1] == "Dynamics 365 bridge"]
 
 
-@BUG
 @pytest.mark.parametrize("delivery", ["inline", "reversed"])
 def test_away_busy_available_leaves_nothing_stacked_and_writes_nothing_back(app, world, delivery):
     """``inline``: each notification reaches the app before the Enreach write that caused it is
@@ -73,7 +71,6 @@ def test_away_busy_available_leaves_nothing_stacked_and_writes_nothing_back(app,
     assert all(status == 200 for status, _ in world.enreach.webhook.delivered)
 
 
-@BUG
 def test_a_new_availability_starts_before_the_previous_one_ends(app, world):
     """The order that never exposes a stale one: POST the new, then DELETE the old."""
     world.dataverse.set_presence(AGENT, AWAY)
@@ -86,7 +83,6 @@ def test_a_new_availability_starts_before_the_previous_one_ends(app, world):
     assert own(world) == [(TYPE_IDS["Busy"], "Dynamics 365 bridge")]
 
 
-@BUG
 def test_available_leaves_an_availability_the_agent_set_in_enreach(app, world):
     """The decision: "Available" in Omnichannel ends only the availability the app started. One the
     agent set in Enreach themselves is theirs (it may carry their note and end time): it stays, and
