@@ -102,7 +102,8 @@ def _calls(text: Any) -> dict[str, float]:
 def _kept(ended: dict[str, float], keep_seconds: float) -> dict[str, float]:
     """The ended calls still worth remembering: younger than ``keep_seconds``, the newest MAX_ENDED,
     and no more than fit in one Table Storage property (64 KiB: ~28,000 characters kept)."""
-    oldest, room, kept = time.time() - keep_seconds, ENDED_CHARACTERS, []
+    oldest, room = time.time() - keep_seconds, ENDED_CHARACTERS
+    kept: list[tuple[str, float]] = []
     for moment, call_id in sorted(((t, c) for c, t in ended.items() if t >= oldest), reverse=True):
         room -= len(call_id) + 24  # "id": 1765000000.123456, as JSON
         if room < 0 or len(kept) >= MAX_ENDED:
