@@ -40,7 +40,14 @@ from enreach import EnreachError, EventError, EventMap, IgnoredEvent, InvalidId,
 from .service import AgentMismatch, Outcome, PresenceSync, UnknownAgent
 from .state import StateUnavailable
 
-__all__ = ["MAX_BODY_BYTES", "RETRY_AFTER_SECONDS", "Answer", "handle_dataverse_webhook", "handle_enreach_webhook"]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "RETRY_AFTER_SECONDS",
+    "Answer",
+    "handle_dataverse_webhook",
+    "handle_enreach_webhook",
+    "wait_idle",
+]
 
 log = logging.getLogger("presence_sync")
 MAX_BODY_BYTES = 256 * 1024  # a RemoteExecutionContext with images is a few KB
@@ -120,6 +127,20 @@ def parse_execution_context(context: Any) -> tuple[str | None, str, str]:
             "the Target holds no msdyn_currentpresenceid: filter the webhook step on that column",
         )
     return _reference_id(attributes.get("msdyn_agentid")), status_id, presence
+
+
+def wait_idle(timeout: float) -> bool:
+    """Wait until no event is being worked on (work past its budget included); False on timeout."""
+    taken = 0
+    try:
+        for _ in range(MAX_IN_FLIGHT):
+            if not _in_flight.acquire(timeout=timeout):
+                return False
+            taken += 1
+        return True
+    finally:
+        for _ in range(taken):
+            _in_flight.release()
 
 
 def _apply(action: Callable[[], Outcome]) -> Answer:

@@ -8,6 +8,7 @@ import json
 import random
 import time
 import uuid
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from urllib.error import HTTPError
 from urllib.request import Request, urlopen
@@ -39,8 +40,9 @@ FIELD_MAP = {
 }
 
 
-@pytest.fixture()
-def app(world, azurite, monkeypatch):
+@contextmanager
+def serving_presence(world, monkeypatch, storage, **extra):
+    """The app with this test tenant's mapping, both webhooks pointed at it, state in ``storage``."""
     world.dataverse.load(
         {
             "systemusers": [{"systemuserid": AGENT, "fullname": "Aino", "internalemailaddress": "aino@example.fi"}],
@@ -57,10 +59,11 @@ def app(world, azurite, monkeypatch):
         {
             "ROUTING_API_KEY": KEY,
             "PRESENCE_WEBHOOK_KEY": PRESENCE_KEY,
-            "AzureWebJobsStorage": azurite.connection_string,
+            "AzureWebJobsStorage": storage,
             "PRESENCE_ECHO_TTL_SECONDS": "60",
             "ENREACH_FIELD_MAP": json.dumps(FIELD_MAP),
             "ENREACH_WEBHOOK_SECRET": SECRET,
+            **extra,
         }
     )
     with serving_app(monkeypatch, settings) as host:
@@ -76,9 +79,17 @@ def app(world, azurite, monkeypatch):
         world.enreach.reset_requests()
         world.dataverse.presence_webhook.delivered.clear()
         world.enreach.webhook.delivered.clear()
+        try:
+            yield host
+        finally:
+            world.dataverse.presence_webhook.configure(None)
+            world.enreach.configure_webhook(None)
+
+
+@pytest.fixture()
+def app(world, azurite, monkeypatch):
+    with serving_presence(world, monkeypatch, azurite.connection_string) as host:
         yield host
-        world.dataverse.presence_webhook.configure(None)
-        world.enreach.configure_webhook(None)
 
 
 def settle(world, rounds=6):
