@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import azure.functions as func
 
+from core.config import schedule_binding
+
 bp = func.Blueprint()
 
 
@@ -21,9 +23,8 @@ def _response(function: str, result: tuple[int, bytes, dict[str, str]]) -> func.
 @bp.route(route="presence/dataverse", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def presence_dataverse(req: func.HttpRequest) -> func.HttpResponse:
     """Omnichannel presence changed (Dataverse webhook on msdyn_agentstatus): mirror it to Enreach."""
-    from core.settings import get_settings
+    from bridge.settings import get_settings
 
-    from .config import PresenceConfig
     from .http import handle_dataverse_webhook
     from .runtime import presence_sync
 
@@ -34,9 +35,9 @@ def presence_dataverse(req: func.HttpRequest) -> func.HttpResponse:
             headers=dict(req.headers),
             params=dict(req.params),
             body=req.get_body(),
-            key=settings.presence_webhook_key,
+            key=settings.presence.webhook_key,
             sync=presence_sync,
-            budget=(settings.presence or PresenceConfig()).time_budget_seconds,
+            budget=settings.presence.time_budget_seconds,
         ),
     )
 
@@ -45,9 +46,8 @@ def presence_dataverse(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="presence/enreach", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def presence_enreach(req: func.HttpRequest) -> func.HttpResponse:
     """Enreach availability or call notification: mirror to Omnichannel, DND during calls."""
-    from core.settings import get_settings
+    from bridge.settings import get_settings
 
-    from .config import PresenceConfig
     from .http import handle_enreach_webhook
     from .runtime import presence_sync
 
@@ -57,17 +57,19 @@ def presence_enreach(req: func.HttpRequest) -> func.HttpResponse:
         handle_enreach_webhook(
             headers=dict(req.headers),
             body=req.get_body(),
-            secret=settings.enreach_webhook_secret,
+            secret=settings.enreach.webhook_secret,
             sync=presence_sync,
-            secret_header=settings.enreach_webhook_secret_header,
-            events=settings.enreach_mapping.events,
-            budget=(settings.presence or PresenceConfig()).time_budget_seconds,
+            secret_header=settings.enreach.webhook_secret_header,
+            events=settings.enreach.mapping.events,
+            budget=settings.presence.time_budget_seconds,
         ),
     )
 
 
 @bp.function_name("reconcile_presence")
-@bp.timer_trigger(schedule="%PRESENCE_RECONCILE_SCHEDULE%", arg_name="timer", run_on_startup=False)
+@bp.timer_trigger(
+    schedule=schedule_binding("PRESENCE_RECONCILE_SCHEDULE", "0 */5 * * * *"), arg_name="timer", run_on_startup=False
+)
 def reconcile_presence(timer: func.TimerRequest) -> None:
     """Expire lost calls, finish owed writes, mirror availability changes no notification brought."""
     from .runtime import presence_sync
@@ -76,7 +78,9 @@ def reconcile_presence(timer: func.TimerRequest) -> None:
 
 
 @bp.function_name("sync_presence")
-@bp.timer_trigger(schedule="%PRESENCE_POLL_SCHEDULE%", arg_name="timer", run_on_startup=False)
+@bp.timer_trigger(
+    schedule=schedule_binding("PRESENCE_POLL_SCHEDULE", "0 */2 * * * *"), arg_name="timer", run_on_startup=False
+)
 def sync_presence(timer: func.TimerRequest) -> None:
     """Polling fallback: mapped agents' Enreach availability mirrored to Omnichannel (PRESENCE_POLLING)."""
     from .runtime import run_polling
