@@ -266,6 +266,10 @@ class InvalidId(EnreachError):
         super().__init__(0, message)
         self.field = field
 
+    @property
+    def fix(self) -> str:
+        return f"correct the {self.field} where it came from (an Enreach id has letters, digits, - and _ only)"
+
 
 def is_id(value: object) -> bool:
     """An Enreach id as the evidence shows them (GUIDs): letters, digits, ``-`` and ``_``, at most 128."""

@@ -29,7 +29,7 @@ from typing import Any
 from core.schema import CALL_SYNC
 from dataverse import DataverseClient, DataverseError
 from dataverse import filters as f
-from enreach import CurrentAvailability, EnreachClient, EnreachError, EnreachEvent, EnreachUnavailable
+from enreach import CurrentAvailability, EnreachClient, EnreachError, EnreachEvent, EnreachUnavailable, is_id
 
 from .mapping import PresenceMapping
 from .state import MAX_ACTIVE_CALLS, AgentState, PresenceStore, Snapshot, StateUnavailable
@@ -210,6 +210,12 @@ class PresenceSync:
         enreach_id: str | None = self._cache.get(f"enreach:{agent}", load, negative_ttl=self._negative_ttl)
         if enreach_id is None:
             raise UnknownAgent("agent", f"Dataverse user {agent} has no Enreach user id: run sync_enreach_user_ids")
+        if not is_id(enreach_id):  # typed by hand: it would go into an Enreach URL path
+            raise UnknownAgent(
+                "agent",
+                f"Dataverse user {agent} has an Enreach user id that is not an id (letters, digits, - and _): "
+                f"correct {CALL_SYNC.user_id_column} or run sync_enreach_user_ids",
+            )
         return enreach_id
 
     def agent_of_status(self, agent_status_id: str) -> str | None:

@@ -3,8 +3,8 @@ lookup cache and the phone index timer.
 
 ``ROUTING_API_KEY``, ``ROUTING_BASIC_USER``, ``ROUTING_BASIC_PASSWORD``, ``ROUTING_RULES``,
 ``ROUTING_TIME_BUDGET_SECONDS``, ``ROUTING_CACHE_TTL_SECONDS``, ``ROUTING_MAX_LOOKUPS``,
-``PHONE_INDEX_SCHEDULE`` and ``ROUTING_EXPLAIN_KEY`` (README, settings table). The phone columns and the default region are
-the matching's section (``matching/config.py``).
+``PHONE_INDEX_SCHEDULE`` and ``ROUTING_EXPLAIN_KEY`` (README, settings table). The phone columns
+and the default region are the matching's section (``matching/config.py``).
 """
 
 from __future__ import annotations

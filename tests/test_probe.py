@@ -93,3 +93,11 @@ def test_the_command_exits_1_with_a_one_line_verdict(world, tmp_path):
     last = done.stdout.strip().splitlines()[-1]
     assert last.startswith("probe: PROBLEM: 0 of 1 calls are classified Work"), done.stdout
     assert "Traceback" not in done.stderr
+
+
+def test_the_notification_names_are_reported_as_unverified(enreach_client, world):
+    _tenant(world)
+    _, text = _probe(enreach_client)
+    assert "notifications (UNVERIFIED" in text
+    assert "events.user_id" in text and "UserId, UserID, userId, EntityId" in text
+    assert "events.payload" in text and "no call end mapped" in text
