@@ -288,9 +288,10 @@ class PresenceSync:
         own_on_top = self._is_own(current, state)
         ends = list(dict.fromkeys(i for i in (state.own_availability, current.id if own_on_top else None) if i))
         agents_own = None if own_on_top or current.id is None else current.name  # shown now, the agent's
-        under = state.under_own if ends else agents_own
+        # What stays beneath the app's own: the agent's own shown now, else what was beneath before.
+        under = agents_own if agents_own is not None else (state.under_own if own_on_top else None)
         if availability == "Available":
-            shown = (under if own_on_top else agents_own) or "Available"
+            shown = under or "Available"
             self._store.expect_change("enreach", enreach_id, {"Available", shown}, self._echo_ttl)
             for availability_id in ends:
                 client.end_availability(enreach_id, availability_id)
