@@ -139,10 +139,9 @@ def read_notification(payload: Any, names: EventMap = EventMap()) -> Notificatio
     event_type = _text(fields, names.event_type, 100, numbers=False)
     if event_type is None:
         raise EventError(names.event_type[0], f"{names.event_type[0]} is missing")
-    notification = Notification(event_type, fields)
-    return Notification(
-        event_type, fields, event_id=notification.id(names.event_id), timestamp=_time(fields, names.timestamp)
-    )
+    # The notification's own id names no Enreach resource (it never goes into a URL): printable text.
+    event_id = _text(fields, names.event_id, 128)
+    return Notification(event_type, fields, event_id=event_id, timestamp=_time(fields, names.timestamp))
 
 
 def report_unmapped(event_type: str, payload: Any, reason: str) -> None:

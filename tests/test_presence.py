@@ -289,7 +289,7 @@ def test_unknown_agents_get_a_clear_404(app, world):
         ({"EventType": CHANGED, "EntityId": ".."}, "EntityId"),  # would make users/../availability
         ({"EventType": CHANGED, "UserId": "a/b", "EntityId": ENREACH_ID}, "UserId"),
         ({"EventType": CALL_END, "EntityId": ENREACH_ID, "RootEntityId": "../x"}, "RootEntityId"),
-        ({"EventType": CHANGED, "EntityId": ENREACH_ID, "Id": "."}, "Id"),
+        ({"EventType": CHANGED, "EntityId": ENREACH_ID, "Id": "a\nb"}, "Id"),
         ([1], "body"),
         (b"{", "body"),
     ],
