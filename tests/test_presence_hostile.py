@@ -323,3 +323,21 @@ def test_the_503_past_the_budget_carries_retry_after(world, azurite, monkeypatch
         )
         assert response.status_code == 503 and int(response.headers["Retry-After"]) > 0
         assert wait_idle(30)
+
+
+def test_the_call_sync_timer_runs_on_after_azurite_restarted_empty(world, monkeypatch, own_azurite, caplog):
+    """``sync_phone_calls`` on another instance failed the same way (its checkpoint table was gone):
+    the next run succeeds without a restart."""
+    from sandbox.services import provision_app_schema
+
+    caplog.set_level(logging.INFO)
+    provision_app_schema(world.dataverse)
+    settings = world.app_settings({"ROUTING_API_KEY": KEY, "AzureWebJobsStorage": own_azurite.connection_string})
+    with serving_app(monkeypatch, settings) as host:
+        host.run_function("sync_phone_calls")
+        own_azurite.restart()
+        caplog.clear()
+        host.run_function("sync_phone_calls")  # raised TableNotFound (503s) until the app restarted
+    runs = [json.loads(r.getMessage()) for r in caplog.records if '"event": "sync_phone_calls"' in r.getMessage()]
+    assert runs and runs[-1]["outcome"] in ("ok", "partial"), runs
+    assert "created again" in caplog.text
