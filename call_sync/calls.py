@@ -40,6 +40,7 @@ from matching import CallerLookup, Candidate, to_e164
 from .adoption import Planned, match_adoptions, read_page_state
 from .customers import NOBODY, CustomerChoice, choose_customer
 from .parking import ParkedCall, ParkedCalls
+from .query import close_sweep, read_calls
 from .users import resolve_users
 
 __all__ = [
@@ -82,6 +83,8 @@ class CallSyncOptions:
     # how long one write step may wait out Dataverse's 429s before its calls are reported as
     # throttled and left for the next run (the timer runs every few minutes)
     throttle_wait_seconds: float = 60.0
+    # Enreach requests per run (CALL_SYNC_ENREACH_REQUEST_BUDGET; 0 = no limit), see call_sync/query.py
+    enreach_request_budget: int = 0
 
 
 @dataclass
@@ -99,6 +102,8 @@ class CallSyncReport:
     waiting: int = 0  # parked and still waiting after this run
     unparked: int = 0  # parked earlier, synced by this run
     expired: int = 0  # parked past CALL_SYNC_PARK_DAYS by this run
+    enreach_requests: int = 0  # sent by this run (CALL_SYNC_ENREACH_REQUEST_BUDGET)
+    users_left: int = 0  # users whose calls the next run reads for this window (budget spent)
     skipped: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     window: tuple[str, str] | None = None
@@ -114,7 +119,7 @@ class CallSyncReport:
     def counts(self) -> dict[str, int]:
         names = (
             "read created already_synced failed throttled adopted for_review private_removed "
-            "users_mapped parked waiting unparked expired"
+            "users_mapped parked waiting unparked expired enreach_requests users_left"
         )
         return {name: int(getattr(self, name)) for name in names.split()}
 
@@ -126,6 +131,9 @@ class CallSyncReport:
             f"{self.for_review} for review, {self.private_removed} private removed, "
             f"{self.users_mapped} users mapped on the spot; parked: {self.parked} new, {self.unparked} synced, "
             f"{self.waiting} waiting, {self.expired} expired; skipped: {skipped}"
+        )
+        text += f"; Enreach: {self.enreach_requests} requests" + (
+            f", {self.users_left} users left for the next run" if self.users_left else ""
         )
         if self.problems:
             text += "; problems: " + " | ".join(self.problems[:5])
@@ -639,18 +647,35 @@ def sync_phone_calls(
     report.window = (_iso(since), _iso(until))
     report.checkpoint = checkpoint.value
     try:
-        # Enreach answers call records per user (UserIDs=<id>): the records name their user only by
-        # UserName, so each user's calls are asked for with that user's id (see enreach.EnreachClient.calls).
-        everyone = enreach.users()
-        calls = sorted(
-            enreach.calls(since, until, by="modified", users=everyone),
-            key=lambda c: (c.modified or c.start, c.call_id),
+        # Per user (UserIDs=<id>, within the run's Enreach request budget) or for the whole
+        # organisation, as ENREACH_FIELD_MAP.calls.query_mode says (call_sync/query.py).
+        read = read_calls(
+            enreach,
+            store,
+            since,
+            until,
+            checkpoint_value=checkpoint.value,
+            budget=options.enreach_request_budget,
         )
+        everyone = read.users
+        until = read.until
+        report.window = (_iso(read.since), _iso(until))
+        report.enreach_requests, report.users_left = read.requests, read.users_left
+        calls = sorted(read.calls, key=lambda c: (c.modified or c.start, c.call_id))
         users = UserDirectory.load(client, options.region)
     except (EnreachError, DataverseError) as error:
         report.problems.append(f"run stopped: {error.__class__.__name__}: {str(error)[:200]}")
         _record(store, report, "failed", until)
         raise
+    if not read.complete:
+        log.info(
+            "call sync: %d users read, %d left for the next run (%s); the checkpoint stays until all are read",
+            read.users_read,
+            read.users_left,
+            "Enreach request budget (CALL_SYNC_ENREACH_REQUEST_BUDGET) spent"
+            if read.stopped_by == "budget"
+            else "Enreach throttled",
+        )
     for missing, count in enreach.skipped_records.items():
         report.skipped[f"unreadable record (no {missing})"] = count
     parked = {p.key: p for p in parking.all()}
@@ -672,10 +697,14 @@ def sync_phone_calls(
     # Move forward to `until`, but never past a call of this window that was not settled
     # (parked calls from earlier runs do not hold it: they stay parked).
     held = [c for c in result.retry if call_key(c) in fresh]
-    target = until
+    held_at = None
     if held:
-        target = min((c.modified or c.start) for c in held).replace(microsecond=0) - timedelta(seconds=1)
-    if checkpoint.value is None or target > datetime.fromisoformat(checkpoint.value.replace("Z", "+00:00")):
+        held_at = min((c.modified or c.start) for c in held).replace(microsecond=0) - timedelta(seconds=1)
+    # None while a budgeted per-user sweep goes on: the checkpoint stays behind the users not read yet
+    target = close_sweep(store, read, held_at, checkpoint_value=checkpoint.value)
+    if target is not None and (
+        checkpoint.value is None or target > datetime.fromisoformat(checkpoint.value.replace("Z", "+00:00"))
+    ):
         try:
             store.write(CHECKPOINT_NAME, _iso(target), expected=checkpoint)
             report.checkpoint = _iso(target)

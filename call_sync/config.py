@@ -4,7 +4,8 @@
 ``PHONE_CALL_SYNC_SCHEDULE``, ``CALL_DURATION_LIMIT``, ``DEFAULT_CRM_ASSIGNEE``,
 ``CALL_SYNC_OVERLAP_MINUTES``, ``CALL_SYNC_BATCH_SIZE``, ``CALL_SYNC_PARK_DAYS``,
 ``CALL_START_MARGIN_SECONDS``, ``CALL_SYNC_INITIAL_LOOKBACK_HOURS``, ``CALL_SYNC_PRIVATE_CALLS``,
-``CALL_SYNC_RECORDING_LINK``; ``USER_ID_SYNC_SCHEDULE`` (README, settings table).
+``CALL_SYNC_RECORDING_LINK``, ``CALL_SYNC_ENREACH_REQUEST_BUDGET``; ``USER_ID_SYNC_SCHEDULE`` (README,
+settings table).
 Kept cheap to import: the composition root loads it while reading the settings.
 """
 
@@ -35,6 +36,7 @@ NAMES = (
     "CALL_SYNC_INITIAL_LOOKBACK_HOURS",
     "CALL_SYNC_PRIVATE_CALLS",
     "CALL_SYNC_RECORDING_LINK",
+    "CALL_SYNC_ENREACH_REQUEST_BUDGET",
 )
 USER_ID_NAMES = ("USER_ID_SYNC_SCHEDULE", "CALL_SYNC_BATCH_SIZE")
 PRIVATE_ACTIONS = ("delete", "anonymise")
@@ -54,6 +56,9 @@ class CallSyncConfig:
     initial_lookback_hours: int = 24
     private_calls: str = "delete"  # "delete" or "anonymise"
     recording_link: str | None = None  # None: off; "id": the recording id; else a URL template
+    # Enreach requests one timer run may send (per-user queries stop there and the next run goes
+    # on from the next user, the checkpoint held behind the window); 0 = no limit
+    enreach_request_budget: int = 1000
 
 
 @dataclass(frozen=True)
@@ -104,4 +109,16 @@ def parse_config(get: Getter, problems: list[str]) -> CallSyncConfig:
         initial_lookback_hours=integer("CALL_SYNC_INITIAL_LOOKBACK_HOURS", 24, 1, 744),
         private_calls=private,
         recording_link=link,
+        enreach_request_budget=_budget(get, problems),
     )
+
+
+def _budget(get: Getter, problems: list[str]) -> int:
+    value = whole_number(get, problems, "CALL_SYNC_ENREACH_REQUEST_BUDGET", 1000, 0, 1_000_000)
+    if 0 < value < 10:
+        problems.append(
+            "CALL_SYNC_ENREACH_REQUEST_BUDGET must be 0 (no limit) or at least 10: the users list "
+            f"and a user's calls take a few requests (got {value})"
+        )
+        return 1000
+    return value

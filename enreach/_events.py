@@ -30,7 +30,7 @@ from typing import Any
 
 from core.logsafe import safe_text, shape
 
-from ._client import is_id
+from ._client import is_id, parse_time
 from ._mapping import EventMap, first_present
 
 __all__ = [
@@ -110,7 +110,8 @@ def _text(payload: Mapping[str, Any], names: tuple[str, ...], limit: int, *, num
 
 
 def _time(fields: Mapping[str, Any], names: tuple[str, ...]) -> datetime | None:
-    """ISO 8601 or ``YYYY-MM-DD HH:MM:SS`` (UTC when no offset is given), or epoch seconds/milliseconds."""
+    """ISO 8601, ``YYYY-MM-DD HH:MM:SS`` or ``/Date(ms)/`` (UTC when no offset is given), or epoch
+    seconds/milliseconds."""
     name, value = first_present(fields, names)
     if name is None:
         return None
@@ -119,10 +120,9 @@ def _time(fields: Mapping[str, Any], names: tuple[str, ...]) -> datetime | None:
             return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, UTC)
         if not isinstance(value, str) or len(value) > 40:
             raise ValueError
-        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace(" ", "T", 1))
+        return parse_time(value.strip())  # ISO 8601 or a JSON date; UTC when no offset is given
     except (ValueError, OverflowError, OSError):
         raise EventError(name, f"{name} must be a time (ISO 8601, UTC when no offset is given)") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def read_notification(payload: Any, names: EventMap = EventMap()) -> Notification:
