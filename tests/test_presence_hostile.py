@@ -30,6 +30,7 @@ from tests.test_presence import (
     _post,
     oc_presence,
     serving_presence,
+    settle,
 )
 
 app = test_presence.app  # the fixture: the app served with this tenant's mapping, state in Azurite
@@ -54,6 +55,16 @@ def _call_event(event_type, call_id, *, when=None, user=ENREACH_ID):
 
 def _send(host, body, headers=HEADERS):
     return _post(f"{host.url}/api/presence/enreach", body, headers)
+
+
+def _deliver(host, body):
+    """As Enreach does: a 503 (e.g. past the time budget on a loaded machine) is delivered again."""
+    for _ in range(5):
+        status, answer = _send(host, body)
+        if status != 503:
+            return status, answer
+        time.sleep(0.5)
+    return status, answer
 
 
 # -- a storage table that vanishes ------------------------------------------------------------
@@ -122,9 +133,10 @@ def test_checkpoint_and_parking_tables_are_created_again(world, own_azurite):
 def test_ended_calls_are_remembered_past_fifty(app, world):
     """Only the last 50 ended calls were remembered: the 51st call back started DND again."""
     for i in range(60):
-        assert _send(app, _call_event(CALL_START, f"n-{i}"))[0] == 200
-        assert _send(app, _call_event(CALL_END, f"n-{i}"))[0] == 200
-    status, answer = _send(app, _call_event(CALL_START, "n-0"))  # a replay of the first one
+        assert _deliver(app, _call_event(CALL_START, f"n-{i}"))[0] == 200
+        assert _deliver(app, _call_event(CALL_END, f"n-{i}"))[0] == 200
+        settle(world)  # Dataverse's webhooks of the app's own writes come back before the next call
+    status, answer = _deliver(app, _call_event(CALL_START, "n-0"))  # a replay of the first one
     assert status == 200 and "late" in answer["detail"], answer
     assert oc_presence(world) == AVAILABLE
 
