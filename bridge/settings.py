@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from core.config import Getter, SettingsError, environment_getter, unique
+from core.config import Getter, SettingsError, environment_getter, seconds, unique
 
 from .jobs import ALL_JOBS, JobsError, enabled_jobs
 
 if TYPE_CHECKING:
     from call_sync.config import CallSyncConfig, UserIdSyncConfig
+    from callbacks.config import CallbacksConfig
     from dataverse.config import DataverseConfig
     from enreach.config import EnreachConfig
     from matching.config import MatchingConfig
@@ -41,19 +42,20 @@ __all__ = [
     "load_settings",
 ]
 
-_CORE_NAMES = ("BRIDGE_JOBS", "AzureWebJobsStorage")
+_CORE_NAMES = ("BRIDGE_JOBS", "AzureWebJobsStorage", "BRIDGE_CONFIG_REFRESH_SECONDS")
 
 
 def _names() -> tuple[str, ...]:
     from call_sync.config import NAMES as CALL_SYNC
     from call_sync.config import USER_ID_NAMES
+    from callbacks.config import NAMES as CALLBACKS
     from dataverse.config import NAMES as DATAVERSE
     from enreach.config import NAMES as ENREACH
     from matching.config import NAMES as MATCHING
     from presence_sync.config import NAMES as PRESENCE
     from routing.config import NAMES as ROUTING
 
-    names = _CORE_NAMES + DATAVERSE + ENREACH + MATCHING + ROUTING + CALL_SYNC + USER_ID_NAMES + PRESENCE
+    names = _CORE_NAMES + DATAVERSE + ENREACH + MATCHING + ROUTING + CALL_SYNC + USER_ID_NAMES + PRESENCE + CALLBACKS
     return tuple(dict.fromkeys(names))
 
 
@@ -67,6 +69,7 @@ _NEEDS: dict[str, frozenset[str]] = {
     "call_sync": frozenset({"matching", "enreach", "call_sync"}),
     "user_ids": frozenset({"enreach", "user_ids"}),
     "presence": frozenset({"enreach", "presence"}),
+    "callbacks": frozenset({"matching", "enreach", "callbacks"}),
 }
 
 
@@ -79,6 +82,7 @@ class Settings:
     dataverse: DataverseConfig
     storage_connection_string: str = field(repr=False)
     sections: Mapping[str, object] = field(default_factory=dict, repr=False)
+    config_refresh_seconds: float = 60.0  # configuration rows re-read at most this often (core/rows.py)
 
     def has(self, section: str) -> bool:
         return section in self.sections
@@ -116,6 +120,10 @@ class Settings:
         return self._section("presence")  # type: ignore[return-value]
 
     @property
+    def callbacks(self) -> CallbacksConfig:
+        return self._section("callbacks")  # type: ignore[return-value]
+
+    @property
     def presence_polling_enabled(self) -> bool:
         """Whether ``sync_presence`` polls Enreach (PRESENCE_POLLING; auto: while no availability
         notification type is mapped)."""
@@ -127,6 +135,7 @@ class Settings:
 
 def _parsers() -> dict[str, object]:
     from call_sync.config import parse_config, parse_user_ids
+    from callbacks.config import parse_callbacks
     from enreach.config import parse_enreach
     from matching.config import parse_matching
     from presence_sync.config import parse_presence
@@ -139,6 +148,7 @@ def _parsers() -> dict[str, object]:
         "call_sync": parse_config,
         "user_ids": parse_user_ids,
         "presence": parse_presence,
+        "callbacks": parse_callbacks,
     }
 
 
@@ -161,6 +171,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, get: Getter | Non
             "AzureWebJobsStorage is not set: set the storage account connection string "
             "(UseDevelopmentStorage=true for Azurite)"
         )
+    refresh = seconds(get, problems, "BRIDGE_CONFIG_REFRESH_SECONDS", 60.0, 0, 3600)
     needed: set[str] = set()
     for job in jobs:
         needed |= _NEEDS.get(job, frozenset())
@@ -170,7 +181,13 @@ def load_settings(environ: Mapping[str, str] | None = None, *, get: Getter | Non
             sections[name] = parse(get, problems)  # type: ignore[operator]
     if problems:
         raise SettingsError(unique(problems))
-    return Settings(jobs=jobs, dataverse=dataverse, storage_connection_string=storage, sections=sections)
+    return Settings(
+        jobs=jobs,
+        dataverse=dataverse,
+        storage_connection_string=storage,
+        sections=sections,
+        config_refresh_seconds=refresh,
+    )
 
 
 SETTING_NAMES = _names()

@@ -24,7 +24,15 @@ if TYPE_CHECKING:
 __all__ = ["COMPONENT_TYPES", "handle_metadata", "metadata_id", "pluralize"]
 
 # solutioncomponent.componenttype values (Dataverse's componenttype choice)
-COMPONENT_TYPES = {"table": 1, "column": 2, "relationship": 10, "key": 14}
+COMPONENT_TYPES = {
+    "table": 1,
+    "column": 2,
+    "relationship": 10,
+    "key": 14,
+    "view": 26,  # savedquery
+    "sitemap": 62,
+    "app": 80,  # appmodule
+}
 
 
 def metadata_id(logical: str, kind: str = "", name: str = "") -> str:
@@ -322,3 +330,8 @@ def _add_component(emulator: DataverseEmulator, body: dict[str, Any]) -> Respons
             "id": row_id,
         },
     )
+
+
+# for the app module (``_apps.py``): rows created in a solution join it the same way
+solution_row = _solution_row
+record_component = _record_component

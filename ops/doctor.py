@@ -44,6 +44,19 @@ PRIVILEGES = {
     },
     "prvActOnBehalfOfAnotherUser": "act on behalf of another user (presence sync sets presence as the agent, "
     "MSCRMCallerID)",
+    # the Enreach Bridge app's tables (issue 19): rows read, their enr_error written, run status upserted
+    **{
+        f"prv{verb}{table}": f"{verb.lower()} {label}"
+        for table, label in (
+            ("enr_bridgesetting", "setting rows (configuration, enr_error)"),
+            ("enr_routingrule", "routing rule rows (configuration, enr_error)"),
+        )
+        for verb in ("Read", "Write")
+    },
+    **{
+        f"prv{verb}enr_bridgerun": f"{verb.lower()} run status rows (every timer run)"
+        for verb in ("Create", "Read", "Write")
+    },
 }
 
 # What local.settings.sample.json holds where a deployment's own value belongs.
@@ -196,11 +209,21 @@ def _dataverse_checks(settings: Settings) -> list[Check]:
             "run: python -m ops provision",
         )
     )
+    checks.append(_app_check(client))
     keys = {
         item.describe(): str(meta.get("EntityKeyIndexStatus")) for item, meta in found if meta and item.kind == "key"
     }
     if keys:
         checks.append(_key_status(keys))
+    if settings.has("callbacks") and settings.callbacks.queues:
+        checks.append(
+            _attempt(
+                "callback queues (CALLBACK_QUEUES)",
+                lambda: _callback_queues(client, user_id, dict(settings.callbacks.queues)),
+                "set CALLBACK_QUEUES to existing queue ids (Settings > Queues) and grant the application user's "
+                "role Create Queue Item and Append To Queue",
+            )
+        )
     if not absent:
         checks.append(
             _attempt(
@@ -217,6 +240,23 @@ def _dataverse_checks(settings: Settings) -> list[Check]:
             )
         )
     return checks
+
+
+def _app_check(client: Any) -> Check:
+    """The Enreach Bridge app (published, with its site map) and the calls-for-review view."""
+    from ops.app import check_app
+
+    name = "Enreach Bridge app and calls-for-review view"
+    try:
+        missing = check_app(client)
+    except Exception as error:
+        return Check(name, False, f"{type(error).__name__}: {str(error)[:200]}", "run: python -m ops provision")
+    return Check(
+        name,
+        not missing,
+        "present and published" if not missing else "missing " + ", ".join(missing),
+        "run: python -m ops provision",
+    )
 
 
 def _key_status(statuses: dict[str, str]) -> Check:
@@ -248,6 +288,21 @@ def _mapped_users(client: Any) -> str:
     if not rows:
         raise LookupError("no user has an Enreach user id yet")
     return f"{len(rows)} users"
+
+
+def _callback_queues(client: Any, user_id: str, queues: dict[str, str]) -> str:
+    """Each queue CALLBACK_QUEUES names exists, and the app may put phone calls in it."""
+    missing = [
+        f"{name} -> {queue}"
+        for name, queue in queues.items()
+        if client.get("queues", queue, select=["queueid"]) is None
+    ]
+    if missing:
+        raise LookupError("no such queue: " + ", ".join(missing))
+    denied = [p for p in ("prvCreateQueueItem", "prvAppendToQueue") if not _has_privilege(client, user_id, p)]
+    if denied:
+        raise PermissionError("the role lacks " + ", ".join(denied))
+    return f"{len(set(queues.values()))} queues found"
 
 
 def _index_rows(client: Any) -> str:

@@ -14,7 +14,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from core.schema import CALL_SYNC, CUSTOMER_TABLES, PHONE_INDEX
+from core.schema import (
+    CALL_SYNC,
+    CALLBACKS,
+    CONFIG_TABLES,
+    CUSTOMER_TABLES,
+    OPTION_BASE,
+    PHONE_INDEX,
+    REVIEW_VIEW_NAME,
+    Column,
+    ConfigTable,
+)
 from dataverse import DataverseClient, NotFound
 from dataverse import filters as f
 
@@ -83,6 +93,23 @@ def _string(schema_name: str, label: str, length: int, *, primary: bool = False)
     }
 
 
+def _integer(schema_name: str, label: str) -> dict[str, Any]:
+    return {
+        "@odata.type": "Microsoft.Dynamics.CRM.IntegerAttributeMetadata",
+        "SchemaName": schema_name,
+        "Format": "None",
+        "MinValue": 0,
+        "MaxValue": 1_000_000,
+        "DisplayName": _label(label),
+        "Description": _label(f"{label} (Enreach bridge)"),
+        "RequiredLevel": {
+            "Value": "None",
+            "CanBeChanged": True,
+            "ManagedPropertyLogicalName": "canmodifyrequirementlevelsettings",
+        },
+    }
+
+
 @dataclass(frozen=True)
 class Item:
     """One thing the app needs in Dataverse, how to see it exists, and how to create it."""
@@ -109,6 +136,17 @@ def _column(entity: str, name: str, label: str, length: int) -> Item:
     )
 
 
+def _whole_number_column(entity: str, name: str, label: str) -> Item:
+    return Item(
+        "column",
+        entity,
+        name,
+        f"EntityDefinitions(LogicalName='{entity}')/Attributes(LogicalName='{name}')",
+        f"EntityDefinitions(LogicalName='{entity}')/Attributes",
+        _integer(name, label),
+    )
+
+
 def _key(entity: str, name: str, columns: list[str], label: str) -> Item:
     return Item(
         "key",
@@ -120,21 +158,22 @@ def _key(entity: str, name: str, columns: list[str], label: str) -> Item:
     )
 
 
-def _lookup(target: str, lookup: str) -> Item:
+def _lookup(target: str, lookup: str, *, entity: str = PHONE_INDEX.logical_name, label: str = "") -> Item:
+    """A lookup column on ``entity`` pointing at ``target`` (created with its one-to-many relationship)."""
     return Item(
         "lookup",
-        PHONE_INDEX.logical_name,
+        entity,
         lookup,
-        f"EntityDefinitions(LogicalName='{PHONE_INDEX.logical_name}')/Attributes(LogicalName='{lookup}')",
+        f"EntityDefinitions(LogicalName='{entity}')/Attributes(LogicalName='{lookup}')",
         "RelationshipDefinitions",
         {
             "@odata.type": "Microsoft.Dynamics.CRM.OneToManyRelationshipMetadata",
-            "SchemaName": f"{lookup}_{PHONE_INDEX.logical_name}",
+            "SchemaName": f"{lookup}_{entity}",
             "ReferencedEntity": target,
-            "ReferencingEntity": PHONE_INDEX.logical_name,
+            "ReferencingEntity": entity,
             "CascadeConfiguration": {
                 "Assign": "NoCascade",
-                "Delete": "Cascade",
+                "Delete": "Cascade" if entity == PHONE_INDEX.logical_name else "RemoveLink",
                 "Merge": "NoCascade",
                 "Reparent": "NoCascade",
                 "Share": "NoCascade",
@@ -144,11 +183,118 @@ def _lookup(target: str, lookup: str) -> Item:
                 "@odata.type": "Microsoft.Dynamics.CRM.LookupAttributeMetadata",
                 "AttributeType": "Lookup",
                 "SchemaName": lookup,
-                "DisplayName": _label(target.capitalize()),
+                "DisplayName": _label(label or target.capitalize()),
                 "RequiredLevel": {"Value": "None", "CanBeChanged": True},
             },
         },
     )
+
+
+_NOT_REQUIRED = {
+    "Value": "None",
+    "CanBeChanged": True,
+    "ManagedPropertyLogicalName": "canmodifyrequirementlevelsettings",
+}
+
+
+def _typed(column: Column) -> dict[str, Any]:
+    """The attribute definition of a configuration column (shapes from MicrosoftDocs/powerapps-docs
+    developer/data-platform/webapi/create-update-column-definitions-using-web-api.md)."""
+    common = {
+        "SchemaName": column.name,
+        "DisplayName": _label(column.label),
+        "Description": _label(f"{column.label} (Enreach bridge)"),
+        "RequiredLevel": _NOT_REQUIRED,
+    }
+    if column.kind == "string":
+        return _string(column.name, column.label, column.length)
+    if column.kind == "memo":
+        return {
+            "@odata.type": "Microsoft.Dynamics.CRM.MemoAttributeMetadata",
+            "Format": "TextArea",
+            "MaxLength": column.length,
+            **common,
+        }
+    if column.kind == "integer":
+        return {
+            "@odata.type": "Microsoft.Dynamics.CRM.IntegerAttributeMetadata",
+            "Format": "None",
+            "MinValue": -2_147_483_648,
+            "MaxValue": 2_147_483_647,
+            **common,
+        }
+    if column.kind == "boolean":
+        return {
+            "@odata.type": "Microsoft.Dynamics.CRM.BooleanAttributeMetadata",
+            "DefaultValue": False,
+            "OptionSet": {
+                "@odata.type": "Microsoft.Dynamics.CRM.BooleanOptionSetMetadata",
+                "TrueOption": {"Value": 1, "Label": _label("Yes")},
+                "FalseOption": {"Value": 0, "Label": _label("No")},
+                "OptionSetType": "Boolean",
+            },
+            **common,
+        }
+    if column.kind == "choice":
+        return {
+            "@odata.type": "Microsoft.Dynamics.CRM.PicklistAttributeMetadata",
+            "OptionSet": {
+                "@odata.type": "Microsoft.Dynamics.CRM.OptionSetMetadata",
+                "IsGlobal": False,
+                "OptionSetType": "Picklist",
+                "Options": [{"Value": OPTION_BASE + i, "Label": _label(o)} for i, o in enumerate(column.options)],
+            },
+            **common,
+        }
+    if column.kind == "datetime":
+        return {
+            "@odata.type": "Microsoft.Dynamics.CRM.DateTimeAttributeMetadata",
+            "Format": "DateAndTime",
+            "DateTimeBehavior": {"Value": "UserLocal"},
+            **common,
+        }
+    raise ValueError(f"unknown column kind {column.kind!r}")
+
+
+def _config_items(table: ConfigTable) -> list[Item]:
+    """A configuration table, its columns and lookups, and the alternate key on its name."""
+    items = [
+        Item(
+            "table",
+            table.logical_name,
+            table.logical_name,
+            f"EntityDefinitions(LogicalName='{table.logical_name}')",
+            "EntityDefinitions",
+            {
+                "@odata.type": "Microsoft.Dynamics.CRM.EntityMetadata",
+                "SchemaName": table.logical_name,
+                "DisplayName": _label(table.label),
+                "DisplayCollectionName": _label(table.plural),
+                "Description": _label(table.description),
+                "OwnershipType": "OrganizationOwned",
+                "IsActivity": False,
+                "HasActivities": False,
+                "HasNotes": False,
+                "Attributes": [_string(table.name_column, table.name_label, 100, primary=True)],
+            },
+        )
+    ]
+    for column in table.columns:
+        if column.kind == "lookup":
+            items.append(_lookup(column.target, column.name, entity=table.logical_name, label=column.label))
+            continue
+        items.append(
+            Item(
+                "column",
+                table.logical_name,
+                column.name,
+                f"EntityDefinitions(LogicalName='{table.logical_name}')/Attributes(LogicalName='{column.name}')",
+                f"EntityDefinitions(LogicalName='{table.logical_name}')/Attributes",
+                _typed(column),
+            )
+        )
+    items.append(_key(table.logical_name, table.key_name, [table.name_column], table.name_label))
+    return items
 
 
 REQUIRED: tuple[Item, ...] = (
@@ -157,6 +303,12 @@ REQUIRED: tuple[Item, ...] = (
     _column("phonecall", CALL_SYNC.call_id_column, "Enreach call id", 200),
     _key("phonecall", CALL_SYNC.call_key_name, [CALL_SYNC.call_id_column], "Enreach call id"),
     _column("phonecall", CALL_SYNC.review_column, "Enreach call review", CALL_SYNC.review_length),
+    # callback requests (callbacks/): one phonecall per request, by its id
+    _column("phonecall", CALLBACKS.request_id_column, "Enreach callback request id", 200),
+    _key("phonecall", CALLBACKS.request_key_name, [CALLBACKS.request_id_column], "Enreach callback request id"),
+    _column("phonecall", CALLBACKS.list_column, "Enreach callback list", CALLBACKS.list_length),
+    _whole_number_column("phonecall", CALLBACKS.attempts_column, "Enreach callback attempts"),
+    _column("phonecall", CALLBACKS.state_column, "Enreach callback state", 20),
     Item(
         "table",
         PHONE_INDEX.logical_name,
@@ -180,6 +332,7 @@ REQUIRED: tuple[Item, ...] = (
     _column(PHONE_INDEX.logical_name, PHONE_INDEX.source_column, "Source column", 100),
     *(_lookup(t.logical_name, t.index_lookup) for t in CUSTOMER_TABLES),
     _key(PHONE_INDEX.logical_name, PHONE_INDEX.key_name, [PHONE_INDEX.key_column], "Record and column"),
+    *(item for table in CONFIG_TABLES for item in _config_items(table)),
 )
 
 
@@ -329,13 +482,28 @@ def provision(
             )
             report(f"created  {item.describe()}")
         created.append(item)
+    from .app import ensure_app
+
+    ensure_app(client, solution=solution, dry_run=dry_run, report=report, members=members if solution_id else None)
     return created, existing
 
 
 def removal_plan(client: DataverseClient, *, solution: str = DEFAULT_SOLUTION) -> list[str]:
     """What removing the app's customisation would delete, in the order it must go (keys and columns
     before their table, the solution and publisher last). Rows in these tables and columns go too."""
-    plan = [item.describe() for item in reversed(REQUIRED) if exists(client, item)]
+    from .app import APP, find_parts
+
+    parts = find_parts(client)
+    plan = [
+        label
+        for label, found in (
+            (f"app '{APP.name}'", parts.app_id),
+            (f"site map {APP.sitemap_unique_name}", parts.sitemap_id),
+            (f"view phonecall '{REVIEW_VIEW_NAME}'", parts.view_id),
+        )
+        if found
+    ]
+    plan += [item.describe() for item in reversed(REQUIRED) if exists(client, item)]
     found = find_solution(client, solution)
     if found is not None:
         plan.append(f"solution {solution}")

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
+from core import metrics
 from core.schema import CALL_SYNC
 from dataverse import DataverseClient, DataverseError
 from dataverse import filters as f
@@ -89,9 +90,13 @@ class RunReport:
         """The timer function this run belongs to (the log line is named after it)."""
         return {"reconcile": "reconcile_presence", "poll": "sync_presence"}.get(self.job, f"presence_{self.job}")
 
+    @property
+    def outcome(self) -> str:
+        return "partial" if self.failed or self.stopped else "ok"
+
     def line(self) -> str:
         data = {k: v for k, v in self.__dict__.items() if k not in ("details", "started")}
-        outcome = "partial" if self.failed or self.stopped else "ok"
+        outcome = self.outcome
         duration_ms = round((time.monotonic() - self.started) * 1000, 1)
         return json.dumps(
             {
@@ -166,6 +171,12 @@ class PresenceSync:
         self._clock = clock
         self._cache = _Cache(clock)
         self._status_agents: dict[str, str] = {}  # msdyn_agentstatus id -> agent (a row's agent never changes)
+
+    def reconfigure(self, mapping: PresenceMapping, after_call_presence: str | None) -> None:
+        """A new presence mapping and after-call presence (configuration rows) for the events from
+        now on; what the instance has cached and the saved state stay."""
+        self._mapping = mapping
+        self._after_call = (after_call_presence or mapping.presence_ids["AVAILABLE"]).lower()
 
     # -- look-ups (cached per instance) ---------------------------------------------
 
@@ -269,6 +280,7 @@ class PresenceSync:
             headers={"MSCRMCallerID": agent},  # as the agent: counts against the agent's limits
             idempotent=True,  # setting the same presence twice is harmless
         )
+        metrics.presence_write("to_omnichannel")
 
     def _is_own(self, current: CurrentAvailability, state: AgentState) -> bool:
         """The availability the app started: its Id is in the state, or (the state lost) it carries the
@@ -295,11 +307,14 @@ class PresenceSync:
             self._store.expect_change("enreach", enreach_id, {"Available", shown}, self._echo_ttl)
             for availability_id in ends:
                 client.end_availability(enreach_id, availability_id)
+            if ends:
+                metrics.presence_write("to_enreach")
             return shown, None, None
         if current.name == availability:
             return availability, state.own_availability, state.under_own  # shown already
         self._store.expect_change("enreach", enreach_id, {availability}, self._echo_ttl)
         started = client.start_availability(enreach_id, availability)
+        metrics.presence_write("to_enreach")
         for availability_id in ends:
             if availability_id != started:
                 client.end_availability(enreach_id, availability_id)
@@ -403,6 +418,7 @@ class PresenceSync:
     def on_omnichannel_change(self, agent: str, presence_id: str) -> Outcome:
         agent, presence_id = agent.lower(), presence_id.lower()
         if self._store.consume_echo("oc", agent, presence_id):
+            metrics.presence_echo_dropped()
             return Outcome("echo dropped", agent, "our own Omnichannel change came back")
         base = self._base_status(presence_id)
         if base is None:
@@ -476,6 +492,7 @@ class PresenceSync:
         when in one), unless it is the echo of our own change."""
         if self._store.is_change_echo("enreach", enreach_id, name):
             self._store.update(agent, lambda state: setattr(state, "last_enreach", name))
+            metrics.presence_echo_dropped()
             return Outcome("echo dropped", agent, "our own Enreach change came back")
         presence = self._mapping.presence_for_enreach(name)
 

@@ -152,6 +152,14 @@ def main(argv: list[str] | None = None) -> int:
             }
         ),
     )
+    # Callback requests are off by default in a deployment (not in the default BRIDGE_JOBS); the
+    # sandbox runs every job, each callback list's requests queued in the Dataverse queue of the same
+    # name where the data has one.
+    settings.setdefault("BRIDGE_JOBS", "all")
+    if "CALLBACK_QUEUES" not in settings:
+        queues = {q["name"]: q["queueid"] for q in services.dataverse.rows("queues") if q.get("name")}
+        if queues:
+            settings["CALLBACK_QUEUES"] = json.dumps(queues)
     os.environ.update(settings)
     try:
         load_settings()
@@ -164,10 +172,15 @@ def main(argv: list[str] | None = None) -> int:
     from ops.provision import provision
 
     settings_object = load_settings()
-    provision(
-        DataverseClient(settings_object.dataverse.url, credential=credential_from_config(settings_object.dataverse)),
-        report=lambda line: None,
+    client = DataverseClient(
+        settings_object.dataverse.url, credential=credential_from_config(settings_object.dataverse)
     )
+    provision(client, report=lambda line: None)  # tables, the Enreach Bridge app and its view
+    from ops.config import import_rows
+
+    # the sample routing rules become enr_routingrule rows, as `python -m ops config import` makes them
+    sample_rules = (Path(__file__).resolve().parent / "sample_rules.json").read_text(encoding="utf-8")
+    import_rows(client, {**os.environ, "ROUTING_RULES": sample_rules}, out=lambda line: None)
 
     from function_app import app  # after the environment is complete, as in the host
 

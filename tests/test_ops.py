@@ -43,7 +43,7 @@ def _schema(emulator):
 def test_provision_creates_everything_once_and_matches_the_test_shortcut(world, env):
     lines = []
     created, existing = provision(_client(env), report=lines.append)
-    assert len(created) == len(REQUIRED) == 12 and existing == []
+    assert len(created) == len(REQUIRED) == 61 and existing == []  # 17 + the configuration tables' 44
     assert "created  table enr_phoneindex" in lines
     provisioned = _schema(world.dataverse)
     again, existing = provision(_client(env), report=lines.append)
@@ -87,6 +87,22 @@ def test_doctor_on_a_fresh_environment_names_the_missing_schema_then_passes_afte
     checks = run_doctor(env)
     assert all(c.ok for c in checks), "\n".join(c.line() for c in checks)
     assert _lines(checks)["users mapped to Enreach ids"].detail == "1 users"
+
+
+def test_doctor_checks_the_callback_schema_and_queues(world, env):
+    callbacks = {
+        **env,
+        "BRIDGE_JOBS": "all",
+        "CALLBACK_QUEUES": json.dumps({"Sales": "0a0e0e01-3333-4000-8000-000000000001"}),
+    }
+    schema = _lines(run_doctor(callbacks))["provisioned schema"]
+    assert not schema.ok and "key phonecall.enr_enreachcallbackid_key" in schema.detail
+    assert "column phonecall.enr_callbackstate" in schema.detail
+    queues = _lines(run_doctor(callbacks))["callback queues"]
+    assert not queues.ok and "no such queue: sales -> 0a0e0e01-3333-4000-8000-000000000001" in queues.detail
+    world.dataverse.load({"queues": [{"queueid": "0a0e0e01-3333-4000-8000-000000000001", "name": "Sales"}]})
+    assert _lines(run_doctor(callbacks))["callback queues"].ok
+    assert "callback queues" not in _lines(run_doctor(env))  # the job is off by default
 
 
 def test_doctor_names_a_wrong_secret(world, env):
@@ -333,7 +349,15 @@ def test_provisioning_twice_makes_one_publisher_and_one_solution_holding_every_c
     assert solutions[0]["_publisherid_value"] == publishers[0]["publisherid"]
     _, members = _solution_members(world.dataverse, "EnreachBridge")
     expected = {client.request("GET", item.check_path).json()["MetadataId"] for item in REQUIRED}
-    assert members == expected and len(members) == len(REQUIRED)
+    app_parts = {  # the view, the site map and the app join the solution too (ops/app.py)
+        world.dataverse.rows(entity_set)[0][key]
+        for entity_set, key in (
+            ("savedqueries", "savedqueryid"),
+            ("sitemaps", "sitemapid"),
+            ("appmodules", "appmoduleid"),
+        )
+    }
+    assert members == expected | app_parts and len(members) == len(REQUIRED) + 3
     creates = [r for r in world.dataverse.requests if r["method"] == "POST" and "Definitions" in r["path"]]
     assert len(creates) == len(REQUIRED)  # the second run created nothing
 
@@ -345,7 +369,7 @@ def test_provision_adds_components_made_outside_a_solution_and_takes_another_sol
     assert created == [] and len(existing) == len(REQUIRED)
     assert sum("added to solution ContosoTelephony" in line for line in lines) == len(REQUIRED), lines
     _, members = _solution_members(world.dataverse, "ContosoTelephony")
-    assert len(members) == len(REQUIRED)
+    assert len(members) == len(REQUIRED) + 3  # and the view, site map and app, created in it
 
 
 def test_the_emulator_refuses_an_unknown_solution_or_a_foreign_prefix(world, env):
@@ -374,7 +398,14 @@ def test_unprovision_dry_run_lists_what_removal_would_delete(world, env, tmp_pat
     result = _ops(settings_file, "unprovision", "--dry-run", ca_bundle=env["REQUESTS_CA_BUNDLE"])
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == "would delete key enr_phoneindex.enr_key_unique"
+    assert lines[:3] == [
+        "would delete app 'Enreach Bridge'",
+        "would delete site map enr_enreachbridge",
+        "would delete view phonecall 'Enreach calls for review'",
+    ]
+    assert lines.index("would delete key enr_phoneindex.enr_key_unique") < lines.index(
+        "would delete table enr_phoneindex"
+    )
     assert "would delete table enr_phoneindex" in lines and "would delete solution EnreachBridge" in lines
     assert "would delete publisher enreachbridge (no other solution uses it)" in lines
     assert world.dataverse.request_count(method="DELETE") == 0

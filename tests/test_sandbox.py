@@ -101,6 +101,18 @@ def test_sample_data_is_loaded_into_the_emulators(sandbox):
         assert json.loads(response.read())[0]["apiEndpoint"].startswith(sandbox["enreach"])
 
 
+def test_the_sandbox_provisions_the_app_and_loads_its_sample_rules_as_rows(sandbox):
+    settings = str(sandbox["settings_file"])
+    rules = _command("sandbox", "rows", "--settings", settings, "enr_routingrules", "--select", "enr_name,enr_order")
+    assert rules.returncode == 0, rules.stderr
+    assert [json.loads(line)["enr_name"] for line in rules.stdout.splitlines()] == ["support-evenings", "owner"]
+    apps = _command("sandbox", "rows", "--settings", settings, "appmodules", "--select", "name")
+    assert [json.loads(line)["name"] for line in apps.stdout.splitlines()] == ["Enreach Bridge"]
+    shown = _command("ops", "--settings", settings, "config", "show")
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert "routing rules: 2 from rows" in shown.stdout and "problems: none" in shown.stdout
+
+
 def test_unknown_routes_and_functions_are_404(sandbox):
     from urllib.error import HTTPError
 
@@ -246,3 +258,32 @@ def test_timer_runs_through_the_admin_endpoint_and_each_run_logs_one_json_line(s
         assert len(lines) == 1, sandbox["log"][before:]
         event = json.loads(lines[0][lines[0].index("{") :])
         assert event["outcome"] == "ok" and event["duration_ms"] >= 0 and "failed" in event, event
+
+
+def test_one_sync_callbacks_run_shows_the_sample_callbacks_in_dataverse(sandbox):
+    before = len(sandbox["log"])
+    request = Request(sandbox["app"] + "/admin/functions/sync_callbacks", method="POST", data=b"")
+    with urlopen(request, timeout=30) as response:
+        assert response.status == 202
+    _wait_for(sandbox["log"], '"event": "sync_callbacks"')
+    lines = [line for line in sandbox["log"][before:] if '"event": "sync_callbacks"' in line]
+    assert len(lines) == 1, sandbox["log"][before:]
+    event = json.loads(lines[0][lines[0].index("{") :])
+    assert event["outcome"] == "ok" and event["created"] + event["unchanged"] == 2, event
+    listed = _command(
+        "sandbox",
+        "rows",
+        "--settings",
+        str(sandbox["settings_file"]),
+        "phonecalls",
+        "--filter",
+        "enr_enreachcallbackid ne null",
+        "--select",
+        "subject,phonenumber,enr_callbacklist,statecode",
+    )
+    assert listed.returncode == 0, listed.stderr
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert len(rows) == 2 and all(r["enr_callbacklist"] == "Sales callbacks" and r["statecode"] == 0 for r in rows)
+    assert any("Rautakauppa Nieminen Oy" in r["subject"] for r in rows), rows  # the sample customer, matched
+    queued = _command("sandbox", "rows", "--settings", str(sandbox["settings_file"]), "queueitems")
+    assert queued.returncode == 0 and len(queued.stdout.splitlines()) >= 1, queued.stderr
