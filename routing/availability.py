@@ -1,7 +1,8 @@
 """Is a user free to take a routed call? (``require_available`` on owner, open_case and last_agent rules)
 
 A user is available when their Enreach availability is not DND or OffWork and, when their
-Omnichannel presence is known, it is not Offline or DND. The Enreach side comes from the
+Omnichannel presence is known, it is not Offline or DND. A deployment without Enreach
+(``BRIDGE_JOBS=routing``) decides on Omnichannel presence alone: known and not Offline or DND. The Enreach side comes from the
 presence state the app keeps in Table Storage (a user in a call has DND set by the presence
 sync), else from one Enreach read (``read_enreach_status``, the one place that knows how).
 Omnichannel presence comes from the user's ``msdyn_agentstatus`` row; both are read at once,
@@ -40,6 +41,7 @@ T = TypeVar("T")
 
 # Omnichannel base presence statuses that stop calls (msdyn_basepresencestatus)
 OMNICHANNEL_UNAVAILABLE = {192360002: "Busy - DND", 192360004: "Offline"}
+OMNICHANNEL_AVAILABLE = {192360000: "Available", 192360001: "Busy", 192360003: "Away"}
 NO_OMNICHANNEL_RECHECK_SECONDS = 600.0  # an environment without Omnichannel is asked again after this
 
 
@@ -116,6 +118,12 @@ class PresenceAvailability:
         if presence in OMNICHANNEL_UNAVAILABLE:
             return Availability(False, f"Omnichannel presence is {OMNICHANNEL_UNAVAILABLE[presence]}")
         waited = self._wait(enreach, deadline)
+        if self._enreach is None and waited[0] is not None and waited[0].available is not False:
+            # No Enreach in this deployment (BRIDGE_JOBS without an Enreach job): Omnichannel decides.
+            if presence is None:
+                return Availability(None, "no Omnichannel presence and no Enreach configured")
+            name = OMNICHANNEL_AVAILABLE.get(presence, f"base status {presence}")
+            return Availability(True, f"Omnichannel presence is {name} (no Enreach configured)")
         if waited[0] is None:
             return Availability(None, f"Enreach availability unknown: {waited[1]}")
         return waited[0]

@@ -622,3 +622,52 @@ def test_a_malformed_queue_id_gets_400_naming_the_field(routers, world, queue):
     )
     assert result.status == 400 and json.loads(result.body)["field"] == "extradata.CurrQueueId"
     assert world.dataverse.request_count() == 0
+
+
+ROUTING_ONLY_NAMES = (
+    "DATAVERSE_URL",
+    "AZURE_TENANT_ID",
+    "AZURE_CLIENT_ID",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_AUTHORITY_HOST",
+)
+
+
+@pytest.mark.parametrize(
+    ("presence", "answer", "why"),
+    [
+        ("Available", "+358942421001", "target +358942421001 (owner available: Omnichannel presence is Available"),
+        ("Busy - DND", FALLBACK, "owner unavailable: Omnichannel presence is Busy - DND"),
+        (None, FALLBACK, "owner availability unknown: no Omnichannel presence and no Enreach configured"),
+    ],
+)
+def test_a_routing_only_deployment_decides_availability_on_omnichannel_alone(
+    world, env, monkeypatch, presence, answer, why
+):
+    """Found by a newcomer: with BRIDGE_JOBS=routing (no Enreach settings) a require_available rule
+    never fired, though the README says Omnichannel presence then decides. Over HTTP in the app."""
+    if presence is not None:
+        world.dataverse.set_presence(U1, PRESENCE[presence])
+    for name in ("ENREACH_USER", "ENREACH_SECRET_KEY", "ENREACH_API_URL", "ENREACH_FIELD_MAP", "PRESENCE_WEBHOOK_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    settings = {name: env[name] for name in ROUTING_ONLY_NAMES if name in env}
+    settings |= {
+        "BRIDGE_JOBS": "routing",
+        "ROUTING_API_KEY": KEY,
+        "PHONE_DEFAULT_REGION": "FI",
+        "AzureWebJobsStorage": env["AzureWebJobsStorage"],
+        "ROUTING_RULES": json.dumps(AVAILABLE_OWNER),
+    }
+    with serving_app(monkeypatch, settings) as host:
+        host.run_function("sync_phone_index")
+        raw = requests.post(
+            f"{host.url}/api/routing",
+            json={"anum": CONTACT, "bnum": POOL},
+            headers={"X-Benemen-APIKey": KEY},
+            params={"explain": "true"},
+            timeout=10,
+        )
+        assert raw.status_code == 200, (raw.status_code, raw.text)
+        explained = raw.json()
+    assert explained["answer"] == {"InitialTarget": answer}, explained
+    assert explained["matches"][0]["rules"][0]["why"].startswith(why), explained
