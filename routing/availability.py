@@ -2,7 +2,8 @@
 
 A user is available when their Enreach availability is not DND or OffWork and, when their
 Omnichannel presence is known, it is not Offline or DND. A deployment without Enreach
-(``BRIDGE_JOBS=routing``) decides on Omnichannel presence alone: known and not Offline or DND. The Enreach side comes from the
+(``BRIDGE_JOBS=routing``) decides on Omnichannel presence alone: known and not Offline or DND.
+The Enreach side comes from the
 presence state the app keeps in Table Storage (a user in a call has DND set by the presence
 sync), else from one Enreach read (``read_enreach_status``, the one place that knows how).
 Omnichannel presence comes from the user's ``msdyn_agentstatus`` row; both are read at once,

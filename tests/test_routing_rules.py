@@ -657,13 +657,14 @@ def test_a_routing_only_deployment_decides_availability_on_omnichannel_alone(
         "PHONE_DEFAULT_REGION": "FI",
         "AzureWebJobsStorage": env["AzureWebJobsStorage"],
         "ROUTING_RULES": json.dumps(AVAILABLE_OWNER),
+        "ROUTING_EXPLAIN_KEY": EXPLAIN_KEY,
     }
     with serving_app(monkeypatch, settings) as host:
         host.run_function("sync_phone_index")
         raw = requests.post(
             f"{host.url}/api/routing",
             json={"anum": CONTACT, "bnum": POOL},
-            headers={"X-Benemen-APIKey": KEY},
+            headers={"X-Benemen-APIKey": KEY, "X-Explain-Key": EXPLAIN_KEY},
             params={"explain": "true"},
             timeout=10,
         )
