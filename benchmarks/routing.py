@@ -200,13 +200,14 @@ def main() -> None:
                 started = time.perf_counter()
                 result = handle_routing_request(
                     method="POST",
-                    headers={"Content-Type": "application/json", "X-Benemen-APIKey": KEY},
+                    headers={"Content-Type": "application/json", "X-Benemen-APIKey": KEY, "X-Explain-Key": KEY[::-1]},
                     params={"explain": "true"},
                     body=body,
                     router=lambda: burst_router,
                     api_key=KEY,
                     basic_user=None,
                     basic_password=None,
+                    explain_key=KEY[::-1],  # explain is an operator feature with its own key (ROUTING_EXPLAIN_KEY)
                 )
                 elapsed = time.perf_counter() - started
                 explained = json.loads(result.body)

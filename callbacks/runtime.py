@@ -56,16 +56,16 @@ def dispatch_notification(headers: Mapping[str, str], body: bytes) -> Answer | N
 
     settings = get_settings()
     enreach = settings.enreach if settings.has("enreach") else None
-    routing = settings.routing if settings.has("routing") else None
     if enreach is None:
         return None  # no job reads Enreach: the presence handler (if any) answers
 
     def authenticate(given: Mapping[str, str]) -> bool:
+        # The endpoint's own credential only: the routing key Enreach holds for SmartRouting is refused.
         return authenticate_enreach(
             given,
-            api_key=routing.api_key if routing else None,
-            basic_user=routing.basic_user if routing else None,
-            basic_password=routing.basic_password if routing else None,
+            api_key=None,
+            basic_user=None,
+            basic_password=None,
             secret=enreach.webhook_secret,
             secret_header=enreach.webhook_secret_header,
         )
@@ -78,8 +78,8 @@ def dispatch_notification(headers: Mapping[str, str], body: bytes) -> Answer | N
         authenticate=authenticate,
         enabled=settings.has("callbacks") and settings.callbacks.notifications,
         unauthenticated=(
-            f"authenticate with the {enreach.webhook_secret_header} header (the webhook Secret), "
-            "X-Benemen-APIKey or HTTP Basic"
+            f"authenticate with the {enreach.webhook_secret_header} header (the webhook Secret Enreach support "
+            "configured); the routing API key is not accepted here"
         ),
         sync=callback_sync,
     )

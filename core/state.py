@@ -1,10 +1,17 @@
 """Durable state in Azure Table Storage (``AzureWebJobsStorage``): checkpoints with optimistic concurrency.
 
 The stores take the storage settings (``core.storage_config.StorageConfig``: a connection string, or
-identity-based storage with the managed identity) or a plain connection string (Azurite, tests)."""
+identity-based storage with the managed identity) or a plain connection string (Azurite, tests).
+
+Every store's table is created on first use and created again when it is gone (``TableNotFound``:
+a storage account restored empty, a table deleted by hand, Azurite restarted): the call is retried
+once on the new, empty table, so the next request or run succeeds without restarting the app.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,19 +40,81 @@ class RunRecord:
     counts: dict[str, int]
 
 
+log = logging.getLogger("core.state")
+
+
+def _table_gone(error: Exception) -> bool:
+    """A 404 about the table, not the entity (``create_entity`` on a missing table carries no code)."""
+    code = getattr(error, "error_code", None)
+    return str(getattr(code, "value", code) or "") != "ResourceNotFound"
+
+
+class _HealingTable:
+    """The store's ``TableClient``: a call that finds the table gone creates it again and is retried
+    once; a query over a table that is gone has no rows (after creating it again)."""
+
+    def __init__(self, store: TableStore) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._store._table_client(), name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            from azure.core.exceptions import ResourceNotFoundError
+
+            try:
+                result = getattr(self._store._table_client(), name)(*args, **kwargs)
+            except ResourceNotFoundError as error:
+                if not _table_gone(error):
+                    raise
+                self._store._recreate(error)
+                result = getattr(self._store._table_client(), name)(*args, **kwargs)
+            if name.startswith(("query_", "list_")):
+                return self._rows(result)
+            return result
+
+        return call
+
+    def _rows(self, pages: Any) -> Iterator[Any]:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            yield from pages
+        except ResourceNotFoundError as error:
+            if not _table_gone(error):
+                raise
+            self._store._recreate(error)  # a new table holds no rows
+
+
 class TableStore:
-    """One storage table of ``AzureWebJobsStorage``, created on first use."""
+    """One storage table of ``AzureWebJobsStorage``, created on first use and again when it is gone."""
 
     def __init__(self, storage: StorageConfig | str, *, table_name: str, **options: Any) -> None:
         """``options`` go to the storage client (e.g. ``retry_total``, ``transport``, ``credential``)."""
         self._service = table_service(storage, **options)
         self._table_name = table_name
         self._table: Any = None
+        self._healing = _HealingTable(self)
+        self.on_recreate: Callable[[str], None] | None = None  # tests and logs: the table was created again
 
-    def _client(self) -> Any:
+    def _table_client(self) -> Any:
         if self._table is None:
             self._table = self._service.create_table_if_not_exists(self._table_name)
         return self._table
+
+    def _recreate(self, error: Exception) -> None:
+        log.warning("storage table %s was gone (%s): created again, empty", self._table_name, type(error).__name__)
+        self._table = None
+        self._table_client()
+        if self.on_recreate is not None:
+            self.on_recreate(self._table_name)
+
+    def _client(self) -> Any:
+        """The table's client; every call on it survives the table being deleted meanwhile."""
+        self._table_client()
+        return self._healing
 
 
 class CheckpointStore(TableStore):

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from .logsafe import safe_text
 from .masking import mask_sensitive, register_secret
 from .runstatus import FinishedRun
 
@@ -33,15 +34,16 @@ T = TypeVar("T")
 
 
 def _plain(value: Any) -> Any:
+    """JSON-ready, numbers masked, and every string made safe to log (``core.logsafe``)."""
     if isinstance(value, str):
-        return mask_sensitive(value)
+        return safe_text(mask_sensitive(value), 4000)
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {safe_text(k, 100): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [_plain(v) for v in value]
     if value is None or isinstance(value, bool | int | float):
         return value
-    return mask_sensitive(str(value))
+    return safe_text(mask_sensitive(str(value)), 4000)
 
 
 # LogRecord's own attributes: a structured field by one of these names goes in as ``field_<name>``.

@@ -14,7 +14,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 import requests
 
@@ -34,10 +33,13 @@ __all__ = [
     "EnreachError",
     "EnreachUnavailable",
     "EnreachUser",
+    "InvalidId",
     "RecordError",
     "UnmappedAvailability",
     "client_from_config",
     "discover_api_url",
+    "is_id",
+    "path_segment",
 ]
 
 log = logging.getLogger("enreach")
@@ -234,13 +236,16 @@ class EnreachCall:
 class CurrentAvailability:
     """A user's current availability: ``name`` is "Available" when none is active, None when its
     EventTypeID is not in the mapping. ``end`` is when it ends (None: open-ended or unknown);
-    ``shape`` says how Enreach answered (``raw_current_availability``), for the probe."""
+    ``shape`` says how Enreach answered (``raw_current_availability``), for the probe; ``source`` is
+    its ``EventSource`` when the record carries one (the app's own availabilities carry
+    ``ENREACH_FIELD_MAP.availability.event_source``)."""
 
     id: str | None
     type_id: int | None
     name: str | None
     end: datetime | None = None
     shape: str = "record"
+    source: str | None = None
 
 
 def format_time(moment: datetime) -> str:
@@ -266,6 +271,34 @@ def parse_time(text: str) -> datetime:
         return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=int(match.group(1)))
     value = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace(" ", "T"))
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+
+
+class InvalidId(EnreachError):
+    """A value that should be an Enreach id is not id-shaped: it never goes into a URL path (``..``
+    would make ``users/../availability/current`` read ``users/availability/current``)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(0, message)
+        self.field = field
+
+    @property
+    def fix(self) -> str:
+        return f"correct the {self.field} where it came from (an Enreach id has letters, digits, - and _ only)"
+
+
+def is_id(value: object) -> bool:
+    """An Enreach id as the evidence shows them (GUIDs): letters, digits, ``-`` and ``_``, at most 128."""
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
+
+
+def path_segment(value: object, field: str) -> str:
+    """``value`` as one URL path segment, refused (``InvalidId``) unless it is id-shaped."""
+    if not is_id(value):
+        raise InvalidId(field, f"{field} is not an Enreach id (letters, digits, - and _ only): refused in a URL path")
+    return str(value)
 
 
 def _raise_for(response: requests.Response) -> None:
@@ -454,7 +487,10 @@ class EnreachClient:
             return []
         directory_id = first_present(found, ("ID", "Id"))[1]
         body = self._call(
-            "GET", f"directory/{quote(str(directory_id), safe='')}", params={"MaxCount": "1000"}, missing_ok=True
+            "GET",
+            f"directory/{path_segment(str(directory_id), 'directory id')}",
+            params={"MaxCount": "1000"},
+            missing_ok=True,
         )
         entries = body.get("Entries") if isinstance(body, dict) else None
         return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
@@ -630,7 +666,7 @@ class EnreachClient:
         What "none active" looks like is not public, so every plausible shape is read as
         Available: ``204`` (no body), ``404``, ``null``, ``{}``, an empty list (shapes "204",
         "404", "null", "{}", "[]"); a list holds the active one last ("list"); else "record"."""
-        path = f"users/{quote(user_id, safe='')}/availability/current"
+        path = f"users/{path_segment(user_id, 'user id')}/availability/current"
         try:
             response = _send(
                 self._session,
@@ -690,19 +726,21 @@ class EnreachClient:
             or (end is not None and end <= (now or datetime.now(UTC)))
         ):
             return CurrentAvailability(None, type_id, "Available", shape=shape)
+        source = body.get(names.event_source_field)
         return CurrentAvailability(
             str(availability_id) if availability_id is not None else None,
             type_id,
             names.name_of(type_id),
             end,
             shape,
+            source if isinstance(source, str) else None,
         )
 
     def end_availability(self, user_id: str, availability_id: str, *, deadline: float | None = None) -> None:
         """``DELETE users/<id>/availability/<Id>``; an availability already gone is fine."""
         self._call(
             "DELETE",
-            f"users/{quote(user_id, safe='')}/availability/{quote(availability_id, safe='')}",
+            f"users/{path_segment(user_id, 'user id')}/availability/{path_segment(availability_id, 'availability id')}",
             deadline=deadline,
             missing_ok=True,
         )
@@ -721,18 +759,24 @@ class EnreachClient:
                     return None
                 self.end_availability(user_id, current.id, deadline=deadline)
             return None
+        current = self.current_availability(user_id, deadline=deadline)
+        if current.type_id is not None and current.type_id == names.type_id(name):
+            return current.id
+        return self.start_availability(user_id, name, deadline=deadline)
+
+    def start_availability(self, user_id: str, name: str, *, deadline: float | None = None) -> str | None:
+        """``POST users/<id>/availability``: start ``name`` on top of whatever is active; answers its id.
+        Raises ``UnmappedAvailability`` for a name with no EventTypeID in the mapping."""
+        names = self.mapping.availability
         type_id = names.type_id(name)
         if type_id is None:
             raise UnmappedAvailability(
                 f"the Enreach availability {name!r} has no EventTypeID: set "
                 f"ENREACH_FIELD_MAP.availability.event_types.{name} (python -m ops probe-enreach lists those seen)"
             )
-        current = self.current_availability(user_id, deadline=deadline)
-        if current.type_id == type_id:
-            return current.id
         body = self._call(
             "POST",
-            f"users/{quote(user_id, safe='')}/availability",
+            f"users/{path_segment(user_id, 'user id')}/availability",
             json={
                 names.event_type[0]: type_id,
                 names.event_source_field: names.event_source,
@@ -747,7 +791,7 @@ class EnreachClient:
     # -- callback requests (paths and fields: ENREACH_FIELD_MAP.callbacks, UNVERIFIED) -------
 
     def _callback_path(self, template: str, request_id: str) -> str:
-        return template.replace("{id}", quote(request_id, safe=""))
+        return template.replace("{id}", path_segment(request_id, "callback request id"))
 
     def raw_callback_lists(self, *, deadline: float | None = None) -> list[dict[str, Any]] | None:
         """The callback lists as Enreach sends them; None when the path answers 404 (no such

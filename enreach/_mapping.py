@@ -159,16 +159,21 @@ class AvailabilityMap:
 @dataclass(frozen=True)
 class EventMap:
     """Webhook notifications (Enreach -> us), configured by Enreach support per endpoint
-    (doc.enreachvoice.com/webhooks): an envelope ``Id, Timestamp, RootEntityType, RootEntityId,
-    EntityType, EntityId, EventType`` (third-party parsers; UNVERIFIED) and a shared ``Secret``
-    sent in a header (the header's name is a setting, ``ENREACH_WEBHOOK_SECRET_HEADER``)."""
+    (doc.enreachvoice.com/webhooks), with a shared ``Secret`` sent in a header (the header's name is
+    a setting, ``ENREACH_WEBHOOK_SECRET_HEADER``). No public source shows an Enreach Voice webhook
+    body: the envelope ``Id, Timestamp, RootEntityType, RootEntityId, EntityType, EntityId,
+    EventType`` comes from a parser for HeroBase, another Enreach product (enreach-api.md, "Evidence
+    found 2026-12"), so a flat body (the event's own fields at the top) and a body that nests them
+    (``payload``) are read too, every name through the lists below. All UNVERIFIED."""
 
-    event_type: tuple[str, ...] = ("EventType",)
+    event_type: tuple[str, ...] = ("EventType", "eventType")
     event_id: tuple[str, ...] = ("Id",)
-    timestamp: tuple[str, ...] = ("Timestamp",)
+    timestamp: tuple[str, ...] = ("Timestamp", "timestamp")
     # UNVERIFIED: where the user and the call are named; explicit fields win over the envelope ids.
-    user_id: tuple[str, ...] = ("UserId", "UserID", "EntityId")
-    call_id: tuple[str, ...] = ("CallId", "CallID", "RootEntityId")
+    user_id: tuple[str, ...] = ("UserId", "UserID", "userId", "EntityId")
+    call_id: tuple[str, ...] = ("CallId", "CallID", "callId", "RootEntityId")
+    # UNVERIFIED: objects whose fields are the event's own (read after the top-level fields).
+    payload: tuple[str, ...] = ("Data", "data", "Payload", "payload")
     # EventType -> what it means to the app. QueueCallInAllocated / QueueCallInConnected are
     # documented subscription types; no public source names the call-end or availability
     # change types: with none mapped, call starts are not acted on (an agent put in DND with no

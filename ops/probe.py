@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.masking import mask_phone
-from enreach import EnreachCall, EnreachClient, EnreachError, EnreachUser, RecordError, first_present
+from enreach import EnreachCall, EnreachClient, EnreachError, EnreachUser, EventMap, RecordError, first_present
 
 __all__ = ["ProbeResult", "probe_enreach"]
 
@@ -122,6 +122,7 @@ def probe_enreach(
         + ", ".join(f"{n}={v if v is not None else 'unset'}" for n, v in mapped.items())
         + " (set more in ENREACH_FIELD_MAP.availability.event_types)"
     )
+    _notifications(mapping.events, out)
 
     until = (now or datetime.now(UTC)).replace(microsecond=0)
     _probe_callbacks(client, result, out, until=until, days=days)
@@ -205,6 +206,22 @@ def probe_enreach(
             "the call sync would write nothing; set ENREACH_FIELD_MAP.calls.classification and work_values"
         )
     return _finish(result, out)
+
+
+def _notifications(events: EventMap, out: Callable[[str], None]) -> None:
+    """What the notification endpoint looks for: no API lists notifications, so this is the mapping as
+    configured (UNVERIFIED names); the webhook logs the shape of each type it does not act on."""
+    out("notifications (UNVERIFIED: no public source shows an Enreach Voice webhook body):")
+    for key in ("event_type", "event_id", "timestamp", "user_id", "call_id", "payload"):
+        out(f"  events.{key:<22} looked for: {', '.join(getattr(events, key)) or '-'}")
+    for key in ("call_start", "call_end", "availability_changed"):
+        out(f"  events.{key:<22} mapped: {', '.join(getattr(events, key)) or '(none)'}")
+    if not events.call_end:
+        out("  no call end mapped: call starts are not acted on (ENREACH_FIELD_MAP.events.call_end)")
+    out(
+        "  each unmapped type is logged once with its shape (enreach_notification_unmapped); candidates: "
+        "UserAvailability, UserCallInComing, QueueCallInUserConnected, QueueCallInDisconnected (README)"
+    )
 
 
 def _probe_callbacks(

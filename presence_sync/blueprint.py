@@ -30,14 +30,16 @@ def presence_dataverse(req: func.HttpRequest) -> func.HttpResponse:
     from .http import handle_dataverse_webhook
     from .runtime import live_presence_sync
 
+    settings = get_settings()
     return _response(
         "presence_dataverse",
         handle_dataverse_webhook(
             headers=dict(req.headers),
             params=dict(req.params),
             body=req.get_body(),
-            key=get_settings().presence.webhook_key,
+            key=settings.presence.webhook_key,
             sync=live_presence_sync,
+            budget=settings.presence.time_budget_seconds,
         ),
     )
 
@@ -62,13 +64,11 @@ def presence_enreach(req: func.HttpRequest) -> func.HttpResponse:
         handle_enreach_webhook(
             headers=dict(req.headers),
             body=req.get_body(),
-            api_key=settings.routing.api_key,
-            basic_user=settings.routing.basic_user,
-            basic_password=settings.routing.basic_password,
-            sync=live_presence_sync,
             secret=settings.enreach.webhook_secret,
+            sync=live_presence_sync,
             secret_header=settings.enreach.webhook_secret_header,
             events=settings.enreach.mapping.events,
+            budget=settings.presence.time_budget_seconds,
         ),
     )
 

@@ -3,7 +3,8 @@ and call expiry, the presence after a call, and the reconciliation and polling t
 
 ``PRESENCE_WEBHOOK_KEY``, ``PRESENCE_MAPPING``, ``PRESENCE_IDS``, ``PRESENCE_ECHO_TTL_SECONDS``,
 ``PRESENCE_MAX_CALL_MINUTES``, ``PRESENCE_AFTER_CALL``, ``PRESENCE_RECONCILE_SCHEDULE``,
-``PRESENCE_POLL_SCHEDULE`` and ``PRESENCE_POLLING`` (README, settings table). The Enreach
+``PRESENCE_POLL_SCHEDULE``, ``PRESENCE_POLLING``, ``PRESENCE_MAX_EVENT_AGE_SECONDS`` and
+``PRESENCE_TIME_BUDGET_SECONDS`` (README, settings table). The Enreach
 notification secret is the Enreach section's (``enreach/config.py``).
 """
 
@@ -27,6 +28,8 @@ NAMES = (
     "PRESENCE_RECONCILE_SCHEDULE",
     "PRESENCE_POLL_SCHEDULE",
     "PRESENCE_POLLING",
+    "PRESENCE_MAX_EVENT_AGE_SECONDS",
+    "PRESENCE_TIME_BUDGET_SECONDS",
 )
 # The business options an administrator may set as rows in the Enreach Bridge app (enr_bridgesetting,
 # named as the app setting); the running presence sync takes them at each configuration refresh.
@@ -43,6 +46,12 @@ class PresenceConfig:
     reconcile_schedule: str = "0 */5 * * * *"
     poll_schedule: str = "0 */2 * * * *"
     polling: str = "auto"  # auto: on while no availability notification type is mapped
+    # An Enreach notification whose timestamp is older than this is acknowledged and not acted on
+    # (a replay, or a redelivery after its moment passed: it must not put anyone in DND).
+    max_event_age_seconds: int = 300
+    # The presence webhooks answer within this (503 with Retry-After when the work is not done):
+    # Enreach waits 5 s for an answer.
+    time_budget_seconds: float = 3.0
 
     def polling_enabled(self, availability_notifications_mapped: bool) -> bool:
         """``sync_presence`` polls Enreach when PRESENCE_POLLING is on, or auto and Enreach sends no
@@ -90,4 +99,6 @@ def parse_presence(get: Getter, problems: list[str]) -> PresenceConfig:
         reconcile_schedule=schedule(get, problems, "PRESENCE_RECONCILE_SCHEDULE", "0 */5 * * * *"),
         poll_schedule=schedule(get, problems, "PRESENCE_POLL_SCHEDULE", "0 */2 * * * *"),
         polling=polling,
+        max_event_age_seconds=whole_number(get, problems, "PRESENCE_MAX_EVENT_AGE_SECONDS", 300, 10, 86400),
+        time_budget_seconds=seconds(get, problems, "PRESENCE_TIME_BUDGET_SECONDS", 3.0, 0.4, 4.5),
     )

@@ -5,37 +5,56 @@
   only (``PRESENCE_WEBHOOK_KEY``; a query string lands in access logs). The agent is the one on the
   status row ``PrimaryEntityId`` names, read from Dataverse; a body naming another is refused (403).
 * ``POST /api/presence/enreach``: Enreach's webhook notifications (availability and call
-  events, read through ``ENREACH_FIELD_MAP.events``), authenticated by the endpoint's shared
-  ``Secret`` (``ENREACH_WEBHOOK_SECRET`` in the ``ENREACH_WEBHOOK_SECRET_HEADER`` header) or like
-  the routing webhook (``X-Benemen-APIKey`` or Basic). Unmapped event types are answered 202.
+  events, read through ``ENREACH_FIELD_MAP.events``), authenticated by the endpoint's own shared
+  ``Secret`` only (``ENREACH_WEBHOOK_SECRET`` in the ``ENREACH_WEBHOOK_SECRET_HEADER`` header): the
+  routing webhook's API key and Basic credentials are refused here (each endpoint its own
+  credential). Unmapped event types are answered 202; events older than
+  ``PRESENCE_MAX_EVENT_AGE_SECONDS`` 200 with action ``stale``, not acted on.
 
 Answers: 400 (naming the field), 401, 403, 404, 413 (over ``MAX_BODY_BYTES``), 415 (not JSON);
 a storage or downstream failure is 503 with ``Retry-After`` (the sender delivers the event again,
-and the redelivery finishes what the first delivery left undone), never 500.
+and the redelivery finishes what the first delivery left undone), never 500. Both webhooks answer
+within ``PRESENCE_TIME_BUDGET_SECONDS``: work not done by then goes on in the background and the
+answer is 503 with ``Retry-After`` (every step is retry-safe, so the redelivery and the unfinished
+work cannot disagree).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from azure.core.exceptions import AzureError
 
-from core.auth import authenticate_enreach, same_secret
+from core.auth import same_secret
 from core.ids import canonical_guid
+from core.logsafe import safe_text
 from dataverse import DataverseError
-from enreach import EnreachError, EventError, EventMap, IgnoredEvent, parse_event
+from enreach import EnreachError, EventError, EventMap, IgnoredEvent, InvalidId, parse_event
 
 from .service import AgentMismatch, Outcome, PresenceSync, UnknownAgent
 from .state import StateUnavailable
 
-__all__ = ["MAX_BODY_BYTES", "RETRY_AFTER_SECONDS", "Answer", "handle_dataverse_webhook", "handle_enreach_webhook"]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "RETRY_AFTER_SECONDS",
+    "Answer",
+    "handle_dataverse_webhook",
+    "handle_enreach_webhook",
+    "wait_idle",
+]
 
 log = logging.getLogger("presence_sync")
 MAX_BODY_BYTES = 256 * 1024  # a RemoteExecutionContext with images is a few KB
 RETRY_AFTER_SECONDS = 10
+MAX_IN_FLIGHT = 32  # events being worked on at once (past their budget included); beyond: 503 at once
+_workers = ThreadPoolExecutor(max_workers=MAX_IN_FLIGHT, thread_name_prefix="presence-event")
+_in_flight = threading.BoundedSemaphore(MAX_IN_FLIGHT)
 Answer = tuple[int, bytes, dict[str, str]]  # status, JSON body, extra headers
 
 
@@ -110,21 +129,38 @@ def parse_execution_context(context: Any) -> tuple[str | None, str, str]:
     return _reference_id(attributes.get("msdyn_agentid")), status_id, presence
 
 
-def _run(action: Callable[[], Outcome]) -> Answer:
+def wait_idle(timeout: float) -> bool:
+    """Wait until no event is being worked on (work past its budget included); False on timeout."""
+    taken = 0
+    try:
+        for _ in range(MAX_IN_FLIGHT):
+            if not _in_flight.acquire(timeout=timeout):
+                return False
+            taken += 1
+        return True
+    finally:
+        for _ in range(taken):
+            _in_flight.release()
+
+
+def _apply(action: Callable[[], Outcome]) -> Answer:
     try:
         outcome = action()
     except UnknownAgent as error:
-        log.warning("presence event for an unknown agent: %s", error)
+        log.warning("presence event for an unknown agent: %s", safe_text(error))
         return _error(404, str(error), error.field)
     except AgentMismatch as error:
-        log.warning("presence webhook refused (403): %s", error)
+        log.warning("presence webhook refused (403): %s", safe_text(error))
         return _error(403, str(error), error.field)
+    except InvalidId as error:  # an id from Dataverse or Enreach that may not go into a URL path
+        log.warning("presence event refused: %s", safe_text(error))
+        return _error(400, str(error), error.field)
     except (DataverseError, EnreachError) as error:
         # The clients already retried with back-off; a 503 makes the sender deliver it again.
-        log.error("presence change not applied: %s", error)
+        log.error("presence change not applied: %s", safe_text(error))
         return _error(503, f"downstream service failed: {type(error).__name__}; deliver the event again")
     except StateUnavailable as error:
-        log.error("presence change not applied: %s", error)
+        log.error("presence change not applied: %s", safe_text(error))
         return _error(503, "presence state storage failed; deliver the event again")
     except AzureError as error:  # e.g. the token endpoint unreachable (azure-identity)
         log.error("presence change not applied: %s", type(error).__name__)
@@ -138,8 +174,45 @@ def _run(action: Callable[[], Outcome]) -> Answer:
     return _json(200, {"action": outcome.action, "agent": outcome.agent, "detail": outcome.detail})
 
 
+def _run(action: Callable[[], Outcome], budget: float | None = None) -> Answer:
+    """``action``'s answer, or 503 with ``Retry-After`` when it is not done within ``budget`` seconds
+    (it goes on in the background: its steps are retry-safe, and the redelivery finishes the job)."""
+    if budget is None:
+        return _apply(action)
+    if not _in_flight.acquire(blocking=False):
+        log.error("%s", json.dumps({"event": "presence_busy", "in_flight": MAX_IN_FLIGHT}))
+        return _error(503, "too many presence events in progress; deliver the event again")
+
+    def work() -> Answer:
+        try:
+            return _apply(action)
+        finally:
+            _in_flight.release()
+
+    try:
+        future = _workers.submit(work)
+    except RuntimeError:  # the pool is shut down (the process is stopping)
+        _in_flight.release()
+        return _error(503, "the app is stopping; deliver the event again")
+    try:
+        return future.result(timeout=budget)
+    except FutureTimeout:
+        log.error("%s", json.dumps({"event": "presence_over_budget", "budget_seconds": budget}))
+        return _error(
+            503,
+            f"not done within PRESENCE_TIME_BUDGET_SECONDS ({budget:g} s): a downstream service is slow; "
+            "deliver the event again",
+        )
+
+
 def handle_dataverse_webhook(
-    *, headers: Mapping[str, str], params: Mapping[str, str], body: bytes, key: str, sync: Callable[[], PresenceSync]
+    *,
+    headers: Mapping[str, str],
+    params: Mapping[str, str],
+    body: bytes,
+    key: str,
+    sync: Callable[[], PresenceSync],
+    budget: float | None = None,
 ) -> Answer:
     lowered = {k.lower(): v for k, v in headers.items()}
     given = lowered.get("x-presence-key") or ""
@@ -160,40 +233,36 @@ def handle_dataverse_webhook(
         service = sync()
         return service.on_omnichannel_change(service.verified_agent(status_id, agent), presence)
 
-    return _run(act)
+    return _run(act, budget)
 
 
 def handle_enreach_webhook(
     *,
     headers: Mapping[str, str],
     body: bytes,
-    api_key: str | None,
-    basic_user: str | None,
-    basic_password: str | None,
+    secret: str | None,
     sync: Callable[[], PresenceSync],
-    secret: str | None = None,
     secret_header: str = "Secret",  # noqa: S107 - a header name, not a secret
     events: EventMap = EventMap(),
+    budget: float | None = None,
 ) -> Answer:
-    """Enreach's webhook notifications: the shared ``Secret`` Enreach support configured for the
-    endpoint (in the ``secret_header`` header), or the routing API key / Basic credentials."""
-    if not authenticate_enreach(
-        headers,
-        api_key=api_key,
-        basic_user=basic_user,
-        basic_password=basic_password,
-        secret=secret,
-        secret_header=secret_header,
-    ):
+    """Enreach's webhook notifications, authenticated by the endpoint's own shared ``Secret`` that
+    Enreach support configured (in the ``secret_header`` header) and nothing else."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    given = lowered.get(secret_header.lower())
+    if not secret or given is None or not same_secret(given, secret):
         # Header names only (never values): shows an operator which header carries Enreach's secret.
         log.warning(
-            "Enreach notification refused (401): no valid %s header, API key or Basic credentials; headers present: %s",
+            "Enreach notification refused (401): no valid %s header; headers present: %s",
             secret_header,
-            ", ".join(sorted(k[:40].lower() for k in headers)[:30]),
+            safe_text(", ".join(sorted(k[:40].lower() for k in headers)[:30])),
         )
-        return _error(
-            401, f"authenticate with the {secret_header} header (the webhook Secret), X-Benemen-APIKey or HTTP Basic"
+        how = (
+            f"authenticate with the {secret_header} header (the webhook Secret Enreach support configured)"
+            if secret
+            else "this endpoint is closed: set ENREACH_WEBHOOK_SECRET to the webhook Secret Enreach support configured"
         )
+        return _error(401, how + "; the routing API key is not accepted here")
     try:
         event = parse_event(_load(headers, body), events)
     except _BadRequest as error:
@@ -202,4 +271,4 @@ def handle_enreach_webhook(
         return _error(400, str(error), error.field)
     if isinstance(event, IgnoredEvent):
         return _json(202, {"outcome": "ignored", "event_type": event.event_type, "reason": event.reason})
-    return _run(lambda: sync().on_enreach_event(event))
+    return _run(lambda: sync().on_enreach_event(event), budget)

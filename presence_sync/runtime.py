@@ -29,11 +29,16 @@ def presence_sync() -> PresenceSync:
     sync = PresenceSync(
         dataverse=dataverse_client(),
         enreach=enreach_client(),
-        store=PresenceStore(settings.storage),
+        store=PresenceStore(
+            settings.storage,
+            # ended calls are remembered as long as an open one is kept (and an event may be judged)
+            keep_ended_seconds=max(section.max_call_minutes * 60.0, section.max_event_age_seconds),
+        ),
         mapping=section.mapping,
         echo_ttl_seconds=section.echo_ttl_seconds,
         max_call_minutes=section.max_call_minutes,
         after_call_presence=section.mapping.presence_ids[section.after_call],
+        max_event_age_seconds=section.max_event_age_seconds,
     )
     source = config_rows()
 

@@ -30,7 +30,7 @@ from core import metrics
 from core.schema import CALL_SYNC
 from dataverse import DataverseClient, DataverseError
 from dataverse import filters as f
-from enreach import EnreachClient, EnreachError, EnreachEvent, EnreachUnavailable
+from enreach import CurrentAvailability, EnreachClient, EnreachError, EnreachEvent, EnreachUnavailable, is_id
 
 from .mapping import PresenceMapping
 from .state import MAX_ACTIVE_CALLS, AgentState, PresenceStore, Snapshot, StateUnavailable
@@ -156,6 +156,7 @@ class PresenceSync:
         max_call_minutes: float = 240.0,
         after_call_presence: str | None = None,
         negative_cache_seconds: float = NEGATIVE_CACHE_SECONDS,
+        max_event_age_seconds: float = 300.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._dataverse = dataverse
@@ -166,6 +167,7 @@ class PresenceSync:
         self._max_call_seconds = max_call_minutes * 60.0
         self._after_call = (after_call_presence or mapping.presence_ids["AVAILABLE"]).lower()
         self._negative_ttl = negative_cache_seconds
+        self._max_event_age = max_event_age_seconds
         self._clock = clock
         self._cache = _Cache(clock)
         self._status_agents: dict[str, str] = {}  # msdyn_agentstatus id -> agent (a row's agent never changes)
@@ -219,6 +221,12 @@ class PresenceSync:
         enreach_id: str | None = self._cache.get(f"enreach:{agent}", load, negative_ttl=self._negative_ttl)
         if enreach_id is None:
             raise UnknownAgent("agent", f"Dataverse user {agent} has no Enreach user id: run sync_enreach_user_ids")
+        if not is_id(enreach_id):  # typed by hand: it would go into an Enreach URL path
+            raise UnknownAgent(
+                "agent",
+                f"Dataverse user {agent} has an Enreach user id that is not an id (letters, digits, - and _): "
+                f"correct {CALL_SYNC.user_id_column} or run sync_enreach_user_ids",
+            )
         return enreach_id
 
     def agent_of_status(self, agent_status_id: str) -> str | None:
@@ -274,11 +282,43 @@ class PresenceSync:
         )
         metrics.presence_write("to_omnichannel")
 
-    def _set_enreach(self, enreach_id: str, availability: str) -> None:
-        """Start (or, for Available, end) the user's Enreach availability; the echo is expected first."""
-        self._store.expect_echo("enreach", enreach_id, availability, self._echo_ttl)
-        self._enreach.set_availability(enreach_id, availability)
+    def _is_own(self, current: CurrentAvailability, state: AgentState) -> bool:
+        """The availability the app started: its Id is in the state, or (the state lost) it carries the
+        app's ``EventSource``."""
+        source = self._enreach.mapping.availability.event_source
+        return current.id is not None and (current.id == state.own_availability or current.source == source)
+
+    def _set_enreach(self, enreach_id: str, availability: str, state: AgentState) -> tuple[str, str | None, str | None]:
+        """Make ``availability`` the user's in Enreach, keeping at most one availability of the app's
+        own active: a new one is started (``POST``) before the previous one of the app's is ended
+        (``DELETE``), so no notification ever shows a stale one. "Available" ends the app's own only:
+        one the agent set in Enreach stays theirs (it shows again, and is recorded, not mirrored back).
+        Every notification these writes cause is this change's echo (``expect_change``). Returns what
+        Enreach shows now, the Id of the app's own availability, and the agent's own beneath it."""
+        client = self._enreach
+        current = client.current_availability(enreach_id)
+        own_on_top = self._is_own(current, state)
+        ends = list(dict.fromkeys(i for i in (state.own_availability, current.id if own_on_top else None) if i))
+        agents_own = None if own_on_top or current.id is None else current.name  # shown now, the agent's
+        # What stays beneath the app's own: the agent's own shown now, else what was beneath before.
+        under = agents_own if agents_own is not None else (state.under_own if own_on_top else None)
+        if availability == "Available":
+            shown = under or "Available"
+            self._store.expect_change("enreach", enreach_id, {"Available", shown}, self._echo_ttl)
+            for availability_id in ends:
+                client.end_availability(enreach_id, availability_id)
+            if ends:
+                metrics.presence_write("to_enreach")
+            return shown, None, None
+        if current.name == availability:
+            return availability, state.own_availability, state.under_own  # shown already
+        self._store.expect_change("enreach", enreach_id, {availability}, self._echo_ttl)
+        started = client.start_availability(enreach_id, availability)
         metrics.presence_write("to_enreach")
+        for availability_id in ends:
+            if availability_id != started:
+                client.end_availability(enreach_id, availability_id)
+        return availability, started, under
 
     def _after_call_target(self, agent: str) -> tuple[str, str]:
         """(presence, why) after a call with no saved presence: what the agent's Enreach availability
@@ -336,7 +376,7 @@ class PresenceSync:
         old = [c for c, started in state.active_calls.items() if now - started > self._max_call_seconds]
         for call_id in old:
             del state.active_calls[call_id]
-            state.ended_calls.append(call_id)
+            state.ended_calls[call_id] = now
         return old
 
     def _repair(self, state: AgentState, now: float, dnd: str) -> tuple[list[str], str | None]:
@@ -406,15 +446,27 @@ class PresenceSync:
                 f"Enreach availability {availability} has no EventTypeID: set "
                 f"ENREACH_FIELD_MAP.availability.event_types.{availability}{by_hand}",
             )
-        self._set_enreach(enreach_id, availability)
+        shown, own_id, under = self._set_enreach(enreach_id, availability, snapshot.state)
 
         def seen(state: AgentState) -> None:
-            state.last_enreach = availability  # polling: Enreach has it now, not news
+            state.last_enreach = shown  # polling: Enreach shows it now, not news
+            state.own_availability, state.under_own = own_id, under
 
         self._store.update_from(agent, seen, snapshot=snapshot)
-        return Outcome("mirrored", agent, f"Enreach availability {availability}{by_hand}")
+        kept = f"; Enreach keeps {shown}, the agent's own (end it in Enreach)" if shown != availability else ""
+        return Outcome("mirrored", agent, f"Enreach availability {availability}{by_hand}{kept}")
 
     def on_enreach_event(self, event: EnreachEvent) -> Outcome:
+        age = self._clock() - event.timestamp.timestamp() if event.timestamp is not None else None
+        if age is not None and age > self._max_event_age and event.kind != "call_end":
+            # A replay, or a redelivery whose moment passed: acknowledged, not acted on. (A late call end
+            # is still acted on: it can only end a call and lift DND, never set it.)
+            return Outcome(
+                "stale",
+                None,
+                f"{event.event_type} happened {age:.0f} s ago, over PRESENCE_MAX_EVENT_AGE_SECONDS "
+                f"({self._max_event_age:.0f} s): acknowledged, not acted on",
+            )
         if event.kind == "availability":
             # The notification says that the availability changed; what it is now is read from
             # the API (the one place its shape is known), not guessed from the notification.
@@ -438,7 +490,7 @@ class PresenceSync:
     def _enreach_availability(self, agent: str, enreach_id: str, name: str) -> Outcome:
         """The agent's Enreach availability is now ``name``: mirror it to Omnichannel (after the call
         when in one), unless it is the echo of our own change."""
-        if self._store.consume_echo("enreach", enreach_id, name):
+        if self._store.is_change_echo("enreach", enreach_id, name):
             self._store.update(agent, lambda state: setattr(state, "last_enreach", name))
             metrics.presence_echo_dropped()
             return Outcome("echo dropped", agent, "our own Enreach change came back")
@@ -481,7 +533,7 @@ class PresenceSync:
             while len(state.active_calls) > MAX_ACTIVE_CALLS:  # bounded: the oldest open call is dropped
                 oldest = min(state.active_calls, key=lambda c: state.active_calls[c])
                 del state.active_calls[oldest]
-                state.ended_calls.append(oldest)
+                state.ended_calls[oldest] = now
             if not first:
                 return "overlap", state.pending_presence
             # What the agent's presence is (or is owed to be) before this call: that is what comes back.
@@ -507,8 +559,7 @@ class PresenceSync:
 
         def end(state: AgentState) -> tuple[str, str | None]:
             expired[:] = self._expire(state, now)
-            if call_id not in state.ended_calls:
-                state.ended_calls.append(call_id)
+            state.ended_calls.setdefault(call_id, now)
             if call_id in state.active_calls:
                 del state.active_calls[call_id]
             elif not expired:

@@ -18,7 +18,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -36,7 +36,11 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-MAX_ENDED = 50  # call ids remembered after their end (late and repeated events of these are ignored)
+# Ended call ids are remembered (late and repeated events of these are ignored) for as long as an open
+# call is kept (``keep_ended_seconds``, PRESENCE_MAX_CALL_MINUTES), at most MAX_ENDED of them: a call
+# every 36 s for 4 hours, ~25 KB in the row (a Table Storage string property holds 64 KiB).
+MAX_ENDED = 400
+ENDED_CHARACTERS = 28_000
 MAX_ACTIVE_CALLS = 20  # open calls kept per agent; the oldest is dropped beyond that
 _SAFE_KEY = re.compile(r"[A-Za-z0-9._-]{1,200}")
 # A storage client that fails fast: the webhook must answer within Enreach's 5 s, and a sender
@@ -67,12 +71,14 @@ class AgentState:
     (epoch seconds); ``bool(state.active_calls)`` is "in a call"."""
 
     active_calls: dict[str, float] = field(default_factory=dict)
-    ended_calls: list[str] = field(default_factory=list)  # late or repeated events of these are ignored
+    ended_calls: dict[str, float] = field(default_factory=dict)  # call id -> when it ended; late events ignored
     saved_presence: str | None = None  # what to restore after the last call
     manual_during_call: bool = False
     pending_presence: str | None = None  # the Omnichannel presence owed (written, then cleared)
     wanted_presence: str | None = None  # the latest presence the app or the agent wanted (kept after the write)
     last_enreach: str | None = None  # the Enreach availability last seen or set (polling compares with it)
+    own_availability: str | None = None  # the Id of the one Enreach availability the app started (at most one)
+    under_own: str | None = None  # the agent's own Enreach availability it was started on top of
 
     @property
     def in_call(self) -> bool:
@@ -89,14 +95,35 @@ class Snapshot:
 
 def _calls(text: Any) -> dict[str, float]:
     value = json.loads(text or "{}")
-    if isinstance(value, list):  # rows written before calls had start times: count them from now
+    if isinstance(value, list):  # rows written before calls had times (start or end): count them from now
         return {str(c): time.time() for c in value}
     return {str(k): float(v) for k, v in value.items()} if isinstance(value, dict) else {}
 
 
+def _kept(ended: dict[str, float], keep_seconds: float) -> dict[str, float]:
+    """The ended calls still worth remembering: younger than ``keep_seconds``, the newest MAX_ENDED,
+    and no more than fit in one Table Storage property (64 KiB: ~28,000 characters kept)."""
+    oldest, room = time.time() - keep_seconds, ENDED_CHARACTERS
+    kept: list[tuple[str, float]] = []
+    for moment, call_id in sorted(((t, c) for c, t in ended.items() if t >= oldest), reverse=True):
+        room -= len(call_id) + 24  # "id": 1765000000.123456, as JSON
+        if room < 0 or len(kept) >= MAX_ENDED:
+            break
+        kept.append((call_id, moment))
+    return dict(reversed(kept))
+
+
 class PresenceStore(TableStore):
-    def __init__(self, storage: StorageConfig | str, *, table_name: str = "bridgepresence", **options: Any) -> None:
+    def __init__(
+        self,
+        storage: StorageConfig | str,
+        *,
+        table_name: str = "bridgepresence",
+        keep_ended_seconds: float = 4 * 3600.0,
+        **options: Any,
+    ) -> None:
         super().__init__(storage, table_name=table_name, **{**STORAGE_OPTIONS, **options})
+        self._keep_ended = keep_ended_seconds
 
     def _open(self) -> Any:
         from azure.core.exceptions import AzureError
@@ -133,12 +160,14 @@ class PresenceStore(TableStore):
     def _state(entity: Any) -> AgentState:
         return AgentState(
             active_calls=_calls(entity.get("ActiveCalls")),
-            ended_calls=json.loads(entity.get("EndedCalls") or "[]"),
+            ended_calls=_calls(entity.get("EndedCalls") or "{}"),
             saved_presence=entity.get("SavedPresence") or None,
             manual_during_call=bool(entity.get("ManualDuringCall")),
             pending_presence=entity.get("PendingPresence") or None,
             wanted_presence=entity.get("WantedPresence") or None,
             last_enreach=entity.get("LastEnreach") or None,
+            own_availability=entity.get("OwnAvailability") or None,
+            under_own=entity.get("UnderOwn") or None,
         )
 
     def update(self, agent: str, change: Callable[[AgentState], T], *, attempts: int = 8) -> T:
@@ -174,7 +203,7 @@ class PresenceStore(TableStore):
                     except ResourceNotFoundError:
                         state, etag = AgentState(), None
                 result = change(state)
-                state.ended_calls = state.ended_calls[-MAX_ENDED:]
+                state.ended_calls = _kept(state.ended_calls, self._keep_ended)
                 row = {
                     "PartitionKey": "agent",
                     "RowKey": key,
@@ -186,6 +215,8 @@ class PresenceStore(TableStore):
                     "PendingPresence": state.pending_presence or "",
                     "WantedPresence": state.wanted_presence or "",
                     "LastEnreach": state.last_enreach or "",
+                    "OwnAvailability": state.own_availability or "",
+                    "UnderOwn": state.under_own or "",
                 }
                 if etag is None:
                     metadata = table.create_entity(row)
@@ -194,8 +225,8 @@ class PresenceStore(TableStore):
                         row, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
                     )
                 return result, Snapshot(state, metadata.get("etag") if isinstance(metadata, dict) else None)
-            except (ResourceExistsError, ResourceModifiedError):
-                time.sleep(0.01)
+            except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
+                time.sleep(0.01)  # changed (or gone, the table created again) meanwhile: read it again
             except AzureError as error:
                 raise StateUnavailable(f"Table Storage: {type(error).__name__}") from error
         raise StateUnavailable(f"presence state of agent {agent} kept changing under this update")
@@ -216,6 +247,47 @@ class PresenceStore(TableStore):
             )
         except AzureError as error:
             raise StateUnavailable(f"Table Storage: {type(error).__name__}") from error
+
+    def expect_change(self, side: str, subject: str, values: Iterable[str], ttl_seconds: float) -> None:
+        """We are about to change ``subject`` on ``side`` with several writes: every notification
+        that shows one of ``values`` within ``ttl_seconds`` is this change's echo (not once: all of
+        them), until one shows something else (news: the echo is over)."""
+        from azure.core.exceptions import AzureError
+
+        try:
+            self._open().upsert_entity(
+                {
+                    "PartitionKey": f"change-{side}",
+                    "RowKey": storage_key(subject),
+                    "Values": json.dumps(sorted(set(values))),
+                    "ExpiresAt": time.time() + ttl_seconds,
+                }
+            )
+        except AzureError as error:
+            raise StateUnavailable(f"Table Storage: {type(error).__name__}") from error
+
+    def is_change_echo(self, side: str, subject: str, value: str) -> bool:
+        """True while ``value`` is what our last change of ``subject`` led to (``expect_change``)."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import AzureError, ResourceModifiedError, ResourceNotFoundError
+
+        table = self._open()
+        try:
+            try:
+                entity = table.get_entity(f"change-{side}", storage_key(subject))
+            except ResourceNotFoundError:
+                return False
+            if float(entity.get("ExpiresAt", 0)) < time.time():
+                return False
+            if value in json.loads(entity.get("Values") or "[]"):
+                return True
+            try:  # something else is shown: news, and later notifications are news too
+                table.delete_entity(entity, etag=entity.metadata["etag"], match_condition=MatchConditions.IfNotModified)
+            except (ResourceNotFoundError, ResourceModifiedError):
+                pass
+        except AzureError as error:
+            raise StateUnavailable(f"Table Storage: {type(error).__name__}") from error
+        return False
 
     def consume_echo(self, side: str, subject: str, value: str) -> bool:
         """True (once) if this notification is the echo of our own change."""

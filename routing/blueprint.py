@@ -36,6 +36,7 @@ def routing(req: func.HttpRequest) -> func.HttpResponse:
         api_key=settings.routing.api_key,
         basic_user=settings.routing.basic_user,
         basic_password=settings.routing.basic_password,
+        explain_key=settings.routing.explain_key,
     )
     if result.status >= 400:  # a decision logs its own line (routing_decision)
         log_refusal("routing", result.status, result.body)

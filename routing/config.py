@@ -2,9 +2,9 @@
 lookup cache and the phone index timer.
 
 ``ROUTING_API_KEY``, ``ROUTING_BASIC_USER``, ``ROUTING_BASIC_PASSWORD``, ``ROUTING_RULES``,
-``ROUTING_TIME_BUDGET_SECONDS``, ``ROUTING_CACHE_TTL_SECONDS``, ``ROUTING_MAX_LOOKUPS`` and
-``PHONE_INDEX_SCHEDULE`` (README, settings table). The phone columns and the default region are
-the matching's section (``matching/config.py``).
+``ROUTING_TIME_BUDGET_SECONDS``, ``ROUTING_CACHE_TTL_SECONDS``, ``ROUTING_MAX_LOOKUPS``,
+``PHONE_INDEX_SCHEDULE`` and ``ROUTING_EXPLAIN_KEY`` (README, settings table). The phone columns
+and the default region are the matching's section (``matching/config.py``).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ NAMES = (
     "ROUTING_CACHE_TTL_SECONDS",
     "ROUTING_MAX_LOOKUPS",
     "PHONE_INDEX_SCHEDULE",
+    "ROUTING_EXPLAIN_KEY",
 )
 DEFAULT_INDEX_SCHEDULE = "0 */5 * * * *"
 
@@ -40,6 +41,9 @@ class RoutingConfig:
     cache_ttl_seconds: float = 60.0
     max_lookups: int = 64
     index_schedule: str = DEFAULT_INDEX_SCHEDULE
+    # ``?explain=true`` shows customers' names for any number: an operator feature, off while unset,
+    # answered only to a request carrying this key in X-Explain-Key (besides the routing key).
+    explain_key: str | None = field(default=None, repr=False)
 
 
 def parse_routing(get: Getter, problems: list[str]) -> RoutingConfig:
@@ -55,6 +59,11 @@ def parse_routing(get: Getter, problems: list[str]) -> RoutingConfig:
         )
     if api_key and len(api_key) < 16:
         problems.append("ROUTING_API_KEY is too short: use at least 16 random characters")
+    explain_key = get("ROUTING_EXPLAIN_KEY")
+    if explain_key is not None and len(explain_key) < 16:
+        problems.append("ROUTING_EXPLAIN_KEY is too short: use at least 16 random characters (or leave it unset: off)")
+    if explain_key is not None and explain_key == api_key:
+        problems.append("ROUTING_EXPLAIN_KEY must differ from ROUTING_API_KEY: explain is for operators, not Enreach")
     rules: tuple[Rule, ...] = ()
     try:
         rules = parse_rules(get("ROUTING_RULES"))
@@ -69,4 +78,5 @@ def parse_routing(get: Getter, problems: list[str]) -> RoutingConfig:
         cache_ttl_seconds=seconds(get, problems, "ROUTING_CACHE_TTL_SECONDS", 60.0, -1, 86400),
         max_lookups=whole_number(get, problems, "ROUTING_MAX_LOOKUPS", 64, 1, 1000),
         index_schedule=schedule(get, problems, "PHONE_INDEX_SCHEDULE", DEFAULT_INDEX_SCHEDULE),
+        explain_key=explain_key,
     )

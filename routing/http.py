@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from core.auth import authenticate_enreach
+from core.auth import authenticate_enreach, same_secret
 
 from .service import Decision, Router, log_decision
 
@@ -88,19 +88,31 @@ def handle_routing_request(
     api_key: str | None,
     basic_user: str | None,
     basic_password: str | None,
+    explain_key: str | None = None,
 ) -> HttpResult:
-    """Answer one SmartRouting webhook call. ``router`` is called only for authenticated, valid requests."""
+    """Answer one SmartRouting webhook call. ``router`` is called only for authenticated, valid requests.
+
+    ``?explain=true`` answers the reasoning (customers' names included) instead: an operator feature,
+    refused (403) unless ``explain_key`` (ROUTING_EXPLAIN_KEY) is set and sent in ``X-Explain-Key``;
+    the routing key Enreach holds is not enough."""
     if not authenticate(headers, api_key=api_key, basic_user=basic_user, basic_password=basic_password):
         return _error(401, "authenticate with the X-Benemen-APIKey header or HTTP Basic")
     if method.upper() != "POST":
         return _error(405, "use POST", "method")
+    explain = params.get("explain", "").lower() in ("1", "true", "yes")
+    if explain:
+        given = {k.lower(): v for k, v in headers.items()}.get("x-explain-key")
+        if not explain_key:
+            return _error(403, "explain is off: set ROUTING_EXPLAIN_KEY and send it in X-Explain-Key", "explain")
+        if given is None or not same_secret(given, explain_key):
+            return _error(403, "explain needs the operators' key (ROUTING_EXPLAIN_KEY) in X-Explain-Key", "explain")
     parsed = _parse(headers, body)
     if isinstance(parsed, HttpResult):
         return parsed
     anum, bnum, queue_id = parsed
     decision: Decision = router().route(anum, bnum, queue_id=queue_id)
     log_decision(decision, bnum)
-    if params.get("explain", "").lower() in ("1", "true", "yes"):
+    if explain:
         return _json(200, decision.explain())
     answer = decision.answer()
     return _json(200, answer) if answer else HttpResult(204)

@@ -145,6 +145,7 @@ def _serve(args: argparse.Namespace, services: Services, moved: int) -> int:
     if not os.environ.get("ROUTING_API_KEY") and not os.environ.get("ROUTING_BASIC_USER"):
         settings["ROUTING_API_KEY"] = secrets.token_urlsafe(24)
     settings.setdefault("ENREACH_WEBHOOK_SECRET", secrets.token_urlsafe(24))
+    settings.setdefault("ROUTING_EXPLAIN_KEY", secrets.token_urlsafe(24))  # explain is on in the sandbox
     # The emulator's notification types: no public source names the real availability or call-end
     # ones, so a tenant maps its own (README, "The Enreach mapping"); the sandbox maps the emulator's.
     settings.setdefault(
@@ -226,6 +227,8 @@ def _serve(args: argparse.Namespace, services: Services, moved: int) -> int:
         print("Timers run only by hand (POST /admin/functions/<name>).")
     if os.environ.get("ROUTING_API_KEY"):
         print(f"Routing API key (X-Benemen-APIKey): {os.environ['ROUTING_API_KEY']}")
+    if os.environ.get("ROUTING_EXPLAIN_KEY"):
+        print(f"Routing explain key (X-Explain-Key, with ?explain=true): {os.environ['ROUTING_EXPLAIN_KEY']}")
     if settings_object.has("enreach"):
         print(
             f"Enreach notifications go to /api/presence/enreach with header "

@@ -95,6 +95,14 @@ def test_the_command_exits_1_with_a_one_line_verdict(world, tmp_path):
     assert "Traceback" not in done.stderr
 
 
+def test_the_notification_names_are_reported_as_unverified(enreach_client, world):
+    _tenant(world)
+    _, text = _probe(enreach_client)
+    assert "notifications (UNVERIFIED" in text
+    assert "events.user_id" in text and "UserId, UserID, userId, EntityId" in text
+    assert "events.payload" in text and "no call end mapped" in text
+
+
 def test_a_tenant_with_callback_lists_gets_their_field_coverage(enreach_client, world):
     _tenant(world)
     modified = (NOW - timedelta(hours=2)).strftime("%Y-%m-%d %H:%M:%S")

@@ -19,6 +19,7 @@ from tests.helpers import dataverse_client_for
 U1, U2, U3 = (f"4b7e2a10-1c3d-4e5f-8a9b-0c1d2e3f4a0{i}" for i in (1, 2, 3))
 POOL = "+358942420000"
 KEY = "test-routing-key-0123456789"
+EXPLAIN_KEY = "test-explain-key-0123456789"  # ROUTING_EXPLAIN_KEY: explain is an operator feature
 
 DATA = {
     "systemusers": [
@@ -370,7 +371,7 @@ def test_index_job_reports_a_failed_row_and_does_not_move_the_checkpoint(indexed
 
 
 def _call(router, body, *, headers=None, params=None, method="POST"):
-    all_headers = {"Content-Type": "application/json", "X-Benemen-APIKey": KEY}
+    all_headers = {"Content-Type": "application/json", "X-Benemen-APIKey": KEY, "X-Explain-Key": EXPLAIN_KEY}
     all_headers.update(headers or {})
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     return handle_routing_request(
@@ -382,6 +383,7 @@ def _call(router, body, *, headers=None, params=None, method="POST"):
         api_key=KEY,
         basic_user="enreach",
         basic_password="pw",
+        explain_key=EXPLAIN_KEY,
     )
 
 

@@ -29,6 +29,7 @@ from sandbox.services import provision_app_schema
 from tests.helpers import dataverse_client_for, enreach_client_for, serving_app
 
 KEY = "test-routing-key-0123456789"
+EXPLAIN_KEY = "test-explain-key-0123456789"  # ROUTING_EXPLAIN_KEY: explain is an operator feature
 POOL = "+358942420000"
 SUPPORT = "+358942420100"
 QUEUE = "a3c1e2d4-5b6f-4a7b-8c9d-0e1f2a3b4c5d"
@@ -170,13 +171,14 @@ def _call(router, anum, bnum=POOL, *, extradata=None, explain=False):
         body["extradata"] = extradata
     result = handle_routing_request(
         method="POST",
-        headers={"Content-Type": "application/json", "X-Benemen-APIKey": KEY},
+        headers={"Content-Type": "application/json", "X-Benemen-APIKey": KEY, "X-Explain-Key": EXPLAIN_KEY},
         params={"explain": "true"} if explain else {},
         body=json.dumps(body).encode(),
         router=lambda: router,
         api_key=KEY,
         basic_user=None,
         basic_password=None,
+        explain_key=EXPLAIN_KEY,
     )
     if explain:
         return json.loads(result.body)
@@ -353,11 +355,11 @@ def test_unavailable_owner_falls_through_over_http_in_the_app(world, env, monkey
     """The deployed shape: the app's own runtime builds the availability source from the settings."""
     world.dataverse.touch("systemusers", U1, **{CALL_SYNC.user_id_column: E1})
     world.enreach.load({"users": [{"Id": E1, "UserName": "aino@example.fi"}]})
-    settings = {**env, "ROUTING_RULES": json.dumps(AVAILABLE_OWNER)}
+    settings = {**env, "ROUTING_RULES": json.dumps(AVAILABLE_OWNER), "ROUTING_EXPLAIN_KEY": EXPLAIN_KEY}
     with serving_app(monkeypatch, settings) as host:
         host.run_function("sync_phone_index")
         url = f"{host.url}/api/routing"
-        headers = {"X-Benemen-APIKey": KEY}
+        headers = {"X-Benemen-APIKey": KEY, "X-Explain-Key": EXPLAIN_KEY}
         body = {"anum": CONTACT, "bnum": POOL}
         raw = requests.post(url, json=body, headers=headers, params={"explain": "true"}, timeout=10)
         assert raw.status_code == 200, (raw.status_code, raw.text)
@@ -655,13 +657,14 @@ def test_a_routing_only_deployment_decides_availability_on_omnichannel_alone(
         "PHONE_DEFAULT_REGION": "FI",
         "AzureWebJobsStorage": env["AzureWebJobsStorage"],
         "ROUTING_RULES": json.dumps(AVAILABLE_OWNER),
+        "ROUTING_EXPLAIN_KEY": EXPLAIN_KEY,
     }
     with serving_app(monkeypatch, settings) as host:
         host.run_function("sync_phone_index")
         raw = requests.post(
             f"{host.url}/api/routing",
             json={"anum": CONTACT, "bnum": POOL},
-            headers={"X-Benemen-APIKey": KEY},
+            headers={"X-Benemen-APIKey": KEY, "X-Explain-Key": EXPLAIN_KEY},
             params={"explain": "true"},
             timeout=10,
         )

@@ -21,6 +21,7 @@ import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -160,7 +161,7 @@ def exported(services, azurite, ingestion, tmp_path_factory) -> Iterator[dict[st
     bnum = data["enreach"]["queues"][0]["Numbers"][0]
     enreach_event = {
         "Id": "7e57e000-0000-4000-8000-000000000001",
-        "Timestamp": "2026-11-25T08:00:00.000Z",
+        "Timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z"),  # older ones are stale (not acted on)
         "RootEntityType": "User",
         "RootEntityId": ENREACH_AGENT,
         "EntityType": "User",
