@@ -156,6 +156,60 @@ BASE_SCHEMA: dict[str, tuple[str, str, set[str]]] = {
         _COMMON | {"title", "ticketnumber", "_customerid_value", "prioritycode", "caseorigincode"},
     ),
     "phonecalls": ("phonecall", "activityid", _COMMON | _ACTIVITY | {"phonenumber", "directioncode"}),
+    # follow-ups of missed calls (tasks, put in a queue with a queue item), transcripts (notes),
+    # the open opportunities a call may be regarding, and system views (issue 23)
+    "tasks": ("task", "activityid", _COMMON | _ACTIVITY | {"percentcomplete"}),
+    "annotations": (
+        "annotation",
+        "annotationid",
+        _COMMON
+        | {
+            "subject",
+            "notetext",
+            "isdocument",
+            "filename",
+            "mimetype",
+            "documentbody",
+            "_objectid_value",
+            "objecttypecode",
+        },
+    ),
+    "opportunities": (
+        "opportunity",
+        "opportunityid",
+        _COMMON | {"name", "_customerid_value", "estimatedvalue"},
+    ),
+    "queues": ("queue", "queueid", {"createdon", "modifiedon", "versionnumber", "name", "statecode"}),
+    "queueitems": (
+        "queueitem",
+        "queueitemid",
+        {
+            "createdon",
+            "modifiedon",
+            "versionnumber",
+            "statecode",
+            "statuscode",
+            "_queueid_value",
+            "_objectid_value",
+            "title",
+        },
+    ),
+    "savedqueries": (
+        "savedquery",
+        "savedqueryid",
+        {
+            "createdon",
+            "modifiedon",
+            "versionnumber",
+            "name",
+            "description",
+            "returnedtypecode",
+            "querytype",
+            "fetchxml",
+            "layoutxml",
+            "isdefault",
+        },
+    ),
     "activityparties": (
         "activityparty",
         "activitypartyid",
@@ -237,6 +291,9 @@ COLLECTIONS = {
     ("phonecalls", "phonecall_activity_parties"): ("activityparties", "_activityid_value"),
     ("contacts", "incident_customer_contacts"): ("incidents", "_customerid_value"),
     ("accounts", "incident_customer_accounts"): ("incidents", "_customerid_value"),
+    ("contacts", "opportunity_customer_contacts"): ("opportunities", "_customerid_value"),
+    ("accounts", "opportunity_customer_accounts"): ("opportunities", "_customerid_value"),
+    ("phonecalls", "PhoneCall_Annotation"): ("annotations", "_objectid_value"),
     # phone calls regarding a customer, and the activity parties involving it
     ("contacts", "Contact_Phonecalls"): ("phonecalls", "_regardingobjectid_value"),
     ("accounts", "Account_Phonecalls"): ("phonecalls", "_regardingobjectid_value"),
@@ -598,8 +655,18 @@ class DataverseEmulator(EmulatorServer):
             if row is None:
                 raise self._not_found(table, key)
             table.remove(str(row[table.primary_key]).lower())
+            self._cascade_delete(str(row[table.primary_key]).lower())
             return Response(204, headers={"OData-Version": "4.0"})
         raise DataverseError(405, "0x80060888", f"The HTTP method '{request.method}' is not allowed here.")
+
+    def _cascade_delete(self, row_id: str) -> None:
+        """As Dataverse's parental relationships do: a record's notes and queue items go with it."""
+        for child_set in ("annotations", "queueitems"):
+            child = self.tables.get(child_set)
+            if child is None:
+                continue
+            for child_id in [i for i, r in child.rows.items() if str(r.get("_objectid_value") or "") == row_id]:
+                child.remove(child_id)
 
     def _modify_agent_presence(self, request: Request) -> Response:
         body = request.json() or {}

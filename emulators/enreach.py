@@ -19,6 +19,11 @@ is served under ``/discovery`` so one port serves both hosts: set
 * Availabilities are events: ``GET users/<id>/availability/current`` (204 when none is active:
   the user is Available), ``POST users/<id>/availability`` ``{EventTypeID, EventSource, Note,
   UserID}`` -> the new availability with its ``Id``, ``DELETE users/<id>/availability/<Id>``.
+* ``GET servicecall`` (inbound queue calls, mokso/enreachvoice ``get_inbound_queuecalls``) with
+  the same time filters; records are served as loaded (``"service_calls"``). No public source
+  shows their fields: tests load the app's default names (``ENREACH_FIELD_MAP.service_calls``).
+* ``GET calls/transcripts/<id>`` -> ``{TranscriptStatus: Pending|Completed, Text}`` (mokso/enreachvoice
+  ``get_transcript``); 404 for an unknown id. Tests change a transcript with ``set_transcript``.
 * Webhook notifications: an envelope ``{Id, Timestamp, RootEntityType, RootEntityId, EntityType,
   EntityId, EventType}`` with the endpoint's ``Secret`` in a header (``configure_webhook``).
 
@@ -95,6 +100,8 @@ class EnreachEmulator(EmulatorServer):
             self.calls: list[dict[str, Any]] = []
             self.availabilities: list[dict[str, Any]] = []  # active ones, oldest first
             self.queues: list[dict[str, Any]] = []
+            self.service_calls: list[dict[str, Any]] = []
+            self.transcripts: dict[str, dict[str, Any]] = {}
 
     def load(self, data: dict[str, Any]) -> None:
         with self.lock:
@@ -105,6 +112,14 @@ class EnreachEmulator(EmulatorServer):
             for item in data.get("availabilities", []):
                 self.availabilities.append({"Id": str(uuid.uuid4()), "EventSource": "data file", **item})
             self.queues += [dict(q) for q in data.get("queues", [])]
+            self.service_calls += [dict(c) for c in data.get("service_calls", [])]
+            for transcript_id, body in (data.get("transcripts") or {}).items():
+                self.transcripts[str(transcript_id).lower()] = dict(body)
+
+    def set_transcript(self, transcript_id: str, status: str, text: str = "") -> None:
+        """Enreach's transcription moves on (Pending -> Completed)."""
+        with self.lock:
+            self.transcripts[transcript_id.lower()] = {"TranscriptStatus": status, "Text": text}
 
     # -- what tests and the sandbox do in "Enreach" -----------------------------------------
 
@@ -230,6 +245,11 @@ class EnreachEmulator(EmulatorServer):
                 return json_response(200, {"Entries": [_public(e) for e in self.directory[:count]]})
             elif parts == ["calls"]:
                 return self._calls(request, str(me["Id"]))
+            elif parts == ["servicecall"]:
+                return self._windowed(request, self.service_calls)
+            elif len(parts) == 3 and parts[:2] == ["calls", "transcripts"]:
+                found = self.transcripts.get(parts[2].lower())
+                return json_response(200, dict(found)) if found else self._not_found(request)
             elif parts == ["queues"]:
                 return json_response(200, self.queues)
             else:
@@ -280,6 +300,11 @@ class EnreachEmulator(EmulatorServer):
             return json_response(
                 200, [_public(c) for c in mine if str(c.get("CallId") or c.get("CallID")) == query["CallId"]]
             )
+        return self._windowed(request, mine)
+
+    def _windowed(self, request: Request, records: list[dict[str, Any]]) -> Response:
+        query = request.query
+        mine = records
         if "ModifiedAfter" in query or "ModifiedBefore" in query:
             names, moment = ("ModifiedAfter", "ModifiedBefore"), _modified_of
         else:

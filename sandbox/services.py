@@ -137,6 +137,23 @@ def provision_app_schema(emulator: DataverseEmulator) -> None:
     emulator.add_column("phonecalls", CALL_SYNC.review_column)
     emulator.add_column("systemusers", CALL_SYNC.user_id_column)
     emulator.add_column("systemusers", CALL_SYNC.user_email_column)
+    from core.schema import FOLLOW_UPS
+    from ops.provision import REQUIRED
+
+    emulator.add_column("phonecalls", FOLLOW_UPS.result_column)
+    emulator.add_column("phonecalls", FOLLOW_UPS.unknown_column)
+    emulator.add_alternate_key("tasks", FOLLOW_UPS.follow_up_key_name, [FOLLOW_UPS.follow_up_key_column])
+    emulator.add_alternate_key("leads", FOLLOW_UPS.lead_key_name, [FOLLOW_UPS.lead_number_column])
+    views = {(r.get("name"), r.get("returnedtypecode")) for r in emulator.rows("savedqueries")}
+    emulator.load(
+        {
+            "savedqueries": [
+                dict(item.body)
+                for item in REQUIRED
+                if item.kind == "view" and (item.body["name"], item.body["returnedtypecode"]) not in views
+            ]
+        }
+    )
 
 
 def _free_port() -> int:
