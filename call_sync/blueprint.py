@@ -15,7 +15,15 @@ def sync_phone_calls(timer: func.TimerRequest) -> None:
     from core.telemetry import run_logged
 
     from .calls import sync_phone_calls as run
-    from .runtime import call_lookup, checkpoint_store, dataverse_client, enreach_client, options, parking_store
+    from .runtime import (
+        call_lookup,
+        checkpoint_store,
+        dataverse_client,
+        enreach_client,
+        options,
+        parking_store,
+        transcript_store,
+    )
 
     run_logged(
         "sync_phone_calls",
@@ -26,6 +34,7 @@ def sync_phone_calls(timer: func.TimerRequest) -> None:
             call_lookup(),
             options(get_settings()),
             parking=parking_store(),
+            transcripts=transcript_store(),
         ),
     )
 

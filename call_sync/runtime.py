@@ -8,12 +8,13 @@ from functools import lru_cache
 from core.settings import Settings, get_settings
 from dataverse import DataverseClient
 from enreach import EnreachClient, client_from_settings
-from matching import CallerLookup, LookupNeeds
+from matching import CallerLookup, LookupNeeds, to_e164
 from routing.runtime import checkpoint_store, dataverse_client
 
 from .calls import CallSyncOptions
 from .customers import PARENT_COLUMN
 from .parking import ParkedCalls
+from .transcripts import PendingTranscripts
 
 __all__ = [
     "call_lookup",
@@ -23,6 +24,7 @@ __all__ = [
     "lookup_for",
     "options",
     "parking_store",
+    "transcript_store",
 ]
 
 
@@ -44,6 +46,18 @@ def options(settings: Settings, *, dry_run: bool = False) -> CallSyncOptions:
         initial_lookback=timedelta(hours=settings.call_sync.initial_lookback_hours),
         private_calls=settings.call_sync.private_calls,
         recording_link=settings.call_sync.recording_link,
+        follow_ups=settings.call_sync.follow_ups,
+        follow_up_due=timedelta(hours=settings.call_sync.follow_up_due_hours),
+        queue_calls=settings.call_sync.queue_calls,
+        queue_map=dict(settings.call_sync.queue_map),
+        unknown_caller_leads=settings.call_sync.unknown_caller_leads,
+        blocked_numbers=frozenset(
+            n for n in (to_e164(b, settings.phone_default_region) for b in settings.call_sync.blocked_numbers) if n
+        ),
+        regarding_case=settings.call_sync.regarding_case,
+        regarding_opportunity=settings.call_sync.regarding_opportunity,
+        transcripts=settings.call_sync.transcripts,
+        transcript_wait=timedelta(hours=settings.call_sync.transcript_wait_hours),
     )
 
 
@@ -55,7 +69,20 @@ def lookup_for(settings: Settings, client: DataverseClient) -> CallerLookup:
         owner_column=settings.routing_owner_phone_column,
         phone_columns=settings.routing_phone_columns,
         region=settings.phone_default_region,
-        needs=LookupNeeds(columns=frozenset({("contact", PARENT_COLUMN)})),  # a contact whose account matched wins
+        needs=LookupNeeds(
+            columns=frozenset({("contact", PARENT_COLUMN)}),  # a contact whose account matched wins
+            # the owning user (a follow-up's owner; None when a team owns the record), and the open
+            # cases/opportunities a call may be regarding: expanded in the same round trip
+            user_columns=frozenset({"systemuserid"}),
+            open_records=frozenset(
+                name
+                for name, on in (
+                    ("incident", settings.call_sync.regarding_case),
+                    ("opportunity", settings.call_sync.regarding_opportunity),
+                )
+                if on
+            ),
+        ),
     )
 
 
@@ -67,3 +94,10 @@ def call_lookup() -> CallerLookup:
 @lru_cache(maxsize=1)
 def parking_store() -> ParkedCalls:
     return ParkedCalls(get_settings().storage_connection_string)
+
+
+@lru_cache(maxsize=1)
+def transcript_store() -> PendingTranscripts | None:
+    """Where pending transcripts wait (beside the parked calls); None while CALL_SYNC_TRANSCRIPTS is off."""
+    settings = get_settings()
+    return PendingTranscripts(settings.storage_connection_string) if settings.call_sync.transcripts else None

@@ -20,10 +20,10 @@ from ._server import Request, Response, json_response
 if TYPE_CHECKING:
     from .dataverse import DataverseEmulator, Table
 
-__all__ = ["COMPONENT_TYPES", "handle_metadata", "metadata_id", "pluralize"]
+__all__ = ["COMPONENT_TYPES", "handle_metadata", "metadata_id", "pluralize", "record_view_in_solution"]
 
 # solutioncomponent.componenttype values (Dataverse's componenttype choice)
-COMPONENT_TYPES = {"table": 1, "column": 2, "relationship": 10, "key": 14}
+COMPONENT_TYPES = {"table": 1, "column": 2, "relationship": 10, "key": 14, "savedquery": 26}
 
 
 def metadata_id(logical: str, kind: str = "", name: str = "") -> str:
@@ -263,6 +263,14 @@ def _in_solution(emulator: DataverseEmulator, request: Request, response: Respon
     else:
         _record_component(emulator, solution, metadata_id(logical, "key", name), COMPONENT_TYPES["key"])
     return response
+
+
+def record_view_in_solution(emulator: DataverseEmulator, request: Request, view_id: str) -> None:
+    """A savedquery created with ``MSCRM.SolutionUniqueName`` joins that solution (componenttype 26)."""
+    unique_name = request.headers.get("mscrm.solutionuniquename")
+    solution = _solution_row(emulator, unique_name) if unique_name else None
+    if solution is not None:
+        _record_component(emulator, solution, view_id, COMPONENT_TYPES["savedquery"])
 
 
 def _add_component(emulator: DataverseEmulator, body: dict[str, Any]) -> Response:

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-from ._metadata import handle_metadata
+from ._metadata import handle_metadata, record_view_in_solution
 from ._protection import ServerLimits, ServiceProtection
 from ._server import EmulatorServer, Request, Response, json_response
 from ._webhooks import WebhookSender
@@ -962,6 +962,8 @@ class DataverseEmulator(EmulatorServer):
         if not isinstance(body, dict):
             raise DataverseError(400, "0x80060888", "The request body must be a JSON object.")
         row = self._insert(table, body, content_ids)
+        if table.entity_set == "savedqueries":
+            record_view_in_solution(self, request, str(row[table.primary_key]))
         return self._write_answer(table, row, request, 201, 204)
 
     def _write_answer(self, table: Table, row: dict[str, Any], request: Request, created: int, plain: int) -> Response:

@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import socket
+import uuid
 import subprocess
 import tempfile
 import time
@@ -144,16 +145,12 @@ def provision_app_schema(emulator: DataverseEmulator) -> None:
     emulator.add_column("phonecalls", FOLLOW_UPS.unknown_column)
     emulator.add_alternate_key("tasks", FOLLOW_UPS.follow_up_key_name, [FOLLOW_UPS.follow_up_key_column])
     emulator.add_alternate_key("leads", FOLLOW_UPS.lead_key_name, [FOLLOW_UPS.lead_number_column])
-    views = {(r.get("name"), r.get("returnedtypecode")) for r in emulator.rows("savedqueries")}
-    emulator.load(
-        {
-            "savedqueries": [
-                dict(item.body)
-                for item in REQUIRED
-                if item.kind == "view" and (item.body["name"], item.body["returnedtypecode"]) not in views
-            ]
-        }
-    )
+    views = emulator.table("savedqueries")
+    known = {(r.get("name"), r.get("returnedtypecode")) for r in views.rows.values()}
+    for item in REQUIRED:
+        if item.kind == "view" and (item.body["name"], item.body["returnedtypecode"]) not in known:
+            view_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"view/{item.body['name']}"))
+            views.put(view_id, {**item.body, "savedqueryid": view_id, "versionnumber": 1})
 
 
 def _free_port() -> int:

@@ -14,7 +14,7 @@ import pytest
 
 from core.settings import load_settings
 from ops.doctor import run_doctor
-from ops.provision import REQUIRED, provision
+from ops.provision import REQUIRED, metadata, provision
 from sandbox.services import provision_app_schema
 from tests.helpers import dataverse_client_for, enreach_call, enreach_client_for, enreach_users
 
@@ -43,7 +43,7 @@ def _schema(emulator):
 def test_provision_creates_everything_once_and_matches_the_test_shortcut(world, env):
     lines = []
     created, existing = provision(_client(env), report=lines.append)
-    assert len(created) == len(REQUIRED) == 12 and existing == []
+    assert len(created) == len(REQUIRED) == 20 and existing == []
     assert "created  table enr_phoneindex" in lines
     provisioned = _schema(world.dataverse)
     again, existing = provision(_client(env), report=lines.append)
@@ -332,9 +332,13 @@ def test_provisioning_twice_makes_one_publisher_and_one_solution_holding_every_c
     assert len(solutions) == 1 and solutions[0]["uniquename"] == "EnreachBridge"
     assert solutions[0]["_publisherid_value"] == publishers[0]["publisherid"]
     _, members = _solution_members(world.dataverse, "EnreachBridge")
-    expected = {client.request("GET", item.check_path).json()["MetadataId"] for item in REQUIRED}
+    expected = {str(metadata(client, item)["MetadataId"]) for item in REQUIRED}  # a view: its savedqueryid
     assert members == expected and len(members) == len(REQUIRED)
-    creates = [r for r in world.dataverse.requests if r["method"] == "POST" and "Definitions" in r["path"]]
+    creates = [
+        r
+        for r in world.dataverse.requests
+        if r["method"] == "POST" and ("Definitions" in r["path"] or r["path"].endswith("/savedqueries"))
+    ]
     assert len(creates) == len(REQUIRED)  # the second run created nothing
 
 
@@ -374,7 +378,11 @@ def test_unprovision_dry_run_lists_what_removal_would_delete(world, env, tmp_pat
     result = _ops(settings_file, "unprovision", "--dry-run", ca_bundle=env["REQUESTS_CA_BUNDLE"])
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == "would delete key enr_phoneindex.enr_key_unique"
+    assert lines[0] == "would delete view phonecall.Missed calls"  # the newest first
+    assert "would delete key enr_phoneindex.enr_key_unique" in lines
+    assert lines.index("would delete key lead.enr_callernumber_key") < lines.index(
+        "would delete column lead.enr_callernumber"
+    )
     assert "would delete table enr_phoneindex" in lines and "would delete solution EnreachBridge" in lines
     assert "would delete publisher enreachbridge (no other solution uses it)" in lines
     assert world.dataverse.request_count(method="DELETE") == 0
