@@ -774,6 +774,9 @@ class DataverseEmulator(EmulatorServer):
                     f"'Microsoft.Dynamics.CRM.{table.logical_name}'.",
                 ) from None
         rows = [r for r in table.rows.values() if predicate is None or predicate(r)]
+        if query.get("savedQuery"):  # run a system view (its FetchXML conditions: eq, ne, null, not-null)
+            view_filter = self._saved_query(table, query["savedQuery"])
+            rows = [r for r in rows if view_filter(r)]
         for part in reversed([p.strip() for p in query.get("$orderby", "").split(",") if p.strip()]):
             name, _, direction = part.partition(" ")
             if not table.has_column(name):
@@ -801,6 +804,34 @@ class DataverseEmulator(EmulatorServer):
                 f"{k}={quote(v, safe=chr(39) + '(),/:@$*')}" for k, v in params
             )
         return json_response(200, payload, headers)
+
+    def _saved_query(self, table: Table, view_id: str) -> Any:
+        view = self.table("savedqueries").rows.get(view_id.lower())
+        if view is None:
+            raise DataverseError(404, "0x80040217", f"savedquery With Id = {view_id} Does Not Exist")
+        fetch = str(view.get("fetchxml") or "")
+        entity = re.search(r'<entity name="([a-z0-9_]+)"', fetch)
+        if entity is None or entity.group(1) != table.logical_name:
+            raise DataverseError(400, "0x80060888", f"The view {view_id} is not a view of {table.logical_name}.")
+        conditions = [
+            (m.group(1), m.group(2), m.group(4))
+            for m in re.finditer(r'<condition attribute="([a-z0-9_]+)" operator="([a-z-]+)"( value="([^"]*)")?', fetch)
+        ]
+
+        def matches(row: dict[str, Any]) -> bool:
+            for name, operator, value in conditions:
+                current = row.get(name)
+                if operator == "not-null" and current is None:
+                    return False
+                if operator == "null" and current is not None:
+                    return False
+                if operator == "eq" and str(current) != str(value):
+                    return False
+                if operator == "ne" and str(current) == str(value):
+                    return False
+            return True
+
+        return matches
 
     def _with_expand(self, table: Table, row: dict[str, Any], request: Request) -> dict[str, Any]:
         return self._expanded(table, row, request.query.get("$select"), request.query.get("$expand", ""), request)
@@ -919,7 +950,7 @@ class DataverseEmulator(EmulatorServer):
         if not match:
             raise DataverseError(400, "0x80060888", f"Invalid @odata.bind value '{text}'.")
         target = self.table(match.group(1))
-        key = self._parse_key(target, match.group(2))
+        key = self._parse_key(target, unquote(match.group(2)))  # a bind is a URL: %2B is "+"
         row = self._find(target, key)
         if row is None:
             raise self._not_found(target, key)

@@ -10,10 +10,10 @@ import os
 import re
 import shutil
 import socket
-import uuid
 import subprocess
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
