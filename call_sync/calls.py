@@ -608,9 +608,11 @@ def _sync_page(
     # one change set per call, or per number when its follow-up changes
     by_number: dict[str, list[tuple[_Work, str, CustomerChoice]]] = {}
     singles: list[tuple[_Work, str, CustomerChoice]] = []
+    # every call of a number that has a miss on this page or an open follow-up: an answered one completes it
+    follow_numbers = {w.number for w, _, _ in todo if w.number and is_missed(w.call)} | set(state.follow_ups)
     for entry in todo:
         number = entry[0].number
-        if options.follow_ups and number and (is_missed(entry[0].call) or number in state.follow_ups):
+        if options.follow_ups and number and number in follow_numbers:
             by_number.setdefault(number, []).append(entry)
         else:
             singles.append(entry)
