@@ -26,6 +26,7 @@ import json
 import logging
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -52,6 +53,7 @@ PARTITION = "transcripts"
 # longer transcripts go whole into an attached text file.
 NOTE_TEXT_LIMIT = 100_000
 PREVIEW = 80
+FETCH_WORKERS = 8  # transcript GETs in flight at once (Enreach answers 429 when pushed: retried)
 _NAMESPACE = uuid.UUID("5d1f8a52-8c0e-4f0b-9a7e-3f3c2b1e6a23")
 
 
@@ -144,18 +146,25 @@ class TranscriptReport:
     unavailable: int = 0  # Enreach did not answer (asked again next run)
 
 
-def fetch(enreach: EnreachClient, calls: Sequence[tuple[str, EnreachCall]]) -> dict[str, Transcript | None]:
-    """The transcript of each call naming one: ``None`` when Enreach did not answer or knows none."""
-    found: dict[str, Transcript | None] = {}
-    for key, call in calls:
-        if not call.transcript_id:
-            continue
+def fetch(
+    enreach: EnreachClient, calls: Sequence[tuple[str, EnreachCall]], *, workers: int = FETCH_WORKERS
+) -> dict[str, Transcript | None]:
+    """The transcript of each call naming one, ``workers`` GETs at a time: ``None`` when Enreach did
+    not answer or knows none."""
+    wanted = [(key, str(call.transcript_id), call.call_id) for key, call in calls if call.transcript_id]
+
+    def one(item: tuple[str, str, str]) -> tuple[str, Transcript | None]:
+        key, transcript_id, call_id = item
         try:
-            found[key] = enreach.transcript(call.transcript_id)
+            return key, enreach.transcript(transcript_id)
         except EnreachError as error:
-            log.warning("transcript of call %s not read (%s); asked again next run", call.call_id, error)
-            found[key] = None
-    return found
+            log.warning("transcript of call %s not read (%s); asked again next run", call_id, error)
+            return key, None
+
+    if len(wanted) <= 1:
+        return dict(one(item) for item in wanted)
+    with ThreadPoolExecutor(max_workers=min(workers, len(wanted)), thread_name_prefix="enreach-transcripts") as pool:
+        return dict(pool.map(one, wanted))
 
 
 def settle_pending(
