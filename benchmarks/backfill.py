@@ -28,11 +28,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.call_sync import ENREACH_IDS, bench_world, call
+from bridge.settings import Settings
 from call_sync.calls import CallSyncOptions, CallSyncReport, UserDirectory, call_key, sync_calls
 from call_sync.runtime import lookup_for
 from core.schema import CALL_SYNC
-from core.settings import Settings
-from dataverse import DataverseClient, credential_from_settings
+from dataverse import DataverseClient, credential_from_config
 from emulators._protection import DOCUMENTED_LIMITS
 from enreach import EnreachCall
 from sandbox.services import Services
@@ -83,7 +83,10 @@ def run(
     emulator = services.dataverse
     limits = emulator.protection.limits
     client = DataverseClient(
-        settings.dataverse_url, credential=credential_from_settings(settings), max_parallel=parallel, timeout=timeout
+        settings.dataverse.url,
+        credential=credential_from_config(settings.dataverse),
+        max_parallel=parallel,
+        timeout=timeout,
     )
     lookup = lookup_for(settings, client)
     lookup.find_many(["+358501200000"])  # token, connection, index state and dop hint before timing
@@ -170,7 +173,7 @@ def main() -> None:
             parallel=args.parallel,
             batch_size=args.batch_size,
             prefix="par",
-            timeout=settings.http_timeout_seconds,
+            timeout=settings.dataverse.timeout,
         )
         print(describe(new), flush=True)
         old = run(
@@ -184,7 +187,7 @@ def main() -> None:
             # A 500-call batch takes 500 x 2 x op_ms of server time (10 s at 10 ms): at the app's default
             # HTTP_TIMEOUT_SECONDS (10) it times out and is sent again. The baseline gets room to finish,
             # so the ratio compares pace, not timeouts.
-            timeout=max(settings.http_timeout_seconds, args.batch_size * 2 * args.op_ms / 1000 * 3),
+            timeout=max(settings.dataverse.timeout, args.batch_size * 2 * args.op_ms / 1000 * 3),
         )
         scale = args.calls / baseline_calls
         print(describe(old, scale), flush=True)

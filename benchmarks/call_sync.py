@@ -29,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bridge.settings import Settings, load_settings
 from call_sync.calls import (
     CallSyncOptions,
     CallSyncReport,
@@ -41,11 +42,10 @@ from call_sync.calls import (
 from call_sync.customers import choose_customer
 from call_sync.runtime import lookup_for
 from core.schema import CALL_SYNC
-from core.settings import Settings, load_settings
 from core.state import CheckpointStore
-from dataverse import DataverseClient, credential_from_settings
+from dataverse import DataverseClient, credential_from_config
 from dataverse import filters as f
-from enreach import EnreachCall, client_from_settings
+from enreach import EnreachCall, client_from_config
 from matching import to_e164
 from routing.index_sync import sync_phone_index
 from sandbox.services import Services
@@ -114,9 +114,9 @@ def bench_world(customers: int) -> tuple[Services, Settings]:
     os.environ["REQUESTS_CA_BUNDLE"] = services.ca.bundle_path
     settings = load_settings(services.app_settings({"ROUTING_API_KEY": "benchmark-key-0123456789"}))
     sync_phone_index(
-        DataverseClient(settings.dataverse_url, credential=credential_from_settings(settings)),
+        DataverseClient(settings.dataverse.url, credential=credential_from_config(settings.dataverse)),
         CheckpointStore(settings.storage_connection_string, table_name="b" + uuid.uuid4().hex[:8]),
-        phone_columns=settings.routing_phone_columns,
+        phone_columns=settings.matching.phone_columns,
         region="FI",
     )
     return services, settings
@@ -170,9 +170,9 @@ def main() -> None:
     users, enreach_ids = USERS, ENREACH_IDS
     services, settings = bench_world(args.customers)
     try:
-        client = DataverseClient(settings.dataverse_url, credential=credential_from_settings(settings))
+        client = DataverseClient(settings.dataverse.url, credential=credential_from_config(settings.dataverse))
         lookup = lookup_for(settings, client)
-        enreach_client = client_from_settings(settings)
+        enreach_client = client_from_config(settings.enreach)
         directory = UserDirectory.load(client, "FI")
         lookup.find_many(["+358501200000"])  # settle the index state and the token before timing
         services.dataverse.inject(latency_ms=args.latency_ms)

@@ -97,9 +97,9 @@ def main() -> None:
     import statistics
     import subprocess
 
-    from core.settings import load_settings
+    from bridge.settings import load_settings
     from core.state import CheckpointStore
-    from dataverse import DataverseClient, credential_from_settings
+    from dataverse import DataverseClient, credential_from_config
     from routing.index_sync import sync_phone_index
     from sandbox.services import Services
 
@@ -125,10 +125,10 @@ def main() -> None:
         env = services.app_settings({"ROUTING_API_KEY": KEY, "ROUTING_CACHE_TTL_SECONDS": "0"})
         settings = load_settings(env)
         sync_phone_index(
-            DataverseClient(settings.dataverse_url, credential=credential_from_settings(settings)),
+            DataverseClient(settings.dataverse.url, credential=credential_from_config(settings.dataverse)),
             CheckpointStore(settings.storage_connection_string),
-            phone_columns=settings.routing_phone_columns,
-            region=settings.phone_default_region,
+            phone_columns=settings.matching.phone_columns,
+            region=settings.matching.region,
         )
         services.dataverse.inject(latency_ms=args.latency_ms)
         services.tokens.inject(latency_ms=args.latency_ms)
@@ -153,7 +153,7 @@ def main() -> None:
                 result["to_answer_s"] = result["answered_at"] - started
                 results[kind].append(result)
 
-        budget = settings.routing_time_budget_seconds
+        budget = settings.routing.time_budget_seconds
         print(
             f"{args.runs} fresh processes per kind; {args.latency_ms:g} ms latency (Dataverse, token service), "
             f"token issued in {args.token_ms:g} ms, {args.customers} customers indexed, budget {budget:g} s"

@@ -30,9 +30,9 @@ from requests.adapters import HTTPAdapter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.settings import load_settings
+from bridge.settings import load_settings
 from core.state import CheckpointStore
-from dataverse import DataverseClient, credential_from_settings
+from dataverse import DataverseClient, credential_from_config
 from routing.http import handle_routing_request
 from routing.index_sync import sync_phone_index
 from routing.runtime import build_router
@@ -96,15 +96,17 @@ def main() -> None:
         )
         settings = load_settings(env)
         session = requests.Session()  # pooled like routing.runtime: one connection per concurrent lookup
-        adapter = HTTPAdapter(pool_maxsize=settings.routing_max_lookups)
+        adapter = HTTPAdapter(pool_maxsize=settings.routing.max_lookups)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
-        client = DataverseClient(settings.dataverse_url, credential=credential_from_settings(settings), session=session)
+        client = DataverseClient(
+            settings.dataverse.url, credential=credential_from_config(settings.dataverse), session=session
+        )
         sync_phone_index(
             client,
             CheckpointStore(settings.storage_connection_string),
-            phone_columns=settings.routing_phone_columns,
-            region=settings.phone_default_region,
+            phone_columns=settings.matching.phone_columns,
+            region=settings.matching.region,
         )
         router = build_router(settings, client)
         callers = [f"+35850{i % args.customers:03d}{i % args.customers % 10000:04d}" for i in range(args.calls)]
@@ -208,7 +210,7 @@ def main() -> None:
             answered = sum(1 for _, status, matched in results if status == 200 and matched)
             return answered, [r[0] for r in results]
 
-        answered, burst_times = burst(settings.routing_max_lookups, 7)
+        answered, burst_times = burst(settings.routing.max_lookups, 7)
         old_answered, old_times = burst(8, 7 + args.burst)
 
         p50_hook, p99_hook = statistics.median(hook_times), percentile(hook_times, 0.99)

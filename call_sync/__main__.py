@@ -15,7 +15,8 @@ import argparse
 import sys
 from datetime import UTC, date, datetime, time, timedelta
 
-from core.cli import add_settings_argument, command_settings, run_command
+from bridge.settings import command_settings
+from core.cli import add_settings_argument, run_command
 
 
 def _day(text: str) -> date:
@@ -85,7 +86,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         from .users import sync_enreach_user_ids
 
         user_report = sync_enreach_user_ids(
-            enreach_client(), dataverse_client(), batch_size=settings.call_sync_batch_size
+            enreach_client(), dataverse_client(), batch_size=settings.call_sync.batch_size
         )
         print(user_report.summary())
         return 1 if user_report.failed else 0
@@ -102,7 +103,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     # nothing is written before these reads: a failure is explained by run_command (cause + fix)
     everyone = enreach.users()  # calls are asked for per user (UserIDs), see enreach.EnreachClient.calls
     calls = enreach.calls(start, end, by="start", users=everyone)
-    users = UserDirectory.load(dataverse_client(), settings.phone_default_region)
+    users = UserDirectory.load(dataverse_client(), settings.matching.region)
     parking = None if args.dry_run else parking_store()
     parked = {p.key: p for p in parking.all()} if parking else {}
     progress = _Progress(len(calls))

@@ -1,24 +1,39 @@
-"""The call sync's own settings section, parsed here and read once into ``Settings.call_sync``.
+"""The call sync's own settings section (``Settings.call_sync``) and the user id sync's
+(``Settings.user_ids``), parsed here.
 
-``CALL_SYNC_PARK_DAYS``, ``CALL_START_MARGIN_SECONDS``, ``CALL_SYNC_INITIAL_LOOKBACK_HOURS``,
-``CALL_SYNC_PRIVATE_CALLS``, ``CALL_SYNC_RECORDING_LINK``, and the follow-up, unknown-caller,
-regarding and transcript options (``CALL_SYNC_FOLLOW_UPS`` ... ``CALL_SYNC_TRANSCRIPT_WAIT_HOURS``;
-README, settings table and "Missed calls, unknown callers, cases and transcripts").
-Kept cheap to import: ``core.settings`` loads it while reading the settings.
+``PHONE_CALL_SYNC_SCHEDULE``, ``CALL_DURATION_LIMIT``, ``DEFAULT_CRM_ASSIGNEE``,
+``CALL_SYNC_OVERLAP_MINUTES``, ``CALL_SYNC_BATCH_SIZE``, ``CALL_SYNC_PARK_DAYS``,
+``CALL_START_MARGIN_SECONDS``, ``CALL_SYNC_INITIAL_LOOKBACK_HOURS``, ``CALL_SYNC_PRIVATE_CALLS``,
+``CALL_SYNC_RECORDING_LINK``; the follow-up, unknown-caller, regarding and transcript options
+(``CALL_SYNC_FOLLOW_UPS`` ... ``CALL_SYNC_TRANSCRIPT_WAIT_HOURS``; README, "Missed calls, unknown
+callers, cases and transcripts"); ``USER_ID_SYNC_SCHEDULE`` (README, settings table).
+Kept cheap to import: the composition root loads it while reading the settings.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 
+from core.config import Getter, guid, schedule, whole_number
 from core.ids import is_guid
-from core.settings import whole_number
 
-__all__ = ["NAMES", "PRIVATE_ACTIONS", "CallSyncConfig", "parse_config"]
+__all__ = [
+    "NAMES",
+    "PRIVATE_ACTIONS",
+    "USER_ID_NAMES",
+    "CallSyncConfig",
+    "UserIdSyncConfig",
+    "parse_config",
+    "parse_user_ids",
+]
 
 NAMES = (
+    "PHONE_CALL_SYNC_SCHEDULE",
+    "CALL_DURATION_LIMIT",
+    "DEFAULT_CRM_ASSIGNEE",
+    "CALL_SYNC_OVERLAP_MINUTES",
+    "CALL_SYNC_BATCH_SIZE",
     "CALL_SYNC_PARK_DAYS",
     "CALL_START_MARGIN_SECONDS",
     "CALL_SYNC_INITIAL_LOOKBACK_HOURS",
@@ -35,11 +50,19 @@ NAMES = (
     "CALL_SYNC_TRANSCRIPTS",
     "CALL_SYNC_TRANSCRIPT_WAIT_HOURS",
 )
+USER_ID_NAMES = ("USER_ID_SYNC_SCHEDULE", "CALL_SYNC_BATCH_SIZE")
 PRIVATE_ACTIONS = ("delete", "anonymise")
+DEFAULT_SCHEDULE = "0 */5 * * * *"
+DEFAULT_USER_ID_SCHEDULE = "0 0 * * * *"
 
 
 @dataclass(frozen=True)
 class CallSyncConfig:
+    schedule: str = DEFAULT_SCHEDULE
+    duration_limit_seconds: int = 0  # calls shorter than this are not synced
+    default_assignee: str | None = None  # systemuserid owning calls of unmapped Enreach users
+    overlap_minutes: int = 15
+    batch_size: int = 100
     park_days: int = 7
     start_margin_seconds: int = 120
     initial_lookback_hours: int = 24
@@ -57,7 +80,21 @@ class CallSyncConfig:
     transcript_wait_hours: int = 24  # a Pending transcript is retried this long, then given up
 
 
-def parse_config(get: Callable[[str], str | None], problems: list[str]) -> CallSyncConfig:
+@dataclass(frozen=True)
+class UserIdSyncConfig:
+    schedule: str = DEFAULT_USER_ID_SCHEDULE
+    batch_size: int = 100
+
+
+def parse_user_ids(get: Getter, problems: list[str]) -> UserIdSyncConfig:
+    """The user id sync's section: its schedule and the write batch size it shares with the call sync."""
+    return UserIdSyncConfig(
+        schedule=schedule(get, problems, "USER_ID_SYNC_SCHEDULE", DEFAULT_USER_ID_SCHEDULE),
+        batch_size=whole_number(get, problems, "CALL_SYNC_BATCH_SIZE", 100, 1, 500),
+    )
+
+
+def parse_config(get: Getter, problems: list[str]) -> CallSyncConfig:
     """Read the section with ``get(name)`` (None when unset); append one line per problem."""
 
     def integer(name: str, default: int, low: int, high: int) -> int:
@@ -110,6 +147,13 @@ def parse_config(get: Callable[[str], str | None], problems: list[str]) -> CallS
         n.strip() for n in (get("CALL_SYNC_BLOCKED_NUMBERS") or "").replace(";", ",").split(",") if n.strip()
     )
     return CallSyncConfig(
+        schedule=schedule(get, problems, "PHONE_CALL_SYNC_SCHEDULE", DEFAULT_SCHEDULE),
+        duration_limit_seconds=integer("CALL_DURATION_LIMIT", 0, 0, 86400),
+        default_assignee=guid(
+            get, problems, "DEFAULT_CRM_ASSIGNEE", "the systemuserid of the user who owns unmapped calls"
+        ),
+        overlap_minutes=integer("CALL_SYNC_OVERLAP_MINUTES", 15, 0, 1440),
+        batch_size=integer("CALL_SYNC_BATCH_SIZE", 100, 1, 500),
         park_days=integer("CALL_SYNC_PARK_DAYS", 7, 1, 90),
         start_margin_seconds=integer("CALL_START_MARGIN_SECONDS", 120, 0, 3600),
         initial_lookback_hours=integer("CALL_SYNC_INITIAL_LOOKBACK_HOURS", 24, 1, 744),

@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from functools import lru_cache
 
-from core.settings import Settings, get_settings
+from bridge.runtime import checkpoint_store, dataverse_client, enreach_client
+from bridge.settings import Settings, get_settings
 from dataverse import DataverseClient
-from enreach import EnreachClient, client_from_settings
 from matching import CallerLookup, LookupNeeds, to_e164
-from routing.runtime import checkpoint_store, dataverse_client
 
 from .calls import CallSyncOptions
 from .customers import PARENT_COLUMN
@@ -28,18 +27,13 @@ __all__ = [
 ]
 
 
-@lru_cache(maxsize=1)
-def enreach_client() -> EnreachClient:
-    return client_from_settings(get_settings())
-
-
 def options(settings: Settings, *, dry_run: bool = False) -> CallSyncOptions:
     return CallSyncOptions(
-        region=settings.phone_default_region,
-        duration_limit_seconds=settings.call_duration_limit_seconds,
-        default_assignee=settings.default_crm_assignee,
-        overlap=timedelta(minutes=settings.call_sync_overlap_minutes),
-        batch_size=settings.call_sync_batch_size,
+        region=settings.matching.region,
+        duration_limit_seconds=settings.call_sync.duration_limit_seconds,
+        default_assignee=settings.call_sync.default_assignee,
+        overlap=timedelta(minutes=settings.call_sync.overlap_minutes),
+        batch_size=settings.call_sync.batch_size,
         dry_run=dry_run,
         start_margin=timedelta(seconds=settings.call_sync.start_margin_seconds),
         park_for=timedelta(days=settings.call_sync.park_days),
@@ -52,7 +46,7 @@ def options(settings: Settings, *, dry_run: bool = False) -> CallSyncOptions:
         queue_map=dict(settings.call_sync.queue_map),
         unknown_caller_leads=settings.call_sync.unknown_caller_leads,
         blocked_numbers=frozenset(
-            n for n in (to_e164(b, settings.phone_default_region) for b in settings.call_sync.blocked_numbers) if n
+            n for n in (to_e164(b, settings.matching.region) for b in settings.call_sync.blocked_numbers) if n
         ),
         regarding_case=settings.call_sync.regarding_case,
         regarding_opportunity=settings.call_sync.regarding_opportunity,
@@ -66,9 +60,9 @@ def lookup_for(settings: Settings, client: DataverseClient) -> CallerLookup:
     return CallerLookup(
         client,
         rules=(),
-        owner_column=settings.routing_owner_phone_column,
-        phone_columns=settings.routing_phone_columns,
-        region=settings.phone_default_region,
+        owner_column=settings.matching.owner_phone_column,
+        phone_columns=settings.matching.phone_columns,
+        region=settings.matching.region,
         needs=LookupNeeds(
             columns=frozenset({("contact", PARENT_COLUMN)}),  # a contact whose account matched wins
             # the owning user (a follow-up's owner; None when a team owns the record), and the open

@@ -24,7 +24,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .settings import Settings, SettingsError, load_settings
+from .config import SettingsError
 
 __all__ = [
     "EXIT_FAILED",
@@ -33,8 +33,6 @@ __all__ = [
     "CommandError",
     "add_settings_argument",
     "apply_settings_file",
-    "cli_settings",
-    "command_settings",
     "describe_failure",
     "run_command",
 ]
@@ -88,22 +86,6 @@ def apply_settings_file(path: str) -> None:
             os.environ[name] = value
 
 
-def command_settings(path: str | None) -> Settings:
-    """The settings for a command run by ``run_command`` (a ``SettingsError`` names every problem: exit 2)."""
-    if path:
-        apply_settings_file(path)
-    return load_settings()
-
-
-def cli_settings(path: str | None) -> Settings | None:
-    """The settings for a command, or None after printing every problem to stderr (exit 2)."""
-    try:
-        return command_settings(path)
-    except SettingsError as error:
-        print(error, file=sys.stderr)
-        return None
-
-
 def _first_line(error: BaseException, limit: int = 300) -> str:
     text = str(error).replace("HTTP 0 ", "").strip().splitlines()
     line = text[0] if text else type(error).__name__
@@ -116,86 +98,24 @@ def _tls_untrusted(error: BaseException) -> bool:
 
 
 def describe_failure(error: BaseException) -> Failure | None:
-    """Cause, fix and exit code of an expected failure; None for a bug (show the traceback)."""
+    """Cause, fix and exit code of an expected failure; None for a bug (show the traceback).
+
+    Failures describe themselves: an error with ``cause``, ``fix`` and ``exit_code`` attributes
+    (``CommandError``, ``SettingsError``, the Dataverse and Enreach clients' errors) is printed as
+    it says; this module knows none of their types.
+    """
     import requests
 
-    from dataverse import (
-        AuthenticationFailed,
-        DataverseError,
-        Forbidden,
-        NotFound,
-        ServiceUnavailable,
-        Throttled,
-        TokenUnavailable,
-    )
-    from enreach import EnreachAuthError, EnreachError, EnreachUnavailable
-
-    if isinstance(error, CommandError):
-        return Failure(error.cause, error.fix, error.exit_code)
-    if isinstance(error, SettingsError):
-        return Failure(str(error), "", EXIT_USAGE)
-    if isinstance(error, TokenUnavailable | requests.RequestException) and _tls_untrusted(error):
+    if _tls_untrusted(error) and (isinstance(error, requests.RequestException) or hasattr(error, "fix")):
         return Failure(
             f"TLS certificate not trusted: {_first_line(error)}",
             "the server's certificate chain is not in the trusted CAs: check REQUESTS_CA_BUNDLE (an exported "
             "one overrides the settings file's; the sandbox's settings file names its own) or your TLS proxy",
             EXIT_FAILED,
         )
-    if isinstance(error, TokenUnavailable):
-        return Failure(
-            _first_line(error),
-            "check AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (secrets expire: make a new one under "
-            "Certificates & secrets) or AZURE_CLIENT_CERTIFICATE_PATH; then run python -m ops doctor",
-            EXIT_FAILED,
-        )
-    if isinstance(error, AuthenticationFailed):
-        return Failure(
-            f"Dataverse refused the app's token: {_first_line(error)}",
-            "add an enabled application user for AZURE_CLIENT_ID in the Power Platform admin center "
-            "(docs/deployment.md step 2); check DATAVERSE_URL names the right environment",
-            EXIT_FAILED,
-        )
-    if isinstance(error, Forbidden):
-        return Failure(
-            f"Dataverse refused a privilege: {_first_line(error)}",
-            "give the application user's security role the privilege (python -m ops doctor lists what is missing)",
-            EXIT_FAILED,
-        )
-    if isinstance(error, Throttled):
-        return Failure(
-            f"Dataverse is throttling the app (service protection limits): {_first_line(error)}",
-            "run again in a few minutes; lower CALL_SYNC_BATCH_SIZE if it keeps happening",
-            EXIT_FAILED,
-        )
-    if isinstance(error, ServiceUnavailable):
-        return Failure(
-            f"Dataverse did not answer: {_first_line(error)}",
-            "check DATAVERSE_URL and the network (and the service health in the Power Platform admin center), "
-            "then run again",
-            EXIT_FAILED,
-        )
-    if isinstance(error, NotFound):
-        return Failure(
-            f"Dataverse has no such table, column or record: {_first_line(error)}",
-            "run python -m ops provision (then python -m ops doctor)",
-            EXIT_FAILED,
-        )
-    if isinstance(error, DataverseError):
-        return Failure(f"Dataverse refused a request: {_first_line(error)}", "run python -m ops doctor", EXIT_FAILED)
-    if isinstance(error, EnreachAuthError):
-        return Failure(
-            "Enreach refused the credentials (HTTP 401)",
-            "check ENREACH_USER (the API user's e-mail) and ENREACH_SECRET_KEY (its secret key, not a password)",
-            EXIT_FAILED,
-        )
-    if isinstance(error, EnreachUnavailable):
-        return Failure(
-            f"Enreach did not answer or is throttling: {_first_line(error)}",
-            "check ENREACH_API_URL / ENREACH_DISCOVERY_URL and the network, then run again",
-            EXIT_FAILED,
-        )
-    if isinstance(error, EnreachError):
-        return Failure(_first_line(error), "check ENREACH_USER and ENREACH_API_URL", EXIT_FAILED)
+    cause, fix, code = (getattr(error, name, None) for name in ("cause", "fix", "exit_code"))
+    if isinstance(cause, str) and isinstance(fix, str) and isinstance(code, int):
+        return Failure(cause, fix, code)
     if isinstance(error, requests.RequestException):
         return Failure(
             f"network error: {type(error).__name__}: {_first_line(error)}",

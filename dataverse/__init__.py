@@ -5,9 +5,18 @@ the ``$batch`` types, and typed errors. Nothing here imports Azure Functions.
 """
 
 from . import _filters as filters
-from ._auth import TokenProvider, credential_from_settings
+from ._auth import TokenProvider, credential_from_config
 from ._batch import BatchRequest, BatchResponse, ChangeSet
-from ._client import DataverseClient, DeadlineExceeded, Page, TokenUnavailable, UpsertResult, key_path, query_path
+from ._client import (
+    DataverseClient,
+    DeadlineExceeded,
+    Page,
+    TokenUnavailable,
+    UpsertResult,
+    client_from_config,
+    key_path,
+    query_path,
+)
 from ._errors import (
     AuthenticationFailed,
     DataverseError,
@@ -37,7 +46,8 @@ __all__ = [
     "TokenProvider",
     "TokenUnavailable",
     "UpsertResult",
-    "credential_from_settings",
+    "client_from_config",
+    "credential_from_config",
     "filters",
     "key_path",
     "query_path",

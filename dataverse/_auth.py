@@ -10,37 +10,35 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
-    from core.settings import Settings
+    from .config import DataverseConfig
 
-__all__ = ["TokenProvider", "credential_from_settings"]
+__all__ = ["TokenProvider", "credential_from_config"]
 
 # Refresh this long before expiry, so a token never dies in flight.
 _REFRESH_MARGIN_SECONDS = 300
 
 
-def credential_from_settings(settings: Settings) -> TokenCredential:
-    """Client secret, certificate, or (with neither) managed identity, as the settings say."""
+def credential_from_config(config: DataverseConfig) -> TokenCredential:
+    """Client secret, certificate, or (with neither) managed identity, as the section says."""
     from azure.identity import CertificateCredential, ClientSecretCredential, ManagedIdentityCredential
 
     options: dict[str, Any] = {}
-    if settings.azure_authority_host:
+    if config.authority_host:
         # A non-Microsoft authority (the sandbox's emulator) has no instance discovery.
-        options = {"authority": settings.azure_authority_host, "disable_instance_discovery": True}
-    if settings.credential_kind == "client_secret":
-        assert settings.azure_tenant_id and settings.azure_client_id and settings.azure_client_secret
-        return ClientSecretCredential(
-            settings.azure_tenant_id, settings.azure_client_id, settings.azure_client_secret, **options
-        )
-    if settings.credential_kind == "certificate":
-        assert settings.azure_tenant_id and settings.azure_client_id and settings.azure_client_certificate_path
+        options = {"authority": config.authority_host, "disable_instance_discovery": True}
+    if config.credential_kind == "client_secret":
+        assert config.tenant_id and config.client_id and config.client_secret
+        return ClientSecretCredential(config.tenant_id, config.client_id, config.client_secret, **options)
+    if config.credential_kind == "certificate":
+        assert config.tenant_id and config.client_id and config.certificate_path
         return CertificateCredential(
-            settings.azure_tenant_id,
-            settings.azure_client_id,
-            certificate_path=settings.azure_client_certificate_path,
+            config.tenant_id,
+            config.client_id,
+            certificate_path=config.certificate_path,
             **options,
         )
-    if settings.azure_client_id:
-        return ManagedIdentityCredential(client_id=settings.azure_client_id)
+    if config.client_id:
+        return ManagedIdentityCredential(client_id=config.client_id)
     return ManagedIdentityCredential()
 
 

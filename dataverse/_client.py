@@ -18,13 +18,30 @@ from core.retry import RetryExhausted, RetryPolicy, retry_after_seconds, send_wi
 
 from ._auth import TokenProvider
 from ._batch import BatchItem, BatchResponse, decode_batch, decode_batch_groups, encode_batch, outcome
-from ._errors import AuthenticationFailed, DataverseError, NotFound, ServiceUnavailable, error_from_response
+from ._errors import (
+    AuthenticationFailed,
+    DataverseError,
+    NotFound,
+    ServiceUnavailable,
+    error_from_response,
+    first_line,
+)
 from ._filters import Value, column, literal
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
-__all__ = ["DataverseClient", "DeadlineExceeded", "Page", "TokenUnavailable", "UpsertResult", "key_path"]
+    from .config import DataverseConfig
+
+__all__ = [
+    "DataverseClient",
+    "DeadlineExceeded",
+    "Page",
+    "TokenUnavailable",
+    "UpsertResult",
+    "client_from_config",
+    "key_path",
+]
 
 _ENTITY_SET = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _QUERY_SAFE = "'(),/:@*$"
@@ -45,6 +62,17 @@ class DeadlineExceeded(ServiceUnavailable):
 
 class TokenUnavailable(DataverseError):
     """No token could be had for Dataverse (wrong secret, tenant, or authority down)."""
+
+    @property
+    def cause(self) -> str:
+        return first_line(self)
+
+    @property
+    def fix(self) -> str:
+        return (
+            "check AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (secrets expire: make a new one under "
+            "Certificates & secrets) or AZURE_CLIENT_CERTIFICATE_PATH; then run python -m ops doctor"
+        )
 
 
 @dataclass(frozen=True)
@@ -430,3 +458,15 @@ def _entity_id(response: requests.Response, *, required: bool = True) -> str:
     if required:
         raise DataverseError(response.status_code, None, "Dataverse answered without the new record's id")
     return ""
+
+
+def client_from_config(config: DataverseConfig, **options: Any) -> DataverseClient:
+    """A client for the Dataverse section: its URL, credential, timeout and parallelism; ``options``
+    (``session``, ``retry``, ``timeout``, ``max_parallel``, ``credential``) override them."""
+    from ._auth import credential_from_config
+
+    options.setdefault("timeout", config.timeout)
+    options.setdefault("max_parallel", config.max_parallel_batches)
+    if "credential" not in options:
+        options["credential"] = credential_from_config(config)
+    return DataverseClient(config.url, **options)

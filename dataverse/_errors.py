@@ -32,17 +32,55 @@ class DataverseError(Exception):
         where = f"{method} {path}: " if method else ""
         super().__init__(f"{where}HTTP {status} {code or ''} {message}".replace("  ", " ").strip())
 
+    # Failures describe themselves: a command prints ``cause`` and ``fix`` (core/cli.py), exit 1.
+    exit_code = 1
+
+    @property
+    def cause(self) -> str:
+        return f"Dataverse refused a request: {first_line(self)}"
+
+    @property
+    def fix(self) -> str:
+        return "run python -m ops doctor"
+
 
 class AuthenticationFailed(DataverseError):
     """401: the token was refused even after a fresh one was fetched. Check the app registration."""
+
+    @property
+    def cause(self) -> str:
+        return f"Dataverse refused the app's token: {first_line(self)}"
+
+    @property
+    def fix(self) -> str:
+        return (
+            "add an enabled application user for AZURE_CLIENT_ID in the Power Platform admin center "
+            "(docs/deployment.md step 2); check DATAVERSE_URL names the right environment"
+        )
 
 
 class Forbidden(DataverseError):
     """403: the application user lacks a privilege; extend its security role."""
 
+    @property
+    def cause(self) -> str:
+        return f"Dataverse refused a privilege: {first_line(self)}"
+
+    @property
+    def fix(self) -> str:
+        return "give the application user's security role the privilege (python -m ops doctor lists what is missing)"
+
 
 class NotFound(DataverseError):
     """404: no such record (or entity set)."""
+
+    @property
+    def cause(self) -> str:
+        return f"Dataverse has no such table, column or record: {first_line(self)}"
+
+    @property
+    def fix(self) -> str:
+        return "run python -m ops provision (then python -m ops doctor)"
 
 
 class PreconditionFailed(DataverseError):
@@ -56,9 +94,35 @@ class DuplicateKey(PreconditionFailed):
 class Throttled(DataverseError):
     """429 kept coming after the retry policy ran out (service protection limits)."""
 
+    @property
+    def cause(self) -> str:
+        return f"Dataverse is throttling the app (service protection limits): {first_line(self)}"
+
+    @property
+    def fix(self) -> str:
+        return "run again in a few minutes; lower CALL_SYNC_BATCH_SIZE if it keeps happening"
+
 
 class ServiceUnavailable(DataverseError):
     """5xx or no connection after the retry policy ran out."""
+
+    @property
+    def cause(self) -> str:
+        return f"Dataverse did not answer: {first_line(self)}"
+
+    @property
+    def fix(self) -> str:
+        return (
+            "check DATAVERSE_URL and the network (and the service health in the Power Platform admin center), "
+            "then run again"
+        )
+
+
+def first_line(error: BaseException, limit: int = 300) -> str:
+    """The error's first line, without the placeholder status of a failure that got no answer."""
+    text = str(error).replace("HTTP 0 ", "").strip().splitlines()
+    line = text[0] if text else type(error).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def error_from_response(status: int, body: Any, *, method: str = "", path: str = "") -> DataverseError:

@@ -12,15 +12,17 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import requests
 
 from core.retry import RetryExhausted, RetryPolicy, send_with_retry
-from core.settings import Settings
 
 from ._mapping import CallFields, EnreachMapping, ServiceCallFields, UserFields, first_present
+
+if TYPE_CHECKING:
+    from .config import EnreachConfig
 
 __all__ = [
     "CurrentAvailability",
@@ -33,7 +35,7 @@ __all__ = [
     "RecordError",
     "Transcript",
     "UnmappedAvailability",
-    "client_from_settings",
+    "client_from_config",
     "discover_api_url",
 ]
 
@@ -50,13 +52,46 @@ class EnreachError(Exception):
         self.status = status
         super().__init__(f"Enreach API: HTTP {status}: {message}" if status else f"Enreach API: {message}")
 
+    # Failures describe themselves: a command prints ``cause`` and ``fix`` (core/cli.py), exit 1.
+    exit_code = 1
+
+    @property
+    def cause(self) -> str:
+        return _first_line(self)
+
+    @property
+    def fix(self) -> str:
+        return "check ENREACH_USER and ENREACH_API_URL"
+
 
 class EnreachAuthError(EnreachError):
     """401: ENREACH_USER / ENREACH_SECRET_KEY were refused."""
 
+    @property
+    def cause(self) -> str:
+        return "Enreach refused the credentials (HTTP 401)"
+
+    @property
+    def fix(self) -> str:
+        return "check ENREACH_USER (the API user's e-mail) and ENREACH_SECRET_KEY (its secret key, not a password)"
+
 
 class EnreachUnavailable(EnreachError):
     """Throttled, 5xx or unreachable after the retry policy ran out."""
+
+    @property
+    def cause(self) -> str:
+        return f"Enreach did not answer or is throttling: {_first_line(self)}"
+
+    @property
+    def fix(self) -> str:
+        return "check ENREACH_API_URL / ENREACH_DISCOVERY_URL and the network, then run again"
+
+
+def _first_line(error: BaseException, limit: int = 300) -> str:
+    text = str(error).strip().splitlines()
+    line = text[0] if text else type(error).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 class UnmappedAvailability(ValueError):
@@ -683,13 +718,13 @@ class EnreachClient:
         return result
 
 
-def client_from_settings(settings: Settings, **options: Any) -> EnreachClient:
-    """The app's Enreach client for these settings (``options`` override, e.g. ``retry``)."""
-    options.setdefault("api_url", settings.enreach_api_url)
-    options.setdefault("discovery_url", settings.enreach_discovery_url)
-    options.setdefault("timeout", settings.http_timeout_seconds)
-    options.setdefault("mapping", settings.enreach_mapping)
-    return EnreachClient(settings.enreach_user, settings.enreach_secret_key, **options)
+def client_from_config(config: EnreachConfig, **options: Any) -> EnreachClient:
+    """The app's Enreach client for the Enreach section (``options`` override, e.g. ``retry``)."""
+    options.setdefault("api_url", config.api_url)
+    options.setdefault("discovery_url", config.discovery_url)
+    options.setdefault("timeout", config.timeout)
+    options.setdefault("mapping", config.mapping)
+    return EnreachClient(config.user, config.secret_key, **options)
 
 
 def users_by_email(users: Sequence[EnreachUser]) -> dict[str, EnreachUser]:

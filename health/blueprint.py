@@ -17,7 +17,7 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
     It calls no downstream service, so an App Service health check can poll it cheaply.
     Anonymous on purpose: it tells only a count, never a setting's value or name.
     """
-    from core.settings import SettingsError, get_settings
+    from bridge.settings import SettingsError, get_settings
 
     try:
         get_settings()

@@ -9,7 +9,8 @@ import argparse
 import logging
 import sys
 
-from core.cli import CommandError, add_settings_argument, apply_settings_file, command_settings, run_command
+from bridge.settings import command_settings
+from core.cli import CommandError, add_settings_argument, apply_settings_file, run_command
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,13 +51,13 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "probe-enreach":
         return _probe(args)
 
-    from dataverse import DataverseClient, credential_from_settings
+    from dataverse import DataverseClient, credential_from_config
 
     from .provision import DEFAULT_SOLUTION, ProvisionError, provision, removal_plan
 
     settings = command_settings(args.settings)
     solution = args.solution or DEFAULT_SOLUTION
-    client = DataverseClient(settings.dataverse_url, credential=credential_from_settings(settings))
+    client = DataverseClient(settings.dataverse.url, credential=credential_from_config(settings.dataverse))
     if args.command == "unprovision":
         if not args.dry_run:
             raise CommandError(
@@ -81,7 +82,7 @@ def _run(args: argparse.Namespace) -> int:
 def _probe(args: argparse.Namespace) -> int:
     """0: the mapping reads the tenant; 1: a required Enreach name is missing everywhere (the verdict
     names the ENREACH_FIELD_MAP key); Enreach errors are explained by run_command."""
-    from enreach import client_from_settings
+    from enreach import client_from_config
 
     from .probe import probe_enreach
 
@@ -89,7 +90,9 @@ def _probe(args: argparse.Namespace) -> int:
     if not 1 <= args.days <= 31:
         raise CommandError(f"--days {args.days} is out of range", "give 1 to 31 days", exit_code=2)
     result = probe_enreach(
-        client_from_settings(settings), days=args.days, duration_limit_seconds=settings.call_duration_limit_seconds
+        client_from_config(settings.enreach),
+        days=args.days,
+        duration_limit_seconds=settings.call_sync.duration_limit_seconds,
     )
     return 0 if result.ok else 1
 

@@ -15,8 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bridge.settings import SETTING_NAMES, Settings, SettingsError, load_settings
 from core.schema import CALL_SYNC, PHONE_INDEX
-from core.settings import SETTING_NAMES, Settings, SettingsError, load_settings
 
 __all__ = ["PRIVILEGES", "Check", "exit_code", "placeholders", "run_doctor"]
 
@@ -103,24 +103,33 @@ def run_doctor(environ: Mapping[str, str] | None = None) -> list[Check]:
     ]
     if problems:
         return [Check("settings", False, problem, _SETTINGS_FIX) for problem in problems]
-    checks = [Check("settings", True, "every setting present and well-formed, no placeholder left")]
-    checks += _dataverse_checks(settings)
-    checks.append(
-        _attempt(
-            "Enreach API (discovery and credentials)",
-            lambda: _enreach(settings),
-            "check ENREACH_USER (the API user's e-mail) and ENREACH_SECRET_KEY; ENREACH_API_URL skips discovery",
-        )
-    )
-    if checks[-1].ok:
-        checks.append(_enreach_mapping(settings))
-    checks.append(
+    checks = [
         Check(
-            "routing webhook authentication",
+            "settings",
             True,
-            "X-Benemen-APIKey (ROUTING_API_KEY)" if settings.routing_api_key else "HTTP Basic (ROUTING_BASIC_USER)",
+            f"every setting of the enabled jobs ({', '.join(sorted(settings.jobs))}) present and well-formed, "
+            "no placeholder left",
         )
-    )
+    ]
+    checks += _dataverse_checks(settings)
+    if settings.has("enreach"):
+        checks.append(
+            _attempt(
+                "Enreach API (discovery and credentials)",
+                lambda: _enreach(settings),
+                "check ENREACH_USER (the API user's e-mail) and ENREACH_SECRET_KEY; ENREACH_API_URL skips discovery",
+            )
+        )
+        if checks[-1].ok and settings.has("call_sync"):
+            checks.append(_enreach_mapping(settings))
+    if settings.has("routing"):
+        checks.append(
+            Check(
+                "routing webhook authentication",
+                True,
+                "X-Benemen-APIKey (ROUTING_API_KEY)" if settings.routing.api_key else "HTTP Basic (ROUTING_BASIC_USER)",
+            )
+        )
     checks.append(
         _attempt(
             "storage (AzureWebJobsStorage)",
@@ -133,23 +142,23 @@ def run_doctor(environ: Mapping[str, str] | None = None) -> list[Check]:
 
 def _client(settings: Settings) -> Any:
     from core.retry import RetryPolicy
-    from dataverse import DataverseClient, credential_from_settings
+    from dataverse import DataverseClient, credential_from_config
 
     return DataverseClient(
-        settings.dataverse_url,
-        credential=credential_from_settings(settings),
-        timeout=settings.http_timeout_seconds,
+        settings.dataverse.url,
+        credential=credential_from_config(settings.dataverse),
+        timeout=settings.dataverse.timeout,
         retry=RetryPolicy(max_attempts=2),
     )
 
 
 def _dataverse_checks(settings: Settings) -> list[Check]:
-    from dataverse import credential_from_settings
+    from dataverse import credential_from_config
 
-    credential = credential_from_settings(settings)
+    credential = credential_from_config(settings.dataverse)
     token = _attempt(
-        f"token for {settings.dataverse_scope} ({settings.credential_kind.replace('_', ' ')})",
-        lambda: (credential.get_token(settings.dataverse_scope), "acquired")[1],
+        f"token for {settings.dataverse.scope} ({settings.dataverse.credential_kind.replace('_', ' ')})",
+        lambda: (credential.get_token(settings.dataverse.scope), "acquired")[1],
         "check AZURE_TENANT_ID, AZURE_CLIENT_ID and the secret/certificate of the app registration "
         "(secrets expire: make a new one under Certificates & secrets)",
     )
@@ -250,9 +259,9 @@ def _index_rows(client: Any) -> str:
 
 def _enreach(settings: Settings) -> str:
     from core.retry import RetryPolicy
-    from enreach import client_from_settings
+    from enreach import client_from_config
 
-    client = client_from_settings(settings, retry=RetryPolicy(max_attempts=2))
+    client = client_from_config(settings.enreach, retry=RetryPolicy(max_attempts=2))
     me = client.me()
     return f"authenticated as {me.email or me.id} at {client.api_url}"
 
@@ -260,16 +269,16 @@ def _enreach(settings: Settings) -> str:
 def _enreach_mapping(settings: Settings) -> Check:
     """The probe's checks in brief: do real records carry the mapped Enreach names?"""
     from core.retry import RetryPolicy
-    from enreach import client_from_settings
+    from enreach import client_from_config
 
     from .probe import probe_enreach
 
     name = "Enreach field mapping (3 days of real records)"
     try:
         result = probe_enreach(
-            client_from_settings(settings, retry=RetryPolicy(max_attempts=2)),
+            client_from_config(settings.enreach, retry=RetryPolicy(max_attempts=2)),
             days=3,
-            duration_limit_seconds=settings.call_duration_limit_seconds,
+            duration_limit_seconds=settings.call_sync.duration_limit_seconds,
             out=lambda line: None,
         )
     except Exception as error:

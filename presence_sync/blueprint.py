@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import azure.functions as func
 
+from core.config import schedule_binding
+
 bp = func.Blueprint()
 
 
@@ -21,7 +23,7 @@ def _response(function: str, result: tuple[int, bytes, dict[str, str]]) -> func.
 @bp.route(route="presence/dataverse", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def presence_dataverse(req: func.HttpRequest) -> func.HttpResponse:
     """Omnichannel presence changed (Dataverse webhook on msdyn_agentstatus): mirror it to Enreach."""
-    from core.settings import get_settings
+    from bridge.settings import get_settings
 
     from .http import handle_dataverse_webhook
     from .runtime import presence_sync
@@ -32,7 +34,7 @@ def presence_dataverse(req: func.HttpRequest) -> func.HttpResponse:
             headers=dict(req.headers),
             params=dict(req.params),
             body=req.get_body(),
-            key=get_settings().presence_webhook_key,
+            key=get_settings().presence.webhook_key,
             sync=presence_sync,
         ),
     )
@@ -42,7 +44,7 @@ def presence_dataverse(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="presence/enreach", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def presence_enreach(req: func.HttpRequest) -> func.HttpResponse:
     """Enreach availability or call notification: mirror to Omnichannel, DND during calls."""
-    from core.settings import get_settings
+    from bridge.settings import get_settings
 
     from .http import handle_enreach_webhook
     from .runtime import presence_sync
@@ -53,19 +55,21 @@ def presence_enreach(req: func.HttpRequest) -> func.HttpResponse:
         handle_enreach_webhook(
             headers=dict(req.headers),
             body=req.get_body(),
-            api_key=settings.routing_api_key,
-            basic_user=settings.routing_basic_user,
-            basic_password=settings.routing_basic_password,
+            api_key=settings.routing.api_key,
+            basic_user=settings.routing.basic_user,
+            basic_password=settings.routing.basic_password,
             sync=presence_sync,
-            secret=settings.enreach_webhook_secret,
-            secret_header=settings.enreach_webhook_secret_header,
-            events=settings.enreach_mapping.events,
+            secret=settings.enreach.webhook_secret,
+            secret_header=settings.enreach.webhook_secret_header,
+            events=settings.enreach.mapping.events,
         ),
     )
 
 
 @bp.function_name("reconcile_presence")
-@bp.timer_trigger(schedule="%PRESENCE_RECONCILE_SCHEDULE%", arg_name="timer", run_on_startup=False)
+@bp.timer_trigger(
+    schedule=schedule_binding("PRESENCE_RECONCILE_SCHEDULE", "0 */5 * * * *"), arg_name="timer", run_on_startup=False
+)
 def reconcile_presence(timer: func.TimerRequest) -> None:
     """Expire lost calls, finish owed writes, mirror availability changes no notification brought."""
     from .runtime import presence_sync
@@ -74,7 +78,9 @@ def reconcile_presence(timer: func.TimerRequest) -> None:
 
 
 @bp.function_name("sync_presence")
-@bp.timer_trigger(schedule="%PRESENCE_POLL_SCHEDULE%", arg_name="timer", run_on_startup=False)
+@bp.timer_trigger(
+    schedule=schedule_binding("PRESENCE_POLL_SCHEDULE", "0 */2 * * * *"), arg_name="timer", run_on_startup=False
+)
 def sync_presence(timer: func.TimerRequest) -> None:
     """Polling fallback: mapped agents' Enreach availability mirrored to Omnichannel (PRESENCE_POLLING)."""
     from .runtime import run_polling

@@ -6,8 +6,8 @@ import json
 import logging
 from functools import lru_cache
 
+from bridge.settings import get_settings
 from call_sync.runtime import enreach_client
-from core.settings import get_settings
 from routing.runtime import dataverse_client
 
 from .service import PresenceSync
@@ -21,14 +21,15 @@ log = logging.getLogger("presence_sync")
 @lru_cache(maxsize=1)
 def presence_sync() -> PresenceSync:
     settings = get_settings()
+    section = settings.presence
     return PresenceSync(
         dataverse=dataverse_client(),
         enreach=enreach_client(),
         store=PresenceStore(settings.storage_connection_string),
-        mapping=settings.presence_mapping,
-        echo_ttl_seconds=settings.presence_echo_ttl_seconds,
-        max_call_minutes=settings.presence_max_call_minutes,
-        after_call_presence=settings.presence_mapping.presence_ids[settings.presence_after_call],
+        mapping=section.mapping,
+        echo_ttl_seconds=section.echo_ttl_seconds,
+        max_call_minutes=section.max_call_minutes,
+        after_call_presence=section.mapping.presence_ids[section.after_call],
     )
 
 

@@ -10,7 +10,8 @@ import argparse
 import json
 import sys
 
-from core.cli import CommandError, add_settings_argument, command_settings, run_command
+from bridge.settings import command_settings
+from core.cli import CommandError, add_settings_argument, run_command
 
 # Reasons of a decision the router could not make (routing/service.py): the lookup failed or ran out of time.
 _UNDECIDED = ("lookup failed", "Dataverse did not answer")
@@ -55,8 +56,8 @@ def _run(args: argparse.Namespace) -> int:
     report = sync_phone_index(
         dataverse_client(),
         checkpoint_store(),
-        phone_columns=settings.routing_phone_columns,
-        region=settings.phone_default_region,
+        phone_columns=settings.matching.phone_columns,
+        region=settings.matching.region,
         full=args.full,
     )
     print(report.summary())

@@ -6,6 +6,8 @@ import logging
 
 import azure.functions as func
 
+from core.config import schedule_binding
+
 bp = func.Blueprint()
 
 
@@ -13,7 +15,7 @@ bp = func.Blueprint()
 @bp.route(route="routing", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def routing(req: func.HttpRequest) -> func.HttpResponse:
     """Enreach SmartRouting: 200 {"InitialTarget": ...} to route, 204 to leave the call alone."""
-    from core.settings import get_settings
+    from bridge.settings import get_settings
     from core.telemetry import log_refusal
 
     from .http import handle_routing_request
@@ -26,9 +28,9 @@ def routing(req: func.HttpRequest) -> func.HttpResponse:
         params=dict(req.params),
         body=req.get_body(),
         router=router,
-        api_key=settings.routing_api_key,
-        basic_user=settings.routing_basic_user,
-        basic_password=settings.routing_basic_password,
+        api_key=settings.routing.api_key,
+        basic_user=settings.routing.basic_user,
+        basic_password=settings.routing.basic_password,
     )
     if result.status >= 400:  # a decision logs its own line (routing_decision)
         log_refusal("routing", result.status, result.body)
@@ -53,10 +55,12 @@ def warmup(context: func.warmup.WarmUpContext) -> None:
 
 
 @bp.function_name("sync_phone_index")
-@bp.timer_trigger(schedule="%PHONE_INDEX_SCHEDULE%", arg_name="timer", run_on_startup=False)
+@bp.timer_trigger(
+    schedule=schedule_binding("PHONE_INDEX_SCHEDULE", "0 */5 * * * *"), arg_name="timer", run_on_startup=False
+)
 def sync_phone_index(timer: func.TimerRequest) -> None:
     """Keep the E.164 phone index of contacts, accounts and leads current."""
-    from core.settings import get_settings
+    from bridge.settings import get_settings
     from core.telemetry import run_logged
 
     from .index_sync import sync_phone_index as run
@@ -70,7 +74,7 @@ def sync_phone_index(timer: func.TimerRequest) -> None:
         lambda: run(
             dataverse_client(),
             checkpoint_store(),
-            phone_columns=settings.routing_phone_columns,
-            region=settings.phone_default_region,
+            phone_columns=settings.matching.phone_columns,
+            region=settings.matching.region,
         ),
     )

@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from core.settings import Settings, get_settings
-from core.state import CheckpointStore
-from dataverse import DataverseClient, credential_from_settings
+from bridge.runtime import checkpoint_store, dataverse_client
+from bridge.settings import Settings, get_settings
+from dataverse import DataverseClient
 from matching import CallerLookup
 
 from .availability import AvailabilitySource, PresenceAvailability, read_enreach_status
@@ -31,26 +31,6 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-@lru_cache(maxsize=1)
-def dataverse_client() -> DataverseClient:
-    import requests
-    from requests.adapters import HTTPAdapter
-
-    settings = get_settings()
-    session = requests.Session()
-    # one pooled connection per concurrent caller lookup, so a burst reuses connections
-    adapter = HTTPAdapter(pool_maxsize=max(10, settings.routing_max_lookups))
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    return DataverseClient(
-        settings.dataverse_url,
-        credential=credential_from_settings(settings),
-        timeout=settings.http_timeout_seconds,
-        session=session,
-        max_parallel=settings.dataverse_max_parallel_batches,
-    )
-
-
 def availability_for(
     settings: Settings,
     client: DataverseClient,
@@ -61,17 +41,18 @@ def availability_for(
     """Availability from the presence sync's Table Storage state, Enreach (one read, no retries:
     the routing budget is shorter than a back-off) and Omnichannel presence in Dataverse."""
     from core.retry import RetryPolicy
-    from enreach import client_from_settings
+    from enreach import client_from_config
     from presence_sync.state import PresenceStore
 
-    if enreach is None:
-        enreach = client_from_settings(
-            settings, timeout=settings.routing_time_budget_seconds, retry=RetryPolicy(max_attempts=1)
+    if enreach is None and settings.has("enreach"):
+        enreach = client_from_config(
+            settings.enreach, timeout=settings.routing.time_budget_seconds, retry=RetryPolicy(max_attempts=1)
         )
     reader = enreach
     return PresenceAvailability(
         store=store or PresenceStore(settings.storage_connection_string),
-        enreach=lambda user_id: read_enreach_status(reader, user_id),
+        # a routing-only deployment (BRIDGE_JOBS=routing) has no Enreach section: that side is unknown
+        enreach=(lambda user_id: read_enreach_status(reader, user_id)) if reader is not None else None,
         dataverse=client,
     )
 
@@ -87,22 +68,22 @@ def build_router(
     now = clock or _utcnow
     lookup = CallerLookup(
         client,
-        rules=settings.routing_rules,
-        owner_column=settings.routing_owner_phone_column,
-        phone_columns=settings.routing_phone_columns,
-        region=settings.phone_default_region,
+        rules=settings.routing.rules,
+        owner_column=settings.matching.owner_phone_column,
+        phone_columns=settings.matching.phone_columns,
+        region=settings.matching.region,
         clock=now,
     )
-    if availability is None and any(rule.require_available for rule in settings.routing_rules):
+    if availability is None and any(rule.require_available for rule in settings.routing.rules):
         availability = availability_for(settings, client)
     return Router(
         lookup,
-        rules=settings.routing_rules,
-        region=settings.phone_default_region,
-        owner_column=settings.routing_owner_phone_column,
-        budget_seconds=settings.routing_time_budget_seconds,
-        cache_ttl_seconds=settings.routing_cache_ttl_seconds,
-        max_lookups=settings.routing_max_lookups,
+        rules=settings.routing.rules,
+        region=settings.matching.region,
+        owner_column=settings.matching.owner_phone_column,
+        budget_seconds=settings.routing.time_budget_seconds,
+        cache_ttl_seconds=settings.routing.cache_ttl_seconds,
+        max_lookups=settings.routing.max_lookups,
         availability=availability,
         clock=now,
     )
@@ -111,11 +92,6 @@ def build_router(
 @lru_cache(maxsize=1)
 def router() -> Router:
     return build_router(get_settings(), dataverse_client())
-
-
-@lru_cache(maxsize=1)
-def checkpoint_store() -> CheckpointStore:
-    return CheckpointStore(get_settings().storage_connection_string)
 
 
 def warm_up() -> dict[str, object]:
@@ -132,7 +108,7 @@ def warm_up() -> dict[str, object]:
     try:
         router()
         client = dataverse_client()
-        client.whoami(deadline=time.monotonic() + get_settings().http_timeout_seconds)
+        client.whoami(deadline=time.monotonic() + get_settings().dataverse.timeout)
         result["dop_hint"] = client.dop_hint
     except Exception as error:  # the instance still starts; the first request retries on its own
         result.update(ok=False, error=f"{type(error).__name__}: {str(error)[:200]}")

@@ -23,7 +23,7 @@ import sys
 import threading
 from pathlib import Path
 
-from core.settings import SettingsError, load_settings
+from bridge.settings import SettingsError, load_settings
 
 from .services import ROOT, Services, load_data, shift_call_times
 
@@ -40,7 +40,8 @@ def write_settings_file(path: Path, values: dict[str, str]) -> None:
 
 def rows(argv: list[str]) -> int:
     """``python -m sandbox rows <entity set>``: the emulator's rows through the Web API, as JSON lines."""
-    from core.cli import add_settings_argument, command_settings, run_command
+    from bridge.settings import command_settings
+    from core.cli import add_settings_argument, run_command
 
     parser = argparse.ArgumentParser(prog="python -m sandbox rows", description="list a running sandbox's rows")
     add_settings_argument(parser)
@@ -58,9 +59,9 @@ def rows(argv: list[str]) -> int:
                 f"{args.settings} does not exist", "start the sandbox first: python -m sandbox", exit_code=2
             )
         settings = command_settings(args.settings)
-        from dataverse import DataverseClient, credential_from_settings
+        from dataverse import DataverseClient, credential_from_config
 
-        client = DataverseClient(settings.dataverse_url, credential=credential_from_settings(settings))
+        client = DataverseClient(settings.dataverse.url, credential=credential_from_config(settings.dataverse))
         params = {"$top": str(args.top)}
         if args.filter:
             params["$filter"] = args.filter
@@ -158,12 +159,12 @@ def main(argv: list[str] | None = None) -> int:
         services.stop()
         return 2
 
-    from dataverse import DataverseClient, credential_from_settings
+    from dataverse import DataverseClient, credential_from_config
     from ops.provision import provision
 
     settings_object = load_settings()
     provision(
-        DataverseClient(settings_object.dataverse_url, credential=credential_from_settings(settings_object)),
+        DataverseClient(settings_object.dataverse.url, credential=credential_from_config(settings_object.dataverse)),
         report=lambda line: None,
     )
 
@@ -182,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     services.enreach.configure_webhook(
         f"{host.url}/api/presence/enreach",
         secret=os.environ["ENREACH_WEBHOOK_SECRET"],
-        header=settings_object.enreach_webhook_secret_header,
+        header=settings_object.enreach.webhook_secret_header,
     )
     print(f"Token service:      {services.tokens.url} (AZURE_AUTHORITY_HOST)")
     print(f"CA bundle:          {services.ca.bundle_path} (REQUESTS_CA_BUNDLE: trust it to call the token service)")
@@ -205,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Routing API key (X-Benemen-APIKey): {os.environ['ROUTING_API_KEY']}")
     print(
         f"Enreach notifications go to /api/presence/enreach with header "
-        f"{settings_object.enreach_webhook_secret_header}: {os.environ['ENREACH_WEBHOOK_SECRET']}"
+        f"{settings_object.enreach.webhook_secret_header}: {os.environ['ENREACH_WEBHOOK_SECRET']}"
     )
     print(f"  its event types (ENREACH_FIELD_MAP): {os.environ['ENREACH_FIELD_MAP']}")
     print(f"Presence webhook key (X-Presence-Key): {os.environ['PRESENCE_WEBHOOK_KEY']}")

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from core.settings import SETTING_NAMES
+from bridge.settings import SETTING_NAMES
 from emulators.dataverse import DataverseEmulator
 from emulators.enreach import EnreachEmulator
 from emulators.tokens import TestCA, TokenIssuer, TokenServer

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from core.settings import Settings, load_settings
+from bridge.settings import Settings, load_settings
 from sandbox.services import Azurite, Services
 from tests.helpers import dataverse_client_for, enreach_client_for
 

@@ -8,10 +8,10 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from bridge.settings import Settings
 from core.retry import RetryPolicy
-from core.settings import Settings
-from dataverse import DataverseClient, credential_from_settings
-from enreach import EnreachClient, client_from_settings
+from dataverse import DataverseClient, credential_from_config
+from enreach import EnreachClient, client_from_config
 
 if TYPE_CHECKING:
     import pytest
@@ -34,13 +34,13 @@ FAST_RETRY = RetryPolicy(max_attempts=4, backoff_seconds=0.01, max_backoff_secon
 def dataverse_client_for(settings: Settings, **options: Any) -> DataverseClient:
     """The app's Dataverse client for these settings (``retry`` defaults to ``FAST_RETRY``)."""
     options.setdefault("retry", FAST_RETRY)
-    return DataverseClient(settings.dataverse_url, credential=credential_from_settings(settings), **options)
+    return DataverseClient(settings.dataverse.url, credential=credential_from_config(settings.dataverse), **options)
 
 
 def enreach_client_for(settings: Settings, **options: Any) -> EnreachClient:
     """The app's Enreach client for these settings, found through the emulator's discovery."""
     options.setdefault("retry", FAST_RETRY)
-    return client_from_settings(settings, **options)
+    return client_from_config(settings.enreach, **options)
 
 
 def enreach_call(
@@ -97,8 +97,8 @@ def enreach_users(*people: tuple[str, str, str | None]) -> dict[str, list[dict[s
 
 def clear_app_caches() -> None:
     """Forget the settings and the objects the function runtimes built from them."""
+    from bridge.settings import get_settings
     from call_sync import runtime as call_runtime
-    from core.settings import get_settings
     from presence_sync import runtime as presence_runtime
     from routing import runtime as routing_runtime
 

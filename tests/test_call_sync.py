@@ -9,13 +9,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
+from bridge.settings import load_settings
 from call_sync.calls import CallSyncReport, UserDirectory, call_key, sync_calls, sync_phone_calls
 from call_sync.parking import ParkedCalls
 from call_sync.runtime import lookup_for
 from call_sync.runtime import options as options_for
 from call_sync.users import sync_enreach_user_ids
 from core.schema import CALL_SYNC
-from core.settings import load_settings
 from core.state import CheckpointStore
 from emulators._protection import ServerLimits
 from emulators._server import FaultRule
@@ -111,7 +111,7 @@ def sync_env(request, world, azurite):
     store = CheckpointStore(settings.storage_connection_string, table_name=f"c{uuid.uuid4().hex[:12]}")
     parking = ParkedCalls(settings.storage_connection_string, table_name=f"p{uuid.uuid4().hex[:12]}")
     index_store = CheckpointStore(settings.storage_connection_string, table_name=f"i{uuid.uuid4().hex[:12]}")
-    sync_phone_index(client, index_store, phone_columns=settings.routing_phone_columns, region="FI")
+    sync_phone_index(client, index_store, phone_columns=settings.matching.phone_columns, region="FI")
     return {
         "settings": settings,
         "client": client,
@@ -215,7 +215,7 @@ def _reindex(sync_env):
         sync_env["settings"].storage_connection_string, table_name="i" + uuid.uuid4().hex[:12]
     )
     sync_phone_index(
-        sync_env["client"], index_store, phone_columns=sync_env["settings"].routing_phone_columns, region="FI"
+        sync_env["client"], index_store, phone_columns=sync_env["settings"].matching.phone_columns, region="FI"
     )
 
 

@@ -14,12 +14,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
+from bridge.settings import load_settings
 from call_sync.calls import call_key, sync_phone_calls
 from call_sync.parking import ParkedCalls
 from call_sync.runtime import lookup_for
 from call_sync.runtime import options as options_for
 from core.schema import CALL_SYNC
-from core.settings import load_settings
 from core.state import CheckpointStore
 from emulators._protection import ServerLimits
 from emulators._server import FaultRule

@@ -105,10 +105,10 @@ def test_status_shows_the_checkpoint_its_lag_the_last_run_and_the_parked_calls(s
     from dataclasses import replace
     from datetime import timedelta
 
+    from bridge.settings import load_settings
     from call_sync.calls import call_key, sync_phone_calls
     from call_sync.parking import ParkedCalls
     from call_sync.runtime import lookup_for, options
-    from core.settings import load_settings
     from core.state import CheckpointStore
     from emulators.dataverse import APPLICATION_USER_ID
     from tests.helpers import dataverse_client_for, enreach_client_for

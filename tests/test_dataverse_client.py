@@ -18,7 +18,7 @@ from dataverse import (
     ServiceUnavailable,
     Throttled,
     TokenUnavailable,
-    credential_from_settings,
+    credential_from_config,
 )
 from dataverse import filters as f
 from emulators._server import FaultRule
@@ -299,7 +299,7 @@ def test_a_token_the_service_never_accepts_raises_authentication_failed(settings
 
             return AccessToken("not-issued-by-the-emulator", 2**31)
 
-    client = DataverseClient(settings.dataverse_url, credential=ForeignTokens(), retry=FAST_RETRY)
+    client = DataverseClient(settings.dataverse.url, credential=ForeignTokens(), retry=FAST_RETRY)
     with pytest.raises(AuthenticationFailed, match="application user"):
         client.whoami()
     assert world.dataverse.request_count("WhoAmI") == 2
@@ -309,8 +309,10 @@ def test_a_token_the_service_never_accepts_raises_authentication_failed(settings
 def test_wrong_client_secret_is_a_token_error_naming_the_cause(settings, world):
     from dataclasses import replace
 
-    wrong = replace(settings, azure_client_secret="not-the-secret")
-    client = DataverseClient(settings.dataverse_url, credential=credential_from_settings(wrong), retry=FAST_RETRY)
+    wrong = replace(settings, dataverse=replace(settings.dataverse, client_secret="not-the-secret"))
+    client = DataverseClient(
+        settings.dataverse.url, credential=credential_from_config(wrong.dataverse), retry=FAST_RETRY
+    )
     with pytest.raises(TokenUnavailable, match="Invalid client secret"):
         client.whoami()
     assert world.dataverse.request_count() == 0

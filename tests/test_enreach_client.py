@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from core.settings import SettingsError, load_settings
+from bridge.settings import SettingsError, load_settings
 from emulators._server import FaultRule
 from enreach import (
     EnreachAuthError,
@@ -55,7 +55,7 @@ def test_discovery_then_basic_auth(enreach_client, world):
 
 
 def test_wrong_secret_key_is_refused_with_a_clear_error(settings, world):
-    client = EnreachClient(settings.enreach_user, "wrong-key", api_url=world.enreach.url, retry=FAST_RETRY)
+    client = EnreachClient(settings.enreach.user, "wrong-key", api_url=world.enreach.url, retry=FAST_RETRY)
     with pytest.raises(EnreachAuthError, match="ENREACH_SECRET_KEY"):
         client.me()
 
@@ -222,7 +222,7 @@ def test_operator_overrides_each_field_and_value_meaning(settings, world):
     assert (call.classification, call.is_mobile) == ("Work", True)
     default = EnreachCall.from_api({**record, "CallId": "d", "StartTime": record["Began"]})
     assert default.classification == "Unclassified" and default.other_number is None  # defaults see none of it
-    assert replace(configured.enreach_mapping.calls).duration == ("Secs",)
+    assert replace(configured.enreach.mapping.calls).duration == ("Secs",)
 
 
 @pytest.mark.parametrize(

@@ -19,13 +19,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from bridge.settings import load_settings
 from call_sync.calls import sync_phone_calls
 from call_sync.parking import ParkedCalls
 from call_sync.runtime import lookup_for
 from call_sync.runtime import options as options_for
 from call_sync.transcripts import PendingTranscripts, note_id
 from core.schema import CALL_SYNC, FOLLOW_UPS
-from core.settings import load_settings
 from core.state import CheckpointStore
 from routing.index_sync import sync_phone_index
 from sandbox.services import provision_app_schema
@@ -75,7 +75,7 @@ def env(world, azurite):
     sync_phone_index(
         client,
         CheckpointStore(settings.storage_connection_string, table_name=f"i{suffix}"),
-        phone_columns=settings.routing_phone_columns,
+        phone_columns=settings.matching.phone_columns,
         region="FI",
     )
     return {

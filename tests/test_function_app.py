@@ -15,7 +15,7 @@ EXPECTED_HTTP = {
     "presence_enreach": ("presence/enreach", ["POST"], "FUNCTION"),
 }
 EXPECTED_TIMERS: dict[str, str] = {
-    # name: schedule (an app-setting expression, resolved by the host)
+    # name: schedule (an app-setting expression, resolved by the host, when the setting is set)
     "sync_phone_index": "%PHONE_INDEX_SCHEDULE%",
     "sync_phone_calls": "%PHONE_CALL_SYNC_SCHEDULE%",
     "sync_enreach_user_ids": "%USER_ID_SYNC_SCHEDULE%",
@@ -24,17 +24,34 @@ EXPECTED_TIMERS: dict[str, str] = {
 }
 
 
+DEFAULT_SCHEDULES = {
+    "sync_phone_index": "0 */5 * * * *",
+    "sync_phone_calls": "0 */5 * * * *",
+    "sync_enreach_user_ids": "0 0 * * * *",
+    "reconcile_presence": "0 */5 * * * *",
+    "sync_presence": "0 */2 * * * *",
+}
+_INDEX = (
+    "import json, function_app\n"
+    "from sandbox.host import index_functions\n"
+    "print(json.dumps({f.get_function_name(): json.loads(f.get_function_json())"
+    " for f in index_functions(function_app.app)}))"
+)
+
+
+def _index_with(environ: dict[str, str]) -> dict[str, dict]:
+    """Index the app as the host does, in a fresh process with these app settings (the host imports
+    ``function_app`` once, with the app settings already in its environment)."""
+    result = subprocess.run(
+        [sys.executable, "-c", _INDEX], capture_output=True, text=True, env={"PATH": "", **environ}, check=True
+    )
+    return json.loads(result.stdout)
+
+
 @lru_cache(maxsize=1)
-def _functions():
-    """``get_functions()`` validates names on every call and refuses a second call: index once, like the host."""
-    from function_app import app
-    from sandbox.host import index_functions
-
-    return {function.get_function_name(): function for function in index_functions(app)}
-
-
 def _index():
-    return {name: json.loads(function.get_function_json()) for name, function in _functions().items()}
+    schedules = {value.strip("%"): "0 */7 * * * *" for value in EXPECTED_TIMERS.values()}
+    return _index_with(schedules)
 
 
 def test_every_function_is_registered_with_its_route_and_schedule():
@@ -51,6 +68,26 @@ def test_every_function_is_registered_with_its_route_and_schedule():
         assert trigger.get("runOnStartup") is False
 
 
+def test_an_unset_schedule_takes_its_documented_default():
+    found = _index_with({})
+    for name, schedule in DEFAULT_SCHEDULES.items():
+        assert found[name]["bindings"][0]["schedule"] == schedule
+
+
+def test_bridge_jobs_registers_only_the_enabled_jobs_functions():
+    """Issue 19: with BRIDGE_JOBS=routing only the routing functions (and the health probe) exist."""
+    assert set(_index_with({"BRIDGE_JOBS": "routing"})) == {"health", "routing", "warmup", "sync_phone_index"}
+    assert set(_index_with({"BRIDGE_JOBS": "user_ids, presence"})) == {
+        "health",
+        "sync_enreach_user_ids",
+        "presence_dataverse",
+        "presence_enreach",
+        "reconcile_presence",
+        "sync_presence",
+    }
+    assert set(_index_with({"BRIDGE_JOBS": "faxes"})) == {"health"}  # the health probe names the problem
+
+
 def test_importing_the_app_needs_no_settings_and_loads_no_heavy_modules():
     code = (
         "import sys, function_app; "
@@ -64,9 +101,11 @@ def test_importing_the_app_needs_no_settings_and_loads_no_heavy_modules():
 def test_health_reports_misconfiguration_without_details(monkeypatch):
     import azure.functions as func
 
-    from core.settings import get_settings
+    from bridge.settings import get_settings
+    from function_app import app
+    from sandbox.host import index_functions
 
-    health = _functions()["health"].get_user_function()
+    health = {f.get_function_name(): f for f in index_functions(app)}["health"].get_user_function()
     monkeypatch.delenv("DATAVERSE_URL", raising=False)
     get_settings.cache_clear()
     response = health(func.HttpRequest("GET", "/api/health", body=b""))
@@ -80,7 +119,7 @@ def test_health_reports_misconfiguration_without_details(monkeypatch):
 def test_every_setting_is_in_the_sample_and_the_readme():
     from pathlib import Path
 
-    from core.settings import SETTING_NAMES
+    from bridge.settings import SETTING_NAMES
 
     root = Path(__file__).resolve().parent.parent
     sample = json.loads((root / "local.settings.sample.json").read_text())["Values"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from core.settings import load_settings
+from bridge.settings import load_settings
 from ops.doctor import run_doctor
 from ops.provision import REQUIRED, metadata, provision
 from sandbox.services import provision_app_schema
@@ -81,7 +81,7 @@ def test_doctor_on_a_fresh_environment_names_the_missing_schema_then_passes_afte
     sync_phone_index(
         _client(env),
         CheckpointStore(settings.storage_connection_string, table_name="d" + uuid.uuid4().hex[:8]),
-        phone_columns=settings.routing_phone_columns,
+        phone_columns=settings.matching.phone_columns,
         region="FI",
     )
     checks = run_doctor(env)
@@ -198,17 +198,17 @@ def test_a_full_routing_and_sync_run_logs_no_unmasked_number_and_no_secret(world
         settings = load_settings({**env, "ROUTING_TIME_BUDGET_SECONDS": "4"})
         client = _client(env)
         store = CheckpointStore(settings.storage_connection_string, table_name="m" + uuid.uuid4().hex[:8])
-        sync_phone_index(client, store, phone_columns=settings.routing_phone_columns, region="FI")
+        sync_phone_index(client, store, phone_columns=settings.matching.phone_columns, region="FI")
         router = build_router(settings, client)
         for number in [*numbers, "+358409999999"]:
             body = json.dumps({"anum": number, "bnum": "+358942420000"}).encode()
             handle_routing_request(
                 method="POST",
-                headers={"Content-Type": "application/json", "X-Benemen-APIKey": settings.routing_api_key},
+                headers={"Content-Type": "application/json", "X-Benemen-APIKey": settings.routing.api_key},
                 params={},
                 body=body,
                 router=lambda: router,
-                api_key=settings.routing_api_key,
+                api_key=settings.routing.api_key,
                 basic_user=None,
                 basic_password=None,
             )
@@ -235,10 +235,10 @@ def test_a_full_routing_and_sync_run_logs_no_unmasked_number_and_no_secret(world
         digits = number[1:]
         assert digits not in text and digits[3:] not in text, f"{number} leaked"
     for secret in (
-        settings.routing_api_key,
-        settings.azure_client_secret,
-        settings.enreach_secret_key,
-        settings.presence_webhook_key,
+        settings.routing.api_key,
+        settings.dataverse.client_secret,
+        settings.enreach.secret_key,
+        settings.presence.webhook_key,
         "AccountKey=",
     ):
         assert secret and secret not in text

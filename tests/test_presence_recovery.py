@@ -15,8 +15,8 @@ import uuid
 import pytest
 from azure.core.pipeline.transport import RequestsTransport
 
+from bridge.settings import load_settings
 from core.schema import CALL_SYNC
-from core.settings import load_settings
 from emulators._server import FaultRule
 from emulators.dataverse import OMNICHANNEL_PRESENCES
 from enreach import EnreachEvent

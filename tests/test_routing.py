@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from core.settings import load_settings
+from bridge.settings import load_settings
 from core.state import CheckpointStore
 from emulators._server import FaultRule
 from routing.http import handle_routing_request
@@ -89,7 +89,7 @@ def _router(env, **overrides):
 def _index(world, settings, client, *, full=True):
     store = CheckpointStore(settings.storage_connection_string, table_name="t" + world.dataverse.url[-5:])
     return sync_phone_index(
-        client, store, phone_columns=settings.routing_phone_columns, region=settings.phone_default_region, full=full
+        client, store, phone_columns=settings.matching.phone_columns, region=settings.matching.region, full=full
     )
 
 
@@ -494,7 +494,7 @@ def test_routing_logs_one_masked_line_per_decision(indexed, caplog):
 
 
 def test_settings_refuse_bad_rules_naming_the_rule(env):
-    from core.settings import SettingsError
+    from bridge.settings import SettingsError
 
     bad = json.dumps(
         [

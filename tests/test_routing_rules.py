@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from bridge.settings import SettingsError, load_settings
 from core.schema import CALL_SYNC
-from core.settings import SettingsError, load_settings
 from core.state import CheckpointStore
 from emulators.dataverse import OMNICHANNEL_PRESENCES
 from presence_sync.state import PresenceStore
@@ -154,7 +154,7 @@ def routers(env):
         client = dataverse_client_for(loaded)
         if index:
             store = CheckpointStore(loaded.storage_connection_string, table_name=f"i{uuid.uuid4().hex[:12]}")
-            sync_phone_index(client, store, phone_columns=loaded.routing_phone_columns, region="FI")
+            sync_phone_index(client, store, phone_columns=loaded.matching.phone_columns, region="FI")
         router = build_router(loaded, client, clock=clock or Clock(), availability=availability)
         made.append(router)
         return router

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.settings import SettingsError, load_settings
+from bridge.settings import SettingsError, load_settings
 
 GOOD = {
     "DATAVERSE_URL": "https://contoso.crm4.dynamics.com/",
@@ -27,14 +27,14 @@ GOOD = {
 
 def test_complete_settings_load_with_defaults():
     settings = load_settings(GOOD)
-    assert settings.dataverse_url == "https://contoso.crm4.dynamics.com"
-    assert settings.dataverse_scope == "https://contoso.crm4.dynamics.com/.default"
-    assert settings.phone_default_region == "FI"
-    assert settings.credential_kind == "client_secret"
-    assert settings.enreach_discovery_url == "https://discover.enreachvoice.com"
-    assert settings.http_timeout_seconds == 10.0
-    assert (settings.presence_max_call_minutes, settings.presence_after_call) == (240, "AVAILABLE")
-    assert settings.presence_polling == "auto" and settings.presence_polling_enabled
+    assert settings.dataverse.url == "https://contoso.crm4.dynamics.com"
+    assert settings.dataverse.scope == "https://contoso.crm4.dynamics.com/.default"
+    assert settings.matching.region == "FI"
+    assert settings.dataverse.credential_kind == "client_secret"
+    assert settings.enreach.discovery_url == "https://discover.enreachvoice.com"
+    assert settings.dataverse.timeout == 10.0
+    assert (settings.presence.max_call_minutes, settings.presence.after_call) == (240, "AVAILABLE")
+    assert settings.presence.polling == "auto" and settings.presence_polling_enabled
 
 
 def test_repr_never_shows_secrets():
@@ -77,7 +77,8 @@ def test_every_missing_setting_is_named_at_once():
         ({"PRESENCE_MAX_CALL_MINUTES": "0"}, "PRESENCE_MAX_CALL_MINUTES must be a whole number from 1 to 1440"),
         ({"PRESENCE_AFTER_CALL": "lunch"}, "PRESENCE_AFTER_CALL must be an Omnichannel base presence"),
         ({"PRESENCE_POLLING": "sometimes"}, "PRESENCE_POLLING must be auto, on or off"),
-        ({"PRESENCE_RECONCILE_SCHEDULE": ""}, "PRESENCE_RECONCILE_SCHEDULE is not set"),
+        ({"PRESENCE_RECONCILE_SCHEDULE": "5 minutes"}, "PRESENCE_RECONCILE_SCHEDULE must have six NCRONTAB"),
+        ({"BRIDGE_JOBS": "routing,faxes"}, "BRIDGE_JOBS names no such job: faxes"),
         ({"PRESENCE_POLL_SCHEDULE": "*/5"}, "PRESENCE_POLL_SCHEDULE must have six NCRONTAB fields"),
     ],
 )
@@ -89,12 +90,12 @@ def test_malformed_settings_are_named(change, named):
 
 def test_no_secret_and_no_certificate_means_managed_identity():
     settings = load_settings({k: v for k, v in GOOD.items() if k != "AZURE_CLIENT_SECRET"})
-    assert settings.credential_kind == "managed_identity"
+    assert settings.dataverse.credential_kind == "managed_identity"
 
 
 def test_basic_auth_alone_is_enough_for_routing():
     settings = load_settings({**GOOD, "ROUTING_API_KEY": "", "ROUTING_BASIC_USER": "u", "ROUTING_BASIC_PASSWORD": "p"})
-    assert settings.routing_api_key is None and settings.routing_basic_user == "u"
+    assert settings.routing.api_key is None and settings.routing.basic_user == "u"
 
 
 def test_call_sync_section_defaults_and_values():
@@ -113,7 +114,13 @@ def test_call_sync_section_defaults_and_values():
             "CALL_SYNC_RECORDING_LINK": "https://rec.example.com/{recording_id}",
         }
     ).call_sync
-    assert chosen == CallSyncConfig(14, 0, 72, "anonymise", "https://rec.example.com/{recording_id}")
+    assert chosen == CallSyncConfig(
+        park_days=14,
+        start_margin_seconds=0,
+        initial_lookback_hours=72,
+        private_calls="anonymise",
+        recording_link="https://rec.example.com/{recording_id}",
+    )
     assert load_settings({**GOOD, "CALL_SYNC_RECORDING_LINK": "id"}).call_sync.recording_link == "id"
     assert load_settings({**GOOD, "CALL_SYNC_RECORDING_LINK": "off"}).call_sync.recording_link is None
 
@@ -169,3 +176,45 @@ def test_follow_up_unknown_caller_regarding_and_transcript_options():
     assert chosen.follow_ups is False and chosen.queue_map == (("q-1", "0b5e0000-0000-4000-8000-0000000000d1"),)
     assert chosen.unknown_caller_leads and chosen.blocked_numbers == ("+358 9 4242 0000", "09 4242 0001")
     assert chosen.regarding_opportunity and chosen.transcripts
+
+
+def test_schedules_have_documented_defaults():
+    bare = {k: v for k, v in GOOD.items() if not k.endswith("_SCHEDULE")}
+    settings = load_settings(bare)
+    assert settings.routing.index_schedule == settings.call_sync.schedule == "0 */5 * * * *"
+    assert settings.user_ids.schedule == "0 0 * * * *"
+    assert (settings.presence.reconcile_schedule, settings.presence.poll_schedule) == ("0 */5 * * * *", "0 */2 * * * *")
+
+
+ROUTING_ONLY = {
+    "BRIDGE_JOBS": "routing",
+    "DATAVERSE_URL": GOOD["DATAVERSE_URL"],
+    "ROUTING_API_KEY": GOOD["ROUTING_API_KEY"],
+    "PHONE_DEFAULT_REGION": "FI",
+    "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+}
+
+
+def test_routing_only_needs_dataverse_routing_key_region_and_storage():
+    """Issue 19: a SmartRouting-only tenant sets nothing about Enreach or presence."""
+    from bridge.settings import JobDisabled
+
+    settings = load_settings(ROUTING_ONLY)
+    assert settings.jobs == {"routing"}
+    assert settings.routing.api_key == GOOD["ROUTING_API_KEY"] and settings.matching.region == "FI"
+    assert not settings.has("enreach") and not settings.has("presence")
+    with pytest.raises(JobDisabled, match="BRIDGE_JOBS=routing"):
+        _ = settings.enreach
+
+
+def test_a_disabled_jobs_malformed_settings_are_not_read():
+    settings = load_settings({**ROUTING_ONLY, "PRESENCE_POLLING": "sometimes", "ENREACH_USER": "apiuser"})
+    assert settings.jobs == {"routing"}
+
+
+def test_only_the_enabled_jobs_settings_are_required():
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"BRIDGE_JOBS": "user_ids"})
+    text = str(caught.value)
+    assert "ENREACH_USER" in text and "DATAVERSE_URL" in text
+    assert "ROUTING_API_KEY" not in text and "PRESENCE_WEBHOOK_KEY" not in text and "PHONE_DEFAULT_REGION" not in text
