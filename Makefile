@@ -37,6 +37,7 @@ bench: setup
 	$(BIN)/python benchmarks/import_time.py
 	$(BIN)/python benchmarks/routing.py
 	$(BIN)/python benchmarks/call_sync.py
+	$(BIN)/python benchmarks/enreach_queries.py
 	$(BIN)/python benchmarks/cold_start.py
 	$(BIN)/python benchmarks/backfill.py $(BACKFILL_ARGS)
 

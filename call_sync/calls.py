@@ -49,6 +49,7 @@ from .adoption import Planned, match_adoptions, read_page_state
 from .customers import NOBODY, CustomerChoice, Regarding, choose_customer, regarding_for
 from .followups import FollowUpPlan, is_missed, plan_number
 from .parking import ParkedCall, ParkedCalls
+from .query import close_sweep, read_calls
 from .transcripts import PendingTranscripts, TranscriptReport, fetch, note_request, settle_pending
 from .users import resolve_users
 
@@ -103,6 +104,8 @@ class CallSyncOptions:
     regarding_opportunity: bool = False
     transcripts: bool = False
     transcript_wait: timedelta = timedelta(hours=24)
+    # Enreach requests per run (CALL_SYNC_ENREACH_REQUEST_BUDGET; 0 = no limit), see call_sync/query.py
+    enreach_request_budget: int = 0
 
 
 @dataclass
@@ -131,6 +134,8 @@ class CallSyncReport:
     transcripts_attached: int = 0
     transcripts_pending: int = 0  # waiting after this run
     transcripts_given_up: int = 0
+    enreach_requests: int = 0  # sent by this run (CALL_SYNC_ENREACH_REQUEST_BUDGET)
+    users_left: int = 0  # users whose calls the next run reads for this window (budget spent)
     skipped: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     window: tuple[str, str] | None = None
@@ -146,9 +151,9 @@ class CallSyncReport:
     def counts(self) -> dict[str, int]:
         names = (
             "read created already_synced failed throttled adopted for_review private_removed "
-            "users_mapped parked waiting unparked expired missed follow_ups_opened follow_ups_added "
-            "follow_ups_completed unknown_callers leads_created regarding_case regarding_opportunity "
-            "transcripts_attached transcripts_pending transcripts_given_up"
+            "users_mapped parked waiting unparked expired enreach_requests users_left missed follow_ups_opened "
+            "follow_ups_added follow_ups_completed unknown_callers leads_created regarding_case "
+            "regarding_opportunity transcripts_attached transcripts_pending transcripts_given_up"
         )
         return {name: int(getattr(self, name)) for name in names.split()}
 
@@ -166,6 +171,9 @@ class CallSyncReport:
             f"{self.regarding_case} cases, {self.regarding_opportunity} opportunities; transcripts "
             f"{self.transcripts_attached} attached, {self.transcripts_pending} pending, "
             f"{self.transcripts_given_up} given up; skipped: {skipped}"
+        )
+        text += f"; Enreach: {self.enreach_requests} requests" + (
+            f", {self.users_left} users left for the next run" if self.users_left else ""
         )
         if self.problems:
             text += "; problems: " + " | ".join(self.problems[:5])
@@ -961,17 +969,25 @@ def sync_phone_calls(
     report.window = (_iso(since), _iso(until))
     report.checkpoint = checkpoint.value
     try:
-        # Enreach answers call records per user (UserIDs=<id>): the records name their user only by
-        # UserName, so each user's calls are asked for with that user's id (see enreach.EnreachClient.calls).
-        everyone = enreach.users()
-        calls = sorted(
-            enreach.calls(since, until, by="modified", users=everyone),
-            key=lambda c: (c.modified or c.start, c.call_id),
+        # Per user (UserIDs=<id>, within the run's Enreach request budget) or for the whole
+        # organisation, as ENREACH_FIELD_MAP.calls.query_mode says (call_sync/query.py).
+        read = read_calls(
+            enreach,
+            store,
+            since,
+            until,
+            checkpoint_value=checkpoint.value,
+            budget=options.enreach_request_budget,
         )
+        everyone = read.users
+        until = read.until
+        report.window = (_iso(read.since), _iso(until))
+        report.enreach_requests, report.users_left = read.requests, read.users_left
+        calls = sorted(read.calls, key=lambda c: (c.modified or c.start, c.call_id))
         if options.follow_ups and options.queue_calls:
             # missed service-queue calls (nobody's: no user record holds them)
             calls = sorted(
-                calls + enreach.service_calls(since, until, by="modified"),
+                calls + enreach.service_calls(read.since, until, by="modified"),
                 key=lambda c: (c.modified or c.start, c.call_id),
             )
         users = UserDirectory.load(client, options.region)
@@ -979,6 +995,15 @@ def sync_phone_calls(
         report.problems.append(f"run stopped: {error.__class__.__name__}: {str(error)[:200]}")
         _record(store, report, "failed", until)
         raise
+    if not read.complete:
+        log.info(
+            "call sync: %d users read, %d left for the next run (%s); the checkpoint stays until all are read",
+            read.users_read,
+            read.users_left,
+            "Enreach request budget (CALL_SYNC_ENREACH_REQUEST_BUDGET) spent"
+            if read.stopped_by == "budget"
+            else "Enreach throttled",
+        )
     for missing, count in enreach.skipped_records.items():
         report.skipped[f"unreadable record (no {missing})"] = count
     parked = {p.key: p for p in parking.all()}
@@ -1023,10 +1048,14 @@ def sync_phone_calls(
     # Move forward to `until`, but never past a call of this window that was not settled
     # (parked calls from earlier runs do not hold it: they stay parked).
     held = [c for c in result.retry if call_key(c) in fresh]
-    target = until
+    held_at = None
     if held:
-        target = min((c.modified or c.start) for c in held).replace(microsecond=0) - timedelta(seconds=1)
-    if checkpoint.value is None or target > datetime.fromisoformat(checkpoint.value.replace("Z", "+00:00")):
+        held_at = min((c.modified or c.start) for c in held).replace(microsecond=0) - timedelta(seconds=1)
+    # None while a budgeted per-user sweep goes on: the checkpoint stays behind the users not read yet
+    target = close_sweep(store, read, held_at, checkpoint_value=checkpoint.value)
+    if target is not None and (
+        checkpoint.value is None or target > datetime.fromisoformat(checkpoint.value.replace("Z", "+00:00"))
+    ):
         try:
             store.write(CHECKPOINT_NAME, _iso(target), expected=checkpoint)
             report.checkpoint = _iso(target)

@@ -4,9 +4,10 @@
 ``PHONE_CALL_SYNC_SCHEDULE``, ``CALL_DURATION_LIMIT``, ``DEFAULT_CRM_ASSIGNEE``,
 ``CALL_SYNC_OVERLAP_MINUTES``, ``CALL_SYNC_BATCH_SIZE``, ``CALL_SYNC_PARK_DAYS``,
 ``CALL_START_MARGIN_SECONDS``, ``CALL_SYNC_INITIAL_LOOKBACK_HOURS``, ``CALL_SYNC_PRIVATE_CALLS``,
-``CALL_SYNC_RECORDING_LINK``; the follow-up, unknown-caller, regarding and transcript options
-(``CALL_SYNC_FOLLOW_UPS`` ... ``CALL_SYNC_TRANSCRIPT_WAIT_HOURS``; README, "Missed calls, unknown
-callers, cases and transcripts"); ``USER_ID_SYNC_SCHEDULE`` (README, settings table).
+``CALL_SYNC_RECORDING_LINK``, ``CALL_SYNC_ENREACH_REQUEST_BUDGET``; the follow-up, unknown-caller,
+regarding and transcript options (``CALL_SYNC_FOLLOW_UPS`` ... ``CALL_SYNC_TRANSCRIPT_WAIT_HOURS``;
+README, "Missed calls, unknown callers, cases and transcripts"); ``USER_ID_SYNC_SCHEDULE`` (README,
+settings table).
 Kept cheap to import: the composition root loads it while reading the settings.
 """
 
@@ -39,6 +40,7 @@ NAMES = (
     "CALL_SYNC_INITIAL_LOOKBACK_HOURS",
     "CALL_SYNC_PRIVATE_CALLS",
     "CALL_SYNC_RECORDING_LINK",
+    "CALL_SYNC_ENREACH_REQUEST_BUDGET",
     "CALL_SYNC_FOLLOW_UPS",
     "CALL_SYNC_FOLLOW_UP_DUE_HOURS",
     "CALL_SYNC_QUEUE_CALLS",
@@ -68,6 +70,9 @@ class CallSyncConfig:
     initial_lookback_hours: int = 24
     private_calls: str = "delete"  # "delete" or "anonymise"
     recording_link: str | None = None  # None: off; "id": the recording id; else a URL template
+    # Enreach requests one timer run may send (per-user queries stop there and the next run goes
+    # on from the next user, the checkpoint held behind the window); 0 = no limit
+    enreach_request_budget: int = 1000
     follow_ups: bool = True  # a missed incoming call opens (or adds to) the caller's one open follow-up
     follow_up_due_hours: int = 24
     queue_calls: bool = True  # missed service-queue calls (GET servicecall) become missed calls too
@@ -159,6 +164,7 @@ def parse_config(get: Getter, problems: list[str]) -> CallSyncConfig:
         initial_lookback_hours=integer("CALL_SYNC_INITIAL_LOOKBACK_HOURS", 24, 1, 744),
         private_calls=private,
         recording_link=link,
+        enreach_request_budget=_budget(get, problems),
         follow_ups=switch("CALL_SYNC_FOLLOW_UPS", True),
         follow_up_due_hours=integer("CALL_SYNC_FOLLOW_UP_DUE_HOURS", 24, 1, 720),
         queue_calls=switch("CALL_SYNC_QUEUE_CALLS", True),
@@ -170,3 +176,14 @@ def parse_config(get: Getter, problems: list[str]) -> CallSyncConfig:
         transcripts=switch("CALL_SYNC_TRANSCRIPTS", False),
         transcript_wait_hours=integer("CALL_SYNC_TRANSCRIPT_WAIT_HOURS", 24, 1, 720),
     )
+
+
+def _budget(get: Getter, problems: list[str]) -> int:
+    value = whole_number(get, problems, "CALL_SYNC_ENREACH_REQUEST_BUDGET", 1000, 0, 1_000_000)
+    if 0 < value < 10:
+        problems.append(
+            "CALL_SYNC_ENREACH_REQUEST_BUDGET must be 0 (no limit) or at least 10: the users list "
+            f"and a user's calls take a few requests (got {value})"
+        )
+        return 1000
+    return value

@@ -40,6 +40,7 @@ def options(settings: Settings, *, dry_run: bool = False) -> CallSyncOptions:
         initial_lookback=timedelta(hours=settings.call_sync.initial_lookback_hours),
         private_calls=settings.call_sync.private_calls,
         recording_link=settings.call_sync.recording_link,
+        enreach_request_budget=settings.call_sync.enreach_request_budget,
         follow_ups=settings.call_sync.follow_ups,
         follow_up_due=timedelta(hours=settings.call_sync.follow_up_due_hours),
         queue_calls=settings.call_sync.queue_calls,

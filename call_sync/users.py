@@ -75,6 +75,10 @@ def _write_ids(client: DataverseClient, changes: Sequence[tuple[str, str]]) -> l
     return client.batch_each(items, idempotent=True)
 
 
+# Two columns x 100 addresses of ~40 characters stay near 10 kB of URL, well inside Dataverse's limit.
+EMAILS_PER_QUERY = 100
+
+
 def resolve_users(
     enreach_ids: Iterable[str],
     enreach_users: Sequence[EnreachUser],
@@ -93,14 +97,22 @@ def resolve_users(
     emails = sorted(by_email)
     found: dict[str, str] = {}
     changes: list[tuple[str, str]] = []
-    for user in client.query(
-        "systemusers",
-        select=_USER_COLUMNS,
-        filter=f.and_(
-            _ACTIVE_USERS,
-            f.or_(f.in_("internalemailaddress", emails), f.in_(CALL_SYNC.user_email_column, emails)),
-        ),
-    ):
+    # One query per EMAILS_PER_QUERY addresses: a first run of a large tenant finds thousands of
+    # unmapped users, and one GET naming them all would pass the URL length Dataverse accepts.
+    users = (
+        user
+        for start in range(0, len(emails), EMAILS_PER_QUERY)
+        for chunk in [emails[start : start + EMAILS_PER_QUERY]]
+        for user in client.query(
+            "systemusers",
+            select=_USER_COLUMNS,
+            filter=f.and_(
+                _ACTIVE_USERS,
+                f.or_(f.in_("internalemailaddress", chunk), f.in_(CALL_SYNC.user_email_column, chunk)),
+            ),
+        )
+    )
+    for user in users:
         match = by_email.get(enreach_email(user))
         if match is None or match.id.lower() in found:
             continue

@@ -16,9 +16,29 @@ is served under ``/discovery`` so one port serves both hosts: set
   ``RecordingIds``, ``UserName``, ``AnswerQueueId``. A record's owner is the user whose
   ``UserName`` it carries. Keys starting with ``$`` are the emulator's own and never served:
   ``$modified`` (default: start + Duration) drives the Modified* filter.
-* Availabilities are events: ``GET users/<id>/availability/current`` (204 when none is active:
-  the user is Available), ``POST users/<id>/availability`` ``{EventTypeID, EventSource, Note,
-  UserID}`` -> the new availability with its ``Id``, ``DELETE users/<id>/availability/<Id>``.
+* Availabilities are events: ``GET users/<id>/availability/current`` (when none is active, the
+  user is Available; what it answers then is a mode, below), ``POST users/<id>/availability``
+  ``{EventTypeID, EventSource, Note, UserID}`` -> the new availability with its ``Id``,
+  ``DELETE users/<id>/availability/<Id>``.
+* Dates: records are loaded with ``YYYY-MM-DD HH:MM:SS`` (or ISO) times and served so when the
+  client sends ``X-Json-Serializer: 2`` (what mokso/enreachvoice and enreachvoice_mcp send);
+  without it they are served as Microsoft JSON dates, ``/Date(1712518735000)/`` (what an
+  ASP.NET API answers by default, and what mokso/BeneCallArchiver, which sends no such header,
+  reads as dates), so a client that forgets the header fails here as it would in life.
+* Unknowns are modes (``configure``): what ``availability/current`` answers when none is
+  active and what the availability ``DELETE`` answers (``empty_current``: "204", "404",
+  "null", "{}", "available_record"; ``delete_answer``: "204", "200_null", "200_record"); what
+  ``GET calls`` without ``UserIDs`` returns (``calls_without_user``: "own" or "all"); what a
+  list in ``UserIDs`` returns (``user_ids_list``: "none" = ``[]``, "union", "400"); a request
+  rate limit (``rate_limit``: requests per ``rate_window`` seconds, then 429 with
+  ``Retry-After``, as public clients expect; Enreach publishes no numbers).
+* The API user (the caller) is a user like the others: listed by ``GET users``, served at
+  ``users/<id>`` and ``users/me``, with availabilities.
+* ``GET queues`` -> ``[{Id, Name, Numbers, TypeId, Status: {OpenStatus, MaxWaitTime,
+  QueueLength, OngoingCalls, AgentsOnWrapUp, FreeAgents, ServingAgents}}]`` and directory entries
+  with ``OtherNumber, QueueId, Description, Company, Subcompany, Location, Department, Status``
+  (null when unknown); ``EntryTypes=2`` lists the service queues' entries, ``Number=`` filters
+  on the entries' numbers (both as mokso/enreachvoice_mcp main.py reads them).
 * ``GET servicecall`` (inbound queue calls, mokso/enreachvoice ``get_inbound_queuecalls``) with
   the same time filters; records are served as loaded (``"service_calls"``). No public source
   shows their fields: tests load the app's default names (``ENREACH_FIELD_MAP.service_calls``).
@@ -41,8 +61,12 @@ Data (the sandbox file's ``"enreach"`` object)::
 from __future__ import annotations
 
 import base64
+import json
+import re
 import threading
+import time
 import uuid
+from collections import deque
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -80,6 +104,59 @@ def _public(record: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if not k.startswith("$")}
 
 
+_DATE_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d+)?Z?$")
+_EPOCH = datetime(1970, 1, 1)
+
+
+def _json_dates(value: Any) -> Any:
+    """Every date-time text in ``value`` as a Microsoft JSON date (``/Date(<ms since 1970 UTC>)/``)."""
+    if isinstance(value, dict):
+        return {k: _json_dates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_dates(v) for v in value]
+    if isinstance(value, str) and _DATE_TEXT.match(value):
+        moment = datetime.fromisoformat(value.replace("Z", "").replace(" ", "T"))
+        return f"/Date({int((moment - _EPOCH).total_seconds() * 1000)})/"
+    return value
+
+
+API_USER_NAMESPACE = uuid.UUID("6f1c7a52-3c1e-4d57-9a3a-7d0a2b3c4d5e")  # the emulator's own ids
+
+MODES: dict[str, tuple[str, ...]] = {
+    "empty_current": ("204", "404", "null", "{}", "available_record"),
+    "delete_answer": ("204", "200_null", "200_record"),
+    "calls_without_user": ("own", "all"),
+    "user_ids_list": ("none", "union", "400"),
+}
+# EventTypeID of the "Available" record (empty_current="available_record"); not a vendor number.
+AVAILABLE_RECORD_TYPE = 0
+_DEFAULT_QUEUE_STATUS = {
+    "OpenStatus": 5,
+    "MaxWaitTime": 0,
+    "QueueLength": 0,
+    "OngoingCalls": 0,
+    "AgentsOnWrapUp": 0,
+    "FreeAgents": 0,
+    "ServingAgents": 0,
+}
+_ENTRY_FIELDS = (
+    "Id",
+    "FirstName",
+    "LastName",
+    "Email",
+    "WorkNumber",
+    "MobileNumber",
+    "OtherNumber",
+    "QueueId",
+    "Description",
+    "Company",
+    "Subcompany",
+    "Location",
+    "Department",
+    "Status",
+)
+
+
 class EnreachEmulator(EmulatorServer):
     name = "enreach-emulator"
 
@@ -88,13 +165,21 @@ class EnreachEmulator(EmulatorServer):
         self.lock = threading.Lock()
         self.credentials: dict[str, str] = {}
         self.webhook = WebhookSender()  # availability and call notifications
+        self._arrivals: deque[float] = deque()
         self.reset()
         if data:
             self.load(data)
 
     def reset(self) -> None:
-        """Forget users, directory, calls, availabilities and queues (credentials stay)."""
+        """Forget users, directory, calls, availabilities and queues, back to the default modes
+        and no rate limit (credentials stay)."""
         with self.lock:
+            self.modes: dict[str, str] = {name: values[0] for name, values in MODES.items()}
+            self.rate_limit = 0  # requests per rate_window seconds; 0 = none
+            self.rate_window = 1.0
+            self.rate_retry_after = 1
+            self.throttled = 0  # requests answered 429 by the rate limit
+            self._arrivals.clear()
             self.users: list[dict[str, Any]] = []
             self.directory: list[dict[str, Any]] = []
             self.calls: list[dict[str, Any]] = []
@@ -102,6 +187,42 @@ class EnreachEmulator(EmulatorServer):
             self.queues: list[dict[str, Any]] = []
             self.service_calls: list[dict[str, Any]] = []
             self.transcripts: dict[str, dict[str, Any]] = {}
+
+    def configure(
+        self,
+        *,
+        rate_limit: int | None = None,
+        rate_window: float | None = None,
+        rate_retry_after: int | None = None,
+        **modes: str,
+    ) -> None:
+        """Choose how the unknowns answer (``MODES``) and the request rate limit."""
+        with self.lock:
+            for name, value in modes.items():
+                if name not in MODES or value not in MODES[name]:
+                    raise ValueError(f"unknown emulator mode {name}={value!r}; known: {MODES}")
+                self.modes[name] = value
+            if rate_limit is not None:
+                self.rate_limit = rate_limit
+                self._arrivals.clear()
+            if rate_window is not None:
+                self.rate_window = rate_window
+            if rate_retry_after is not None:
+                self.rate_retry_after = rate_retry_after
+
+    def control(self, request: Request) -> Response | None:
+        """``POST /_emulator/enreach {"empty_current": "null", "rate_limit": 50, ...}``."""
+        if request.path == "/_emulator/enreach" and request.method == "POST":
+            try:
+                self.configure(**(request.json() or {}))
+            except (TypeError, ValueError) as exc:
+                return json_response(400, {"error": str(exc)})
+            return Response(204)
+        return None
+
+    def api_user_id(self, email: str) -> str:
+        """The id the emulator gives an API user that the data file does not list."""
+        return str(uuid.uuid5(API_USER_NAMESPACE, email.lower()))
 
     def load(self, data: dict[str, Any]) -> None:
         with self.lock:
@@ -159,8 +280,31 @@ class EnreachEmulator(EmulatorServer):
 
     # -- internals --------------------------------------------------------------------------
 
+    def _all_users(self) -> list[dict[str, Any]]:
+        """The loaded users and every API user (credential) they do not list."""
+        listed = {str(u.get("UserName", "")).lower() for u in self.users}
+        extra = [
+            {"Id": self.api_user_id(email), "UserName": email, "FirstName": "API", "LastName": "User"}
+            for email in sorted(self.credentials)
+            if email not in listed
+        ]
+        return self.users + extra
+
     def _user(self, user_id: str) -> dict[str, Any] | None:
-        return next((u for u in self.users if str(u.get("Id")).lower() == user_id.lower()), None)
+        return next((u for u in self._all_users() if str(u.get("Id")).lower() == user_id.lower()), None)
+
+    def _rate_limited(self) -> bool:
+        if not self.rate_limit:
+            return False
+        now = time.monotonic()
+        with self.lock:
+            while self._arrivals and self._arrivals[0] <= now - self.rate_window:
+                self._arrivals.popleft()
+            if len(self._arrivals) >= self.rate_limit:
+                self.throttled += 1
+                return True
+            self._arrivals.append(now)
+            return False
 
     def _current(self, user_id: str) -> dict[str, Any] | None:
         mine = [a for a in self.availabilities if str(a.get("UserID", "")).lower() == user_id.lower()]
@@ -215,6 +359,15 @@ class EnreachEmulator(EmulatorServer):
     def handle(self, request: Request) -> Response:
         if request.path == "/discovery/api/user":
             return self._discovery(request)
+        if self._rate_limited():
+            return json_response(429, {"Message": "Too many requests."}, {"Retry-After": str(self.rate_retry_after)})
+        response = self._handle(request)
+        if request.headers.get("x-json-serializer", "").strip() != "2" and response.body:
+            if response.headers.get("Content-Type", "").startswith("application/json"):
+                response.body = json.dumps(_json_dates(json.loads(response.body))).encode("utf-8")
+        return response
+
+    def _handle(self, request: Request) -> Response:
         caller = self._authenticated_user(request)
         if caller is None:
             return json_response(
@@ -225,14 +378,14 @@ class EnreachEmulator(EmulatorServer):
         parts = [p for p in request.path.split("/") if p]
         notify: str | None = None
         with self.lock:
-            me = next((u for u in self.users if str(u.get("UserName", "")).lower() == caller), None)
-            me = me or {"Id": "00000000-0000-0000-0000-0000000000ee", "UserName": caller}
+            everyone = self._all_users()
+            me = next(u for u in everyone if str(u.get("UserName", "")).lower() == caller)
             if len(parts) >= 2 and parts[0] == "users" and parts[1] == "me":
                 parts[1] = str(me["Id"])
                 if len(parts) == 2:
                     return json_response(200, _public(me))
             if parts == ["users"]:
-                return json_response(200, [_public(u) for u in self.users])
+                return json_response(200, [_public(u) for u in everyone])
             if len(parts) == 2 and parts[0] == "users":
                 user = self._user(parts[1])
                 return json_response(200, _public(user)) if user else self._not_found(request)
@@ -241,8 +394,7 @@ class EnreachEmulator(EmulatorServer):
             elif parts == ["directory"]:
                 return json_response(200, [{"ID": "d1a2b3c4-0000-4000-8000-000000000001", "Name": "Default"}])
             elif parts == ["directory", "d1a2b3c4-0000-4000-8000-000000000001"]:
-                count = int(request.query.get("MaxCount", "100") or 100)
-                return json_response(200, {"Entries": [_public(e) for e in self.directory[:count]]})
+                return self._directory(request)
             elif parts == ["calls"]:
                 return self._calls(request, str(me["Id"]))
             elif parts == ["servicecall"]:
@@ -251,12 +403,46 @@ class EnreachEmulator(EmulatorServer):
                 found = self.transcripts.get(parts[2].lower())
                 return json_response(200, dict(found)) if found else self._not_found(request)
             elif parts == ["queues"]:
-                return json_response(200, self.queues)
+                return json_response(200, [self._queue(q) for q in self.queues])
             else:
                 return self._not_found(request)
         if notify:
             self.notify(self.availability_event_type, user_id=notify)
         return response
+
+    @staticmethod
+    def _queue(queue: dict[str, Any]) -> dict[str, Any]:
+        served = {"Id": None, "Name": None, "Numbers": [], "TypeId": 4, **_public(queue)}
+        served.setdefault("Status", dict(_DEFAULT_QUEUE_STATUS))
+        return served
+
+    def _directory(self, request: Request) -> Response:
+        try:
+            count = int(request.query.get("MaxCount", "100") or 100)
+        except ValueError:
+            return json_response(400, {"Message": "MaxCount must be an integer."})
+        entries = [{**dict.fromkeys(_ENTRY_FIELDS), **_public(e)} for e in self.directory]
+        queue_entries = [
+            {
+                **dict.fromkeys(_ENTRY_FIELDS),
+                "Id": q.get("$EntryId") or str(uuid.uuid5(API_USER_NAMESPACE, f"queue:{q.get('Id')}")),
+                "LastName": q.get("Name"),
+                "WorkNumber": (q.get("Numbers") or [None])[0],
+                "QueueId": q.get("Id"),
+                "Description": q.get("$Description"),
+            }
+            for q in self.queues
+        ]
+        types = {t.strip() for t in request.query.get("EntryTypes", "").split(",") if t.strip()}
+        if types:
+            # 2 = service queues (enreach-api.md); no other EntryTypes number is public
+            entries = queue_entries if "2" in types else []
+        number = request.query.get("Number", "").strip()
+        if number:
+            numbers = ("WorkNumber", "MobileNumber", "OtherNumber")
+            entries = [e for e in entries + queue_entries if any(e.get(n) == number for n in numbers)]
+            entries = list({str(e["Id"]): e for e in entries}.values())
+        return json_response(200, {"Entries": entries[:count]})
 
     @staticmethod
     def _not_found(request: Request) -> Response:
@@ -269,7 +455,9 @@ class EnreachEmulator(EmulatorServer):
         user_id = str(user["Id"])
         if parts[3:] == ["current"] and request.method == "GET":
             current = self._current(user_id)
-            return (json_response(200, _public(current)) if current else Response(204)), None
+            if current:
+                return json_response(200, _public(current)), None
+            return self._none_active(user_id), None
         if len(parts) == 3 and request.method == "POST":
             body = request.json() or {}
             type_id = body.get("EventTypeID")
@@ -287,15 +475,63 @@ class EnreachEmulator(EmulatorServer):
             ]
             if len(self.availabilities) == before:
                 return json_response(404, {"Message": f"Availability {parts[3]} not found."}), None
+            answer = self.modes["delete_answer"]
+            if answer == "200_null":
+                return json_response(200, None), user_id
+            if answer == "200_record":
+                return json_response(200, {"Id": parts[3], "UserID": user_id}), user_id
             return Response(204), user_id
         return self._not_found(request), None
 
+    def _none_active(self, user_id: str) -> Response:
+        shape = self.modes["empty_current"]
+        if shape == "404":
+            return json_response(404, {"Message": "No active availability."})
+        if shape == "null":
+            return json_response(200, None)
+        if shape == "{}":
+            return json_response(200, {})
+        if shape == "available_record":
+            return json_response(
+                200,
+                {
+                    "Id": str(uuid.uuid5(API_USER_NAMESPACE, f"available:{user_id}")),
+                    "UserID": user_id,
+                    "EventTypeID": AVAILABLE_RECORD_TYPE,
+                    "Availability": "Available",
+                    "StartTime": "2000-01-01 00:00:00",
+                    "EndTime": "9999-12-31 23:59:59",
+                },
+            )
+        return Response(204)
+
+    def _owners(self, request: Request, caller_id: str) -> tuple[set[str] | None, Response | None]:
+        """The UserNames whose calls are asked for (None: everyone's), or an error answer."""
+        given = request.query.get("UserIDs", "").strip()
+        if not given:
+            if self.modes["calls_without_user"] == "all" or "CallId" in request.query:
+                return None, None
+            given = caller_id
+        ids = [i.strip() for i in given.split(",") if i.strip()]
+        if len(ids) > 1:
+            mode = self.modes["user_ids_list"]
+            if mode == "400":
+                return None, json_response(400, {"Message": "UserIDs takes one id."})
+            if mode == "none":
+                return set(), None
+        names = set()
+        for user_id in ids:
+            user = self._user(user_id)
+            if user and user.get("UserName"):
+                names.add(str(user["UserName"]).lower())
+        return names, None
+
     def _calls(self, request: Request, caller_id: str) -> Response:
         query = request.query
-        owner_id = query.get("UserIDs") or caller_id
-        owner = self._user(owner_id)
-        owner_name = str(owner.get("UserName", "")).lower() if owner else ""
-        mine = [c for c in self.calls if str(c.get("UserName", "")).lower() == owner_name and owner_name]
+        owners, error = self._owners(request, caller_id)
+        if error is not None:
+            return error
+        mine = [c for c in self.calls if owners is None or str(c.get("UserName", "")).lower() in owners]
         if "CallId" in query:
             return json_response(
                 200, [_public(c) for c in mine if str(c.get("CallId") or c.get("CallID")) == query["CallId"]]

@@ -8,6 +8,7 @@ Items marked UNCONFIRMED there are marked here too.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -293,11 +294,14 @@ class Transcript:
 @dataclass(frozen=True)
 class CurrentAvailability:
     """A user's current availability: ``name`` is "Available" when none is active, None when its
-    EventTypeID is not in the mapping."""
+    EventTypeID is not in the mapping. ``end`` is when it ends (None: open-ended or unknown);
+    ``shape`` says how Enreach answered (``raw_current_availability``), for the probe."""
 
     id: str | None
     type_id: int | None
     name: str | None
+    end: datetime | None = None
+    shape: str = "record"
 
 
 def format_time(moment: datetime) -> str:
@@ -306,9 +310,22 @@ def format_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime(TIME_FORMAT)
 
 
+# Microsoft's JSON date, ``/Date(1712518735000)/`` or ``/Date(1712518735000+0300)/``: what an ASP.NET
+# API answers without ``X-Json-Serializer: 2`` (mokso/BeneCallArchiver sends no such header and reads
+# TimeStamp as a date). The number is milliseconds since 1970-01-01 UTC; the offset only names the
+# zone the value was written in (DataContractJsonSerializer, Json.NET), so the instant is the number.
+_JSON_DATE = re.compile(r"^\s*\\?/Date\((-?\d+)(?:[+-]\d{4})?\)\\?/\s*$")
+# Far enough in the future to mean "no end" (an open-ended availability ends in year 9999).
+OPEN_ENDED_FROM = datetime(9000, 1, 1, tzinfo=UTC)
+
+
 def parse_time(text: str) -> datetime:
-    """Enreach times are UTC; accept ``YYYY-MM-DD HH:MM:SS`` and ISO 8601."""
-    value = datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "T"))
+    """Enreach times are UTC (also when they lack a ``Z``); accept ``YYYY-MM-DD HH:MM:SS``,
+    ISO 8601 and JSON dates (``/Date(ms)/``, with or without an offset)."""
+    match = _JSON_DATE.match(text)
+    if match:
+        return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=int(match.group(1)))
+    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace(" ", "T"))
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
@@ -411,8 +428,16 @@ class EnreachClient:
         self._timeout = timeout
         self._retry = retry
         self._lock = threading.Lock()
+        self._lock_count = threading.Lock()
         self.mapping = mapping or EnreachMapping()
         self.skipped_records: dict[str, int] = {}  # unreadable call records by missing field, last calls()
+        # Every HTTP request this client sent (retries included): what the call sync's budget counts.
+        self.requests_sent = 0
+        self._session.hooks.setdefault("response", []).append(self._count_response)
+
+    def _count_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        with self._lock_count:
+            self.requests_sent += 1
 
     @property
     def api_url(self) -> str:
@@ -456,7 +481,14 @@ class EnreachClient:
             if missing_ok and error.status == 404:
                 return None
             raise
-        return response.json() if response.content else None
+        if not response.content.strip():
+            return None
+        try:
+            return response.json()
+        except ValueError as exc:
+            if method == "DELETE":
+                return None  # done; what a DELETE answers is not read
+            raise EnreachError(response.status_code, f"{path.split('?')[0]} answered no JSON") from exc
 
     # -- users -----------------------------------------------------------------------------
 
@@ -566,27 +598,85 @@ class EnreachClient:
         users: Iterable[EnreachUser] | None = None,
         deadline: float | None = None,
     ) -> list[EnreachCall]:
-        """The call events of ``users`` (each user's own query, ``UserIDs=<id>``: the records name
-        their user only by ``UserName``, and the API answers per user), or of the API user.
+        """The call events of ``users``, asked for as ``calls.query_mode`` says: "per_user" (each
+        user's own query, ``UserIDs=<id>``, as the public clients ask), or "all" (one query for the
+        organisation, each record's user read from ``calls.user_id`` or its ``UserName``; records of
+        users not in ``users`` are dropped). Without ``users``: the API user's own calls.
 
         A record lacking its id or start time cannot be synced: it is counted in
         ``skipped_records`` (by mapping key) and logged with its field names, never its values."""
         self.skipped_records = {}
+        if users is None:
+            return self.read_records(self.raw_calls(start, end, by=by, deadline=deadline), None)
+        users = list(users)
+        if self.mapping.calls.query_mode == "all":
+            return self.organisation_calls(start, end, users, by=by, deadline=deadline)
         calls: list[EnreachCall] = []
-        targets: list[str | None] = [u.id for u in users] if users is not None else [None]
-        for user_id in targets:
-            for item in self.raw_calls(start, end, by=by, user_id=user_id, deadline=deadline):
-                try:
-                    calls.append(EnreachCall.from_api(item, self.mapping.calls, user_id=user_id))
-                except RecordError as error:
-                    if error.field not in self.skipped_records:
-                        log.warning(
-                            "Enreach call record unreadable (%s); its fields: %s. Set ENREACH_FIELD_MAP.%s",
-                            error,
-                            ", ".join(sorted(item)),
-                            error.field,
-                        )
-                    self.skipped_records[error.field] = self.skipped_records.get(error.field, 0) + 1
+        for user in users:
+            calls += self.user_calls(user, start, end, by=by, deadline=deadline)
+        return calls
+
+    def user_calls(
+        self, user: EnreachUser, start: datetime, end: datetime, *, by: str = "modified", deadline: float | None = None
+    ) -> list[EnreachCall]:
+        """One user's call events (``UserIDs=<id>``, one request per 31-day window)."""
+        return self.read_records(self.raw_calls(start, end, by=by, user_id=user.id, deadline=deadline), user.id)
+
+    def organisation_calls(
+        self,
+        start: datetime,
+        end: datetime,
+        users: Sequence[EnreachUser],
+        *,
+        by: str = "modified",
+        deadline: float | None = None,
+    ) -> list[EnreachCall]:
+        """The "all" query mode: ``GET calls`` without ``UserIDs``, one request per 31-day window;
+        each record is given to its user by ``calls.user_id``, else by ``UserName`` (login e-mail)."""
+        names = self.mapping.calls
+        ids = {u.id.lower(): u.id for u in users}
+        by_email = users_by_email(users)
+        grouped: dict[str | None, list[dict[str, Any]]] = {}
+        unowned = 0
+        for item in self.raw_calls(start, end, by=by, deadline=deadline):
+            owner = first_present(item, names.user_id)[1]
+            user_id = ids.get(str(owner).lower()) if isinstance(owner, str) else None
+            if user_id is None:
+                login = first_present(item, names.user_name)[1]
+                found = by_email.get(login.strip().lower()) if isinstance(login, str) else None
+                user_id = found.id if found else None
+            if user_id is None:
+                unowned += 1
+                continue
+            grouped.setdefault(user_id, []).append(item)
+        if unowned:
+            self.skipped_records["calls.user_id"] = unowned  # no known user by id or UserName
+            log.warning(
+                "%d Enreach call records name no known user (by %s or %s): skipped",
+                unowned,
+                "/".join(names.user_id) or "-",
+                "/".join(names.user_name) or "-",
+            )
+        calls: list[EnreachCall] = []
+        for user_id, items in grouped.items():
+            calls += self.read_records(items, user_id)
+        return calls
+
+    def read_records(self, items: Iterable[dict[str, Any]], user_id: str | None) -> list[EnreachCall]:
+        """Call records read through the mapping; unreadable ones counted in ``skipped_records``."""
+        calls: list[EnreachCall] = []
+        for item in items:
+            try:
+                calls.append(EnreachCall.from_api(item, self.mapping.calls, user_id=user_id))
+            except RecordError as error:
+                if error.field not in self.skipped_records:
+                    log.warning(
+                        "Enreach call record unreadable (%s); its fields: %s. Set ENREACH_FIELD_MAP.%s",
+                        error,
+                        ", ".join(sorted(item)),
+                        error.field,
+                    )
+                self.skipped_records[error.field] = self.skipped_records.get(error.field, 0) + 1
         return calls
 
     def raw_service_calls(
@@ -645,24 +735,80 @@ class EnreachClient:
     # -- availability ----------------------------------------------------------------------
     # Availabilities are events with a lifetime (mokso/enreachvoice Example.ipynb).
 
-    def raw_current_availability(self, user_id: str, *, deadline: float | None = None) -> dict[str, Any] | None:
-        body = self._call(
-            "GET", f"users/{quote(user_id, safe='')}/availability/current", deadline=deadline, missing_ok=True
-        )
-        return body if isinstance(body, dict) and body else None
+    def raw_current_availability(
+        self, user_id: str, *, deadline: float | None = None
+    ) -> tuple[str, dict[str, Any] | None]:
+        """``GET users/<id>/availability/current`` and how it answered: ``(shape, record)``.
 
-    def current_availability(self, user_id: str, *, deadline: float | None = None) -> CurrentAvailability:
-        """The active availability; none active counts as Available (Enreach wiki)."""
-        names = self.mapping.availability
-        body = self.raw_current_availability(user_id, deadline=deadline)
+        What "none active" looks like is not public, so every plausible shape is read as
+        Available: ``204`` (no body), ``404``, ``null``, ``{}``, an empty list (shapes "204",
+        "404", "null", "{}", "[]"); a list holds the active one last ("list"); else "record"."""
+        path = f"users/{quote(user_id, safe='')}/availability/current"
+        try:
+            response = _send(
+                self._session,
+                "GET",
+                f"{self.api_url}/{path}",
+                headers=HEADERS,
+                policy=self._retry,
+                timeout=self._timeout,
+                deadline=deadline,
+            )
+        except EnreachError as error:
+            if error.status == 404:
+                return "404", None
+            raise
+        if response.status_code == 204 or not response.content.strip():
+            return "204", None
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise EnreachError(response.status_code, f"{path.split('/')[-1]} answered no JSON") from exc
         if body is None:
-            return CurrentAvailability(None, None, "Available")
+            return "null", None
+        if isinstance(body, list):
+            records = [b for b in body if isinstance(b, dict) and b]
+            return ("list", records[-1]) if records else ("[]", None)
+        if isinstance(body, dict):
+            return ("record", body) if body else ("{}", None)
+        raise EnreachError(response.status_code, f"availability answered a JSON {type(body).__name__}")
+
+    def current_availability(
+        self, user_id: str, *, deadline: float | None = None, now: datetime | None = None
+    ) -> CurrentAvailability:
+        """The active availability; none active counts as Available (Enreach wiki), and so does a
+        record with no EventTypeID, one whose type or name is in ``availability.available_values``,
+        and one whose end time has passed. An end past year 9000 is open-ended (``end`` None)."""
+        names = self.mapping.availability
+        shape, body = self.raw_current_availability(user_id, deadline=deadline)
+        if body is None:
+            return CurrentAvailability(None, None, "Available", shape=shape)
         availability_id = first_present(body, names.id)[1]
         type_id = _int(first_present(body, names.event_type)[1])
-        if type_id is None:
-            return CurrentAvailability(None, None, "Available")
+        type_name = first_present(body, names.type_name)[1]
+        available = {v.strip().lower() for v in names.available_values}
+        end: datetime | None = None
+        end_text = first_present(body, names.end_time)[1]
+        if end_text is not None:
+            try:
+                end = parse_time(str(end_text))
+            except ValueError:
+                end = None  # unreadable: treated as open-ended, never as ended
+        if end is not None and end >= OPEN_ENDED_FROM:
+            end = None
+        if (
+            type_id is None
+            or str(type_id) in available
+            or (isinstance(type_name, str) and type_name.strip().lower() in available)
+            or (end is not None and end <= (now or datetime.now(UTC)))
+        ):
+            return CurrentAvailability(None, type_id, "Available", shape=shape)
         return CurrentAvailability(
-            str(availability_id) if availability_id is not None else None, type_id, names.name_of(type_id)
+            str(availability_id) if availability_id is not None else None,
+            type_id,
+            names.name_of(type_id),
+            end,
+            shape,
         )
 
     def end_availability(self, user_id: str, availability_id: str, *, deadline: float | None = None) -> None:

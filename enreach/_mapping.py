@@ -25,6 +25,7 @@ from typing import Any
 
 __all__ = [
     "AVAILABILITY_NAMES",
+    "QUERY_MODES",
     "STOPS_QUEUE_CALLS",
     "AvailabilityMap",
     "CallFields",
@@ -43,6 +44,8 @@ __all__ = [
 AVAILABILITY_NAMES = ("Available", "Busy", "Away", "BRB", "DND", "OffWork")
 # The availabilities that stop service-queue calls (same wiki page).
 STOPS_QUEUE_CALLS = frozenset({"DND", "OffWork"})
+# How call records are asked for (CallFields.query_mode).
+QUERY_MODES = ("per_user", "all")
 
 
 class FieldMapError(ValueError):
@@ -74,16 +77,34 @@ class CallFields:
     user_name: tuple[str, ...] = ("UserName",)  # the user's login e-mail (BeneCallArchiver)
     answer_queue_id: tuple[str, ...] = ("AnswerQueueId",)  # enreach-api.md
     call_type: tuple[str, ...] = ("CallTypeString",)  # BeneCallArchiver (informational)
-    # UNVERIFIED: no public source names the Work/Private/Unclassified field or its values.
-    # Privacy first: a call without the field, or with another value, is Unclassified.
+    # UNVERIFIED, and the default name is probably wrong: no public source names the privacy
+    # class's field. In EnreachAPI "classification" is the call *tagging* API
+    # (``/classification/instance`` with ``TagSchemaId``, ``TagSelections``: mokso/enreachvoice
+    # classifications.py, types.py), not the Work/Private setting; run ``python -m ops
+    # probe-enreach`` and set the real name. The Voice Center names the values Work, Private and
+    # Undefined (Enreach wiki "History"); the Dynamics guide says "Unclassified" for the last.
+    # Privacy first: a call without the field, or with any other value, is unclassified.
     classification: tuple[str, ...] = ("Classification",)
     work_values: tuple[str, ...] = ("Work",)
     private_values: tuple[str, ...] = ("Private",)
+    # Read as unclassified (as any unknown value is); listed so the probe can tell a known
+    # "not classified yet" from a value the mapping does not know.
+    unclassified_values: tuple[str, ...] = ("Undefined", "Unclassified")
     # UNVERIFIED: whether the call was made on the mobile terminal (mobile calls sync only for
     # users whose mobile number is on their Dataverse user, product guide).
     is_mobile: tuple[str, ...] = ("IsMobile",)
     # UNVERIFIED: the records' modification time (the query takes ModifiedAfter/ModifiedBefore).
     modified: tuple[str, ...] = ()
+    # UNVERIFIED: the id of the user a record belongs to. Per-user queries know it from the
+    # question (UserIDs=<id>); in "all" mode it is read from the record, else its UserName (the
+    # user's login e-mail, BeneCallArchiver) is looked up among GET users.
+    user_id: tuple[str, ...] = ("UserId", "UserID")
+    # How calls are asked for (UNVERIFIED which the tenant answers; ``probe-enreach`` tests both):
+    # "per_user": one GET calls?UserIDs=<id> per user and 31-day window, as every public client
+    # does (mokso/PSBeneAPI, BeneCallArchiver, enreachvoice); "all": one GET calls without
+    # UserIDs over the window, answered with the whole organisation's calls where the API user
+    # may read everyone's (not public whether any tenant does: the probe says).
+    query_mode: str = "per_user"
     # UNVERIFIED: how a call record names its transcript (GET calls/transcripts/<id>); no public
     # source shows it (enreach-api.md). Without the field, no transcript is looked for.
     transcript_id: tuple[str, ...] = ("TranscriptId", "TranscriptID")
@@ -146,6 +167,17 @@ class AvailabilityMap:
     note_field: str = "Note"
     user_id_field: str = "UserID"
     event_source: str = "Dynamics 365 bridge"
+    # UNVERIFIED: when the availability ends. Public evidence (mokso/benerte-chrome-extension,
+    # real-time ``endTime``) shows an end past year 9999 meaning open-ended ("Continuous" in the
+    # old Voice Center, wiki 547192841) and end times in UTC even without a "Z". An availability
+    # whose end has passed is no longer active (Available).
+    end_time: tuple[str, ...] = ("EndTime", "endTime")
+    # UNVERIFIED: a name the record may carry for its availability (real-time ``availability``).
+    type_name: tuple[str, ...] = ("Availability", "availability")
+    # What "none active" may look like besides an empty answer (204, 404, null, {}: which one the
+    # tenant sends is not public; ``probe-enreach`` reports it): a record whose EventTypeID (as
+    # text) or name is one of these is Available. Add the tenant's number, e.g. ["Available", "0"].
+    available_values: tuple[str, ...] = ("Available",)
     # Availability name -> EventTypeID. Only DND = 3 is in public evidence; the others are
     # UNVERIFIED and therefore unset: an unset availability is neither written nor read back
     # (logged), until an operator sets its number from `python -m ops probe-enreach`.
@@ -245,6 +277,8 @@ def _section(key: str, value: Any, base: Any) -> Any:
             if not isinstance(given, str) or not given.strip():
                 raise FieldMapError(path, "must be a non-empty string")
             changes[name] = given.strip()
+            if name == "query_mode" and changes[name] not in QUERY_MODES:
+                raise FieldMapError(path, f"must be one of {', '.join(QUERY_MODES)} (got {given!r})")
         else:  # pragma: no cover - every field is one of the above
             raise FieldMapError(path, "cannot be overridden")
     return replace(base, **changes)

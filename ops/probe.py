@@ -7,13 +7,14 @@ numbers are masked; only field names and counts are printed, never e-mails or ot
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.masking import mask_phone
-from enreach import EnreachCall, EnreachClient, EnreachUser, RecordError, first_present
+from enreach import EnreachCall, EnreachClient, EnreachError, EnreachUser, RecordError, first_present
 
 __all__ = ["ProbeResult", "probe_enreach"]
 
@@ -83,25 +84,39 @@ def probe_enreach(
     with_email = sum(1 for u in users if u.email)
     with_mobile = sum(1 for u in users if u.mobile_number)
     out(f"  from the directory: {with_email} with an e-mail, {with_mobile} with a mobile{directory_note}")
-    if raw_users and with_email == 0:
+    others = [u for u in users if u.id.lower() != me.id.lower()]  # the API user's own login is no evidence
+    if others and not any(u.email for u in others):
         result.problems.append(
-            f"0 of {len(raw_users)} users carry an e-mail: the user id sync would match nobody; "
+            f"0 of {len(others)} users carry an e-mail: the user id sync would match nobody; "
             "set ENREACH_FIELD_MAP.users.email"
         )
 
     # -- availability ------------------------------------------------------------------------
     seen_types: dict[int, int] = {}
+    shapes: dict[str, int] = {}
+    open_ended = 0
     sampled = [me, *[u for u in users if u.id != me.id]][:max_users]
     for user in sampled:
         current = client.current_availability(user.id)
+        if current.name == "Available" or current.type_id is None:
+            shapes[current.shape] = shapes.get(current.shape, 0) + 1
         if current.type_id is not None:
             seen_types[current.type_id] = seen_types.get(current.type_id, 0) + 1
+        if current.type_id is not None and current.name != "Available" and current.end is None:
+            open_ended += 1
     mapped = mapping.availability.event_types
     described = ", ".join(
         f"{type_id} x{count} ({mapping.availability.name_of(type_id) or 'not mapped'})"
         for type_id, count in sorted(seen_types.items())
     )
     out(f"availability of {len(sampled)} users: EventTypeIDs active: {described or 'none (all Available)'}")
+    shape_text = ", ".join(f"{_SHAPES.get(k, k)} x{n}" for k, n in sorted(shapes.items()))
+    out(
+        f"  none active answered as: {shape_text or 'not seen (every sampled user had one active)'}"
+        + (f"; {open_ended} active without an end (open-ended)" if open_ended else "")
+    )
+    if shapes:
+        result.notes.append("availability/current with none active answers " + "/".join(sorted(shapes)))
     out(
         "  mapped: "
         + ", ".join(f"{n}={v if v is not None else 'unset'}" for n, v in mapped.items())
@@ -132,6 +147,7 @@ def probe_enreach(
     raw = [r for _, r in records]
     result.calls_read = len(raw)
     out(f"calls: {len(raw)} records of the last {days} days, asked for {asked} users (UserIDs=<id>)")
+    _query_modes(client, me, records, since, until, result, out)
     calls_map = mapping.calls
     keys = [f.name for f in fields(calls_map) if isinstance(getattr(calls_map, f.name), tuple)]
     for key in keys:
@@ -181,13 +197,81 @@ def probe_enreach(
     else:
         out("transcripts: no call names one via " + ", ".join(calls_map.transcript_id) + " (UNVERIFIED name)")
     work = sum(1 for c in parsed if c.classification == "Work")
+    labelled = _coverage(raw, calls_map.classification)
+    if labelled == 0:
+        out(
+            f"  no call carries {'/'.join(calls_map.classification)}: the default name is probably wrong "
+            '(in EnreachAPI "classification" is the call tagging API, /classification/instance with '
+            "TagSchemaId and TagSelections, not the Work/Private setting); look for the privacy field in "
+            "a record and set ENREACH_FIELD_MAP.calls.classification"
+        )
+    else:
+        values = Counter(str(first_present(r, calls_map.classification)[1]) for r in raw)
+        known = {v.lower() for v in (*calls_map.work_values, *calls_map.private_values, *calls_map.unclassified_values)}
+        unknown = sorted(v for v in values if v.lower() not in known)
+        if unknown:
+            out(f"  classification values the mapping does not know (read as unclassified): {len(unknown)}")
     if parsed and work == 0:
-        labelled = _coverage(raw, calls_map.classification)
+        why = (
+            f"none carries {'/'.join(calls_map.classification)}, which is probably the tagging API's name "
+            "(/classification/instance, TagSchemaId, TagSelections), not the privacy class's"
+            if labelled == 0
+            else f"{labelled} carry {'/'.join(calls_map.classification)}"
+        )
         result.problems.append(
-            f"0 of {len(raw)} calls are classified Work ({labelled} carry {'/'.join(calls_map.classification)}): "
+            f"0 of {len(raw)} calls are classified Work ({why}): "
             "the call sync would write nothing; set ENREACH_FIELD_MAP.calls.classification and work_values"
         )
     return _finish(result, out)
+
+
+_SHAPES = {
+    "204": "204 No Content",
+    "404": "404",
+    "null": "JSON null",
+    "{}": "an empty object",
+    "[]": "an empty list",
+    "record": "a record (Available or ended)",
+    "list": "a list",
+}
+
+
+def _query_modes(
+    client: EnreachClient,
+    me: EnreachUser,
+    records: Sequence[tuple[EnreachUser, Mapping[str, Any]]],
+    since: datetime,
+    until: datetime,
+    result: ProbeResult,
+    out: Callable[[str], None],
+) -> None:
+    """Which call query mode the tenant answers: ``GET calls`` without ``UserIDs`` (mode "all")
+    compared with the per-user answers just read."""
+    names = client.mapping.calls
+    try:
+        everyone = client.raw_calls(since, until, by="start")
+    except EnreachError as error:
+        verdict = f"per_user only (GET calls without UserIDs refused: HTTP {error.status})"
+        everyone = None
+    if everyone is not None:
+        ids = {str(first_present(r, names.call_id)[1]) for r in everyone}
+        others = [
+            r for user, r in records if user.id.lower() != me.id.lower() and str(first_present(r, names.call_id)[1])
+        ]
+        found = sum(1 for r in others if str(first_present(r, names.call_id)[1]) in ids)
+        if not others:
+            verdict = f"undecided (no call of another user in the window; without UserIDs: {len(everyone)} records)"
+        elif found == len(others):
+            verdict = f"all (without UserIDs: {len(everyone)} records, every other user's call among them)"
+        else:
+            verdict = f"per_user only (without UserIDs: {found} of {len(others)} other users' calls)"
+    out(f"  query mode: the tenant answers {verdict}; mapped: calls.query_mode = {names.query_mode}")
+    result.notes.append(f"query mode: {verdict.split(' (')[0]}")
+    if names.query_mode == "all" and not verdict.startswith(("all", "undecided")):
+        result.problems.append(
+            "calls.query_mode is all, but the tenant does not answer every user's calls without UserIDs: "
+            'set ENREACH_FIELD_MAP.calls.query_mode to "per_user"'
+        )
 
 
 def _finish(result: ProbeResult, out: Callable[[str], None]) -> ProbeResult:

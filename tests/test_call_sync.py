@@ -743,3 +743,31 @@ def test_a_dry_run_writes_nothing_not_even_a_user_id_or_a_parked_call(world, syn
     assert mikko.get(CALL_SYNC.user_id_column) is None
     assert all(part["method"] == "GET" for part in world.dataverse.batch_parts)
     assert sync_env["store"].read("phone_calls").value is None
+
+
+def test_unmapped_users_of_a_large_first_run_are_matched_in_chunks_not_one_huge_url(world, sync_env):
+    """Found by the query-mode benchmark: 2,000 unmapped Enreach users made one GET whose URL the
+    server refused (414). Dataverse documents a URL length limit for GET and recommends $batch for
+    longer queries (powerapps-docs, "Query data using the Web API", limits); the matching is chunked."""
+    from call_sync.users import EMAILS_PER_QUERY, resolve_users
+    from core.schema import CALL_SYNC
+    from enreach import EnreachUser
+
+    people = [
+        (f"e-{n:04d}", f"first.person.number-{n:04d}@long-company-domain-example.fi", f"{n:032x}") for n in range(900)
+    ]
+    world.dataverse.load(
+        {
+            "systemusers": [
+                {"systemuserid": f"{int(uid, 16):08x}-0000-4000-8000-000000000000", "internalemailaddress": email}
+                for _, email, uid in people
+            ]
+        }
+    )
+    users = [EnreachUser(i, email, "F", "L", None, None) for i, email, _ in people]
+    world.dataverse.reset_requests()
+    found = resolve_users([i for i, _, _ in people], users, sync_env["client"], write=False)
+    assert len(found) == 900
+    gets = [r for r in world.dataverse.requests if "systemusers" in r["path"] and r["method"] == "GET"]
+    assert len(gets) == -(-900 // EMAILS_PER_QUERY)
+    assert CALL_SYNC.user_email_column  # the second matched column is part of each chunk's filter

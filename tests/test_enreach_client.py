@@ -94,7 +94,8 @@ def test_user_matching_falls_back_to_the_directory_email(enreach_client, world):
 
 
 def test_no_directory_request_when_users_carry_everything(settings, world):
-    world.enreach.load({"users": [{"Id": E1, "UserName": "a@example.fi", "MobileNumber": "+358401110001"}]})
+    api_user = {"Id": E2, "UserName": settings.enreach.user, "MobileNumber": "+358401110002"}  # listed like anyone
+    world.enreach.load({"users": [{"Id": E1, "UserName": "a@example.fi", "MobileNumber": "+358401110001"}, api_user]})
     client = enreach_client_for(settings)
     assert client.users()[0].mobile_number == "+358401110001"
     assert world.enreach.request_count("/directory") == 0
@@ -103,7 +104,7 @@ def test_no_directory_request_when_users_carry_everything(settings, world):
 # -- calls: each evidence field and its variants ------------------------------------------
 
 
-def test_calls_are_asked_for_per_user_and_read_through_the_evidence_fields(enreach_client, world):
+def test_calls_are_asked_for_per_user_and_read_through_the_evidence_fields(enreach_client, world, settings):
     _load(
         world,
         [
@@ -126,7 +127,8 @@ def test_calls_are_asked_for_per_user_and_read_through_the_evidence_fields(enrea
     user_ids = sorted(
         dict(parse_qsl(r["query"])).get("UserIDs") for r in world.enreach.requests if r["path"] == "/calls"
     )
-    assert user_ids == sorted([E1, E2])  # one request per user, UserIDs=<id>
+    # one request per user, UserIDs=<id>: the two users and the API user (GET users lists it too)
+    assert user_ids == sorted([E1, E2, world.enreach.api_user_id(settings.enreach.user)])
 
 
 @pytest.mark.parametrize(
