@@ -42,7 +42,7 @@ from dataverse import (
 )
 from dataverse import Throttled as DataverseThrottled
 from dataverse import filters as f
-from enreach import EnreachCall, EnreachClient, EnreachError, EnreachUser
+from enreach import EnreachAuthError, EnreachCall, EnreachClient, EnreachError, EnreachUser
 from matching import CallerLookup, Candidate, to_e164
 
 from .adoption import Planned, match_adoptions, read_page_state
@@ -984,12 +984,20 @@ def sync_phone_calls(
         report.window = (_iso(read.since), _iso(until))
         report.enreach_requests, report.users_left = read.requests, read.users_left
         calls = sorted(read.calls, key=lambda c: (c.modified or c.start, c.call_id))
+        queue_calls_unread = False
         if options.follow_ups and options.queue_calls:
-            # missed service-queue calls (nobody's: no user record holds them)
-            calls = sorted(
-                calls + enreach.service_calls(read.since, until, by="modified"),
-                key=lambda c: (c.modified or c.start, c.call_id),
-            )
+            # missed service-queue calls (nobody's: no user record holds them); Enreach throttled or
+            # down: the user calls go on, and the checkpoint stays so the next run reads them again
+            try:
+                calls = sorted(
+                    calls + enreach.service_calls(read.since, until, by="modified"),
+                    key=lambda c: (c.modified or c.start, c.call_id),
+                )
+            except EnreachError as error:
+                if isinstance(error, EnreachAuthError):
+                    raise
+                queue_calls_unread = True
+                report.problems.append(f"queue calls (GET servicecall): {error.__class__.__name__}, read next run")
         users = UserDirectory.load(client, options.region)
     except (EnreachError, DataverseError) as error:
         report.problems.append(f"run stopped: {error.__class__.__name__}: {str(error)[:200]}")
@@ -1051,6 +1059,9 @@ def sync_phone_calls(
     held_at = None
     if held:
         held_at = min((c.modified or c.start) for c in held).replace(microsecond=0) - timedelta(seconds=1)
+    if queue_calls_unread:  # the window's queue calls are still to be read
+        queue_hold = read.since.replace(microsecond=0) - timedelta(seconds=1)
+        held_at = min(held_at, queue_hold) if held_at else queue_hold
     # None while a budgeted per-user sweep goes on: the checkpoint stays behind the users not read yet
     target = close_sweep(store, read, held_at, checkpoint_value=checkpoint.value)
     if target is not None and (

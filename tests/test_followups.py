@@ -323,3 +323,25 @@ def test_private_reclassification_removes_the_transcript_note(env):
     report = _run(env, NOW + timedelta(minutes=10), transcripts=True)
     assert report.private_removed == 1
     assert _calls(world) == {} and world.dataverse.rows("annotations") == []
+
+
+def test_queue_calls_unreadable_hold_the_checkpoint_and_are_written_next_run(env):
+    from emulators._server import FaultRule
+
+    world = env["world"]
+    start = (NOW - timedelta(minutes=30)).strftime("%Y-%m-%d %H:%M:%S")
+    world.enreach.load(
+        {
+            "calls": [_call("u1", minute=100)],
+            "service_calls": [{"CallId": "q7", "ANum": LIISA, "StartTime": start, "QueueId": QUEUE_E, "EndResult": 2}],
+        }
+    )
+    world.enreach.inject(FaultRule(status=503, count=100, path="servicecall"))
+    report = _run(env)
+    assert "queue calls (GET servicecall)" in " ".join(report.problems)
+    assert list(_calls(world)) == ["u1:e-aino"]  # the user calls went on
+    held = env["store"].read("phone_calls").value  # held before the window: its queue calls are still to be read
+    assert held is not None and held < "2026-11-24T11:30:00Z"
+    world.enreach.clear_faults()
+    _run(env, NOW + timedelta(minutes=5))
+    assert sorted(_calls(world)) == ["q7:queue", "u1:e-aino"]
