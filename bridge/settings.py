@@ -25,6 +25,7 @@ from .jobs import ALL_JOBS, JobsError, enabled_jobs
 
 if TYPE_CHECKING:
     from call_sync.config import CallSyncConfig, UserIdSyncConfig
+    from callbacks.config import CallbacksConfig
     from dataverse.config import DataverseConfig
     from enreach.config import EnreachConfig
     from matching.config import MatchingConfig
@@ -47,13 +48,14 @@ _CORE_NAMES = ("BRIDGE_JOBS", "AzureWebJobsStorage")
 def _names() -> tuple[str, ...]:
     from call_sync.config import NAMES as CALL_SYNC
     from call_sync.config import USER_ID_NAMES
+    from callbacks.config import NAMES as CALLBACKS
     from dataverse.config import NAMES as DATAVERSE
     from enreach.config import NAMES as ENREACH
     from matching.config import NAMES as MATCHING
     from presence_sync.config import NAMES as PRESENCE
     from routing.config import NAMES as ROUTING
 
-    names = _CORE_NAMES + DATAVERSE + ENREACH + MATCHING + ROUTING + CALL_SYNC + USER_ID_NAMES + PRESENCE
+    names = _CORE_NAMES + DATAVERSE + ENREACH + MATCHING + ROUTING + CALL_SYNC + USER_ID_NAMES + PRESENCE + CALLBACKS
     return tuple(dict.fromkeys(names))
 
 
@@ -67,6 +69,7 @@ _NEEDS: dict[str, frozenset[str]] = {
     "call_sync": frozenset({"matching", "enreach", "call_sync"}),
     "user_ids": frozenset({"enreach", "user_ids"}),
     "presence": frozenset({"enreach", "presence"}),
+    "callbacks": frozenset({"matching", "enreach", "callbacks"}),
 }
 
 
@@ -116,6 +119,10 @@ class Settings:
         return self._section("presence")  # type: ignore[return-value]
 
     @property
+    def callbacks(self) -> CallbacksConfig:
+        return self._section("callbacks")  # type: ignore[return-value]
+
+    @property
     def presence_polling_enabled(self) -> bool:
         """Whether ``sync_presence`` polls Enreach (PRESENCE_POLLING; auto: while no availability
         notification type is mapped)."""
@@ -127,6 +134,7 @@ class Settings:
 
 def _parsers() -> dict[str, object]:
     from call_sync.config import parse_config, parse_user_ids
+    from callbacks.config import parse_callbacks
     from enreach.config import parse_enreach
     from matching.config import parse_matching
     from presence_sync.config import parse_presence
@@ -139,6 +147,7 @@ def _parsers() -> dict[str, object]:
         "call_sync": parse_config,
         "user_ids": parse_user_ids,
         "presence": parse_presence,
+        "callbacks": parse_callbacks,
     }
 
 

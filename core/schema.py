@@ -10,11 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "CALLBACKS",
     "CALL_SYNC",
     "CUSTOMER_TABLES",
     "FOLLOW_UPS",
     "PHONE_INDEX",
     "CallSyncSchema",
+    "CallbackSchema",
     "CustomerTable",
     "FollowUpSchema",
     "PhoneIndexSchema",
@@ -127,3 +129,20 @@ class FollowUpSchema:
 
 
 FOLLOW_UPS = FollowUpSchema()
+
+
+class CallbackSchema:
+    """Columns the callback sync adds to phonecall: the Enreach request id (alternate key: one
+    activity per request), the callback list's name, the attempts, and the state both sides last
+    agreed on (``open``, ``closed``; ``dynamics`` = closed in Dynamics only), which is what keeps
+    a change the app made from coming back as news."""
+
+    request_id_column: str = "enr_enreachcallbackid"
+    request_key_name: str = "enr_enreachcallbackid_key"
+    list_column: str = "enr_callbacklist"
+    list_length: int = 200
+    attempts_column: str = "enr_callbackattempts"
+    state_column: str = "enr_callbackstate"
+
+
+CALLBACKS = CallbackSchema()

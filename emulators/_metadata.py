@@ -15,6 +15,7 @@ import re
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from ._entitydefs import TYPE_OF_METADATA, canonical, handle_definitions
 from ._server import Request, Response, json_response
 
 if TYPE_CHECKING:
@@ -81,6 +82,10 @@ def handle_metadata(emulator: DataverseEmulator, request: Request, resource: str
             ]
         )
         return json_response(200, {"RolePrivileges": granted})
+    resource = canonical(emulator, resource)  # EntityDefinitions(<MetadataId>) as (LogicalName='x')
+    definitions = handle_definitions(emulator, request, resource)
+    if definitions is not None:
+        return definitions
     if resource == "AddSolutionComponent" and request.method == "POST":
         return _add_component(emulator, request.json() or {})
     if request.method == "POST" and (
@@ -134,10 +139,14 @@ def handle_metadata(emulator: DataverseEmulator, request: Request, resource: str
         if not column or column in table.columns:
             return _error(400, "0x80044363", f"An attribute named {column!r} already exists or is invalid.")
         emulator.add_column(table.entity_set, column)
+        _declare(table, column, body)
         return _in_solution(
             emulator,
             request,
-            _created(emulator, f"EntityDefinitions(LogicalName='{logical}')/Attributes(LogicalName='{column}')"),
+            _created(
+                emulator,
+                f"EntityDefinitions({metadata_id(logical)})/Attributes({metadata_id(logical, 'column', column)})",
+            ),
         )
     if part == "Keys" and not name and request.method == "POST":
         body = request.json() or {}
@@ -150,7 +159,7 @@ def handle_metadata(emulator: DataverseEmulator, request: Request, resource: str
         return _in_solution(
             emulator,
             request,
-            _created(emulator, f"EntityDefinitions(LogicalName='{logical}')/Keys(LogicalName='{key}')"),
+            _created(emulator, f"EntityDefinitions({metadata_id(logical)})/Keys({metadata_id(logical, 'key', key)})"),
         )
     return _error(405, "0x80060888", f"The metadata operation {request.method} {resource} is not emulated.")
 
@@ -165,7 +174,26 @@ def _create_table(emulator: DataverseEmulator, body: dict[str, Any]) -> Response
     if not primary_name:
         return _error(400, "0x80044363", "A new table needs one string attribute with IsPrimaryName true.")
     emulator.add_table(pluralize(logical), logical, f"{logical}id", [primary_name, "_ownerid_value"])
-    return _created(emulator, f"EntityDefinitions(LogicalName='{logical}')")
+    table = emulator.table(pluralize(logical))
+    table.definition.update(custom=True, schema_name=str(body.get("SchemaName")), primary_name=primary_name)
+    for attribute in body.get("Attributes", []):
+        _declare(table, str(attribute.get("SchemaName", "")).lower(), attribute)
+    # as create-update-entity-definitions-using-web-api.md shows: the new table named by its MetadataId
+    return _created(emulator, f"EntityDefinitions({metadata_id(logical)})")
+
+
+def _declare(table: Table, column: str, attribute: dict[str, Any]) -> None:
+    """Remember a created column's type and schema name (what ``_entitydefs`` answers for it)."""
+    kind = str(attribute.get("@odata.type", "")).rsplit(".", 1)[-1].removeprefix("Complex")
+    table.definition.setdefault("types", {})[column] = TYPE_OF_METADATA.get(kind, "String")
+    table.definition.setdefault("schema_names", {})[column] = str(attribute.get("SchemaName", column))
+    options = ((attribute.get("OptionSet") or {}).get("Options")) or []
+    if options:
+        labels = [
+            (o.get("Value"), ((o.get("Label") or {}).get("LocalizedLabels") or [{}])[0].get("Label", ""))
+            for o in options
+        ]
+        table.definition.setdefault("options", {})[column] = labels
 
 
 def _relationship(emulator: DataverseEmulator, body: dict[str, Any]) -> Response:
@@ -248,7 +276,15 @@ def _in_solution(emulator: DataverseEmulator, request: Request, response: Respon
     solution = _solution_row(emulator, unique_name) if unique_name else None
     if solution is None or response.status >= 300:
         return response
-    created = _CREATED_PATH.search(response.headers.get("OData-EntityId", ""))
+    entity_id = response.headers.get("OData-EntityId", "")
+    # created definitions are named by MetadataId, as create-update-entity-definitions-using-web-api.md shows
+    by_id = re.search(r"EntityDefinitions\(([0-9a-f-]{36})\)(?:/(Attributes|Keys)\(([0-9a-f-]{36})\))?$", entity_id)
+    if by_id is not None:
+        table_id, part, object_id = by_id.groups()
+        kind = {None: "table", "Attributes": "column", "Keys": "key"}[part]
+        _record_component(emulator, solution, object_id or table_id, COMPONENT_TYPES[kind])
+        return response
+    created = _CREATED_PATH.search(entity_id)
     if created is None:  # a relationship: its lookup column is the component the app checks
         body = request.json() or {}
         logical = str(body.get("ReferencingEntity", ""))

@@ -7,6 +7,8 @@ insert and ``@odata.bind``, update/upsert by primary or alternate key with
 ``If-Match``/``If-None-Match``, the 412 duplicate-key error, ``$batch`` with atomic
 change sets and ``Content-ID`` references, ``WhoAmI``, Dataverse's error JSON, and
 401 for a bearer token it did not issue or has expired (``/_emulator/expire-tokens``).
+Table, column and key definitions are read in ``_entitydefs.py`` (written in ``_metadata.py``);
+the bulk messages, ``$count`` and derived ``fullname`` are in ``_bulk.py``.
 
 Pace and service protection limits (``_protection.py``; all off unless configured, through
 ``limits=`` or ``POST /_emulator/limits`` with ``ServerLimits`` fields, ``GET`` shows them with
@@ -20,6 +22,7 @@ from __future__ import annotations
 import copy
 import email
 import re
+import ssl
 import threading
 import uuid
 from collections.abc import Iterable
@@ -28,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
+from ._bulk import count_of, derive_names, handle_bulk
 from ._metadata import handle_metadata, record_view_in_solution
 from ._protection import ServerLimits, ServiceProtection
 from ._server import EmulatorServer, Request, Response, json_response
@@ -179,21 +183,6 @@ BASE_SCHEMA: dict[str, tuple[str, str, set[str]]] = {
         "opportunityid",
         _COMMON | {"name", "_customerid_value", "estimatedvalue"},
     ),
-    "queues": ("queue", "queueid", {"createdon", "modifiedon", "versionnumber", "name", "statecode"}),
-    "queueitems": (
-        "queueitem",
-        "queueitemid",
-        {
-            "createdon",
-            "modifiedon",
-            "versionnumber",
-            "statecode",
-            "statuscode",
-            "_queueid_value",
-            "_objectid_value",
-            "title",
-        },
-    ),
     "savedqueries": (
         "savedquery",
         "savedqueryid",
@@ -210,6 +199,9 @@ BASE_SCHEMA: dict[str, tuple[str, str, set[str]]] = {
             "isdefault",
         },
     ),
+    # queues and their items (a callback request no agent has is put in its list's queue)
+    "queues": ("queue", "queueid", _COMMON | {"name", "emailaddress", "queueviewtype"}),
+    "queueitems": ("queueitem", "queueitemid", _COMMON | {"_queueid_value", "_objectid_value", "title"}),
     "activityparties": (
         "activityparty",
         "activitypartyid",
@@ -316,6 +308,8 @@ class Table:
     key_index: dict[str, dict[tuple[Any, ...], str]] = field(default_factory=dict)
     # while a change set runs: (table, row id, row before) entries to undo it
     journal: list[tuple[Table, str, dict[str, Any] | None]] | None = None
+    # what the metadata API adds: custom, schema_name, primary_name, column types (_entitydefs.py)
+    definition: dict[str, Any] = field(default_factory=dict)
 
     def has_column(self, name: str) -> bool:
         return name == self.primary_key or name in self.columns
@@ -388,8 +382,9 @@ class DataverseEmulator(EmulatorServer):
         host: str = "127.0.0.1",
         port: int = 0,
         limits: ServerLimits | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        super().__init__(host=host, port=port)
+        super().__init__(host=host, port=port, ssl_context=ssl_context)  # TLS: as clients that refuse http need
         self.issuer = issuer
         self.protection = ServiceProtection(limits)
         self._operations = 1  # operations in the request being executed (set under self.lock)
@@ -626,6 +621,9 @@ class DataverseEmulator(EmulatorServer):
             return self._batch(request)
         if resource == "CCaaS_ModifyAgentPresence" and request.method == "POST":
             return self._modify_agent_presence(request)
+        bulk = handle_bulk(self, request, resource, content_ids)
+        if bulk is not None:
+            return bulk
         metadata = handle_metadata(self, request, resource)
         if metadata is not None:
             return metadata
@@ -782,6 +780,7 @@ class DataverseEmulator(EmulatorServer):
             if not table.has_column(name):
                 raise DataverseError(400, "0x80060888", f"Could not find a property named '{name}'.")
             rows.sort(key=lambda r: (r.get(name) is not None, r.get(name) or ""), reverse=direction.strip() == "desc")
+        matching = count_of(rows)  # count-rows.md: the rows matching the filter, irrespective of page size
         prefer = request.headers.get("prefer", "")
         page_match = re.search(r"odata\.maxpagesize=(\d+)", prefer)
         headers: dict[str, str] = {"OData-Version": "4.0"}
@@ -793,10 +792,10 @@ class DataverseEmulator(EmulatorServer):
             if query.get("$top"):
                 rows = rows[: int(query["$top"])]
         page = rows[skip : skip + page_size]
-        payload: dict[str, Any] = {
-            "@odata.context": f"{self.url}{API_PREFIX}$metadata#{table.entity_set}",
-            "value": [self._with_expand(table, r, request) for r in page],
-        }
+        payload: dict[str, Any] = {"@odata.context": f"{self.url}{API_PREFIX}$metadata#{table.entity_set}"}
+        if query.get("$count", "").lower() == "true":
+            payload["@odata.count"] = matching
+        payload["value"] = [self._with_expand(table, r, request) for r in page]
         if skip + page_size < len(rows):
             params = [(k, v) for k, v in parse_qsl(request.raw_query, keep_blank_values=True) if k != "$skiptoken"]
             params.append(("$skiptoken", str(skip + page_size)))
@@ -961,6 +960,7 @@ class DataverseEmulator(EmulatorServer):
     ) -> dict[str, Any]:
         row: dict[str, Any] = dict(preset or {})
         children = self._apply(table, row, body, creating=True, content_ids=content_ids)
+        derive_names(table.logical_name, row, body)
         new_id = str(body.get(table.primary_key) or uuid.uuid4()).lower()
         if new_id in table.rows:
             raise DataverseError(412, "0x80040237", f"Cannot insert duplicate key: {table.logical_name} {new_id}.")
@@ -1027,6 +1027,7 @@ class DataverseEmulator(EmulatorServer):
             )
         candidate = dict(row)
         self._apply(table, candidate, body, creating=False, content_ids=content_ids)
+        derive_names(table.logical_name, candidate, body)
         self._check_unique(table, candidate, str(row[table.primary_key]).lower())
         candidate["modifiedon"] = _now()
         candidate["versionnumber"] = self._next_version()
@@ -1118,7 +1119,11 @@ class DataverseEmulator(EmulatorServer):
         blank = re.search(r"\r?\n\r?\n", text)
         head, body = (text[: blank.start()], text[blank.end() :]) if blank else (text, "")
         lines = re.split(r"\r?\n", head.strip())
-        method, url, _version = [*lines[0].split(" "), "", "", ""][:3]
+        # As Microsoft's OData reader does: the request line splits at its first and last space only,
+        # so a URL may hold unencoded spaces (`$filter=a eq 1`).
+        request_line = lines[0].strip()
+        method, _, rest = request_line.partition(" ")
+        url, _, _version = rest.rpartition(" ") if rest.count(" ") else (rest, "", "")
         headers = {}
         for line in lines[1:]:
             if ":" in line:

@@ -44,6 +44,11 @@ is served under ``/discovery`` so one port serves both hosts: set
   shows their fields: tests load the app's default names (``ENREACH_FIELD_MAP.service_calls``).
 * ``GET calls/transcripts/<id>`` -> ``{TranscriptStatus: Pending|Completed, Text}`` (mokso/enreachvoice
   ``get_transcript``); 404 for an unknown id. Tests change a transcript with ``set_transcript``.
+* Callback lists and requests (``_enreach_callbacks.py``): only in the names of the app's
+  Enreach mapping (``CallbackFields``; UNVERIFIED beyond ``CallbackListId``/``CallbackListItemId``/
+  ``ListId``/``ListName`` and the event names), changed-since queries, one request by id, and the
+  close write; ``add_callback``/``change_callback``/``close_callback`` play what happens in Enreach
+  and notify ``CallbackCreated``/``CallbackUpdated``/``CallbackClosed``.
 * Webhook notifications: an envelope ``{Id, Timestamp, RootEntityType, RootEntityId, EntityType,
   EntityId, EventType}`` with the endpoint's ``Secret`` in a header (``configure_webhook``).
 
@@ -70,6 +75,9 @@ from collections import deque
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from enreach._mapping import CallbackFields
+
+from ._enreach_callbacks import CallbackStore
 from ._server import EmulatorServer, Request, Response, json_response
 from ._webhooks import WebhookSender
 
@@ -165,6 +173,7 @@ class EnreachEmulator(EmulatorServer):
         self.lock = threading.Lock()
         self.credentials: dict[str, str] = {}
         self.webhook = WebhookSender()  # availability and call notifications
+        self.callback_names = CallbackFields()  # the names callback records are served in
         self._arrivals: deque[float] = deque()
         self.reset()
         if data:
@@ -187,6 +196,7 @@ class EnreachEmulator(EmulatorServer):
             self.queues: list[dict[str, Any]] = []
             self.service_calls: list[dict[str, Any]] = []
             self.transcripts: dict[str, dict[str, Any]] = {}
+            self.callbacks = CallbackStore(self.callback_names)
 
     def configure(
         self,
@@ -236,6 +246,7 @@ class EnreachEmulator(EmulatorServer):
             self.service_calls += [dict(c) for c in data.get("service_calls", [])]
             for transcript_id, body in (data.get("transcripts") or {}).items():
                 self.transcripts[str(transcript_id).lower()] = dict(body)
+            self.callbacks.load(data)
 
     def set_transcript(self, transcript_id: str, status: str, text: str = "") -> None:
         """Enreach's transcription moves on (Pending -> Completed)."""
@@ -261,6 +272,51 @@ class EnreachEmulator(EmulatorServer):
                 "EventType": event_type,
             }
         )
+
+    def serve_callback_names(self, names: CallbackFields) -> None:
+        """Serve callback records, paths and events in these names (a tenant unlike the defaults)."""
+        with self.lock:
+            self.callback_names = names
+            self.callbacks.names = names
+
+    def notify_callback(self, event_type: str, request_id: str) -> None:
+        """A callback notification: the envelope, with the request's id where the mapping reads it."""
+        names = self.callback_names
+        self.webhook.send(
+            {
+                "Id": str(uuid.uuid4()),
+                "Timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                "RootEntityType": "CallbackListItem",
+                "RootEntityId": request_id,
+                "EntityType": "CallbackListItem",
+                "EntityId": request_id,
+                "EventType": event_type,
+                **({names.event_item_id[0]: request_id} if names.event_item_id else {}),
+            }
+        )
+
+    def add_callback(self, *, notify: bool = True, **fields: Any) -> str:
+        """A customer leaves a callback request (fields by mapping key, e.g. ``number``, ``item_list_id``)."""
+        with self.lock:
+            item = self.callbacks.add(**fields)
+        if notify:
+            self.notify_callback(self.callback_names.created_events[0], item["id"])
+        return str(item["id"])
+
+    def change_callback(self, request_id: str, *, notify: bool = True, **fields: Any) -> None:
+        with self.lock:
+            self.callbacks.change(request_id, **fields)
+        if notify:
+            self.notify_callback(self.callback_names.changed_events[0], request_id)
+
+    def close_callback(self, request_id: str, *, handled: bool = True, notify: bool = True) -> None:
+        """An agent handles (or closes) the request in Enreach."""
+        names = self.callback_names
+        resolution = names.handled_values[0] if handled else "Cancelled"
+        with self.lock:
+            self.callbacks.change(request_id, closed=True, resolution=resolution)
+        if notify:
+            self.notify_callback(names.closed_events[0], request_id)
 
     availability_event_type = "EmulatorAvailabilityChanged"  # not a vendor name: none is public; tests map it
 
@@ -405,7 +461,10 @@ class EnreachEmulator(EmulatorServer):
             elif parts == ["queues"]:
                 return json_response(200, [self._queue(q) for q in self.queues])
             else:
-                return self._not_found(request)
+                answer = self.callbacks.handle(
+                    request, "/".join(parts), lambda event, item: self.notify_callback(event, item)
+                )
+                return answer if answer is not None else self._not_found(request)
         if notify:
             self.notify(self.availability_event_type, user_id=notify)
         return response

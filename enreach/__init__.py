@@ -1,6 +1,7 @@
-"""Enreach REST API client (discovery, Basic auth, users, calls, availability), the webhook
+"""Enreach REST API client (discovery, Basic auth, users, calls, availability, callback requests), the webhook
 notification parser, and the one mapping of every Enreach vendor name (``ENREACH_FIELD_MAP``)."""
 
+from ._callbacks import CallbackList, CallbackRequest
 from ._client import (
     CurrentAvailability,
     EnreachAuthError,
@@ -23,6 +24,7 @@ from ._mapping import (
     AVAILABILITY_NAMES,
     STOPS_QUEUE_CALLS,
     AvailabilityMap,
+    CallbackFields,
     CallFields,
     EnreachMapping,
     EventMap,
@@ -39,6 +41,9 @@ __all__ = [
     "STOPS_QUEUE_CALLS",
     "AvailabilityMap",
     "CallFields",
+    "CallbackFields",
+    "CallbackList",
+    "CallbackRequest",
     "CurrentAvailability",
     "EnreachAuthError",
     "EnreachCall",

@@ -20,6 +20,7 @@ import requests
 
 from core.retry import RetryExhausted, RetryPolicy, send_with_retry
 
+from ._callbacks import CallbackList, CallbackRequest
 from ._mapping import CallFields, EnreachMapping, ServiceCallFields, UserFields, first_present
 
 if TYPE_CHECKING:
@@ -856,6 +857,89 @@ class EnreachClient:
         )
         created = first_present(body, names.id)[1] if isinstance(body, dict) else None
         return str(created) if created is not None else None
+
+    # -- callback requests (paths and fields: ENREACH_FIELD_MAP.callbacks, UNVERIFIED) -------
+
+    def _callback_path(self, template: str, request_id: str) -> str:
+        return template.replace("{id}", quote(request_id, safe=""))
+
+    def raw_callback_lists(self, *, deadline: float | None = None) -> list[dict[str, Any]] | None:
+        """The callback lists as Enreach sends them; None when the path answers 404 (no such
+        resource for this tenant, or a wrong ``callbacks.lists_path``)."""
+        body = self._call("GET", self.mapping.callbacks.lists_path, deadline=deadline, missing_ok=True)
+        if body is None:
+            return None
+        return [i for i in body if isinstance(i, dict)] if isinstance(body, list) else []
+
+    def callback_lists(self, *, deadline: float | None = None) -> list[CallbackList]:
+        lists = [
+            CallbackList.from_api(i, self.mapping.callbacks) for i in self.raw_callback_lists(deadline=deadline) or []
+        ]
+        return [i for i in lists if i is not None]
+
+    def raw_callbacks(self, start: datetime, end: datetime, *, deadline: float | None = None) -> list[dict[str, Any]]:
+        """Callback requests modified in [start, end), split at the 31-day limit the calls resource has."""
+        names = self.mapping.callbacks
+        records: list[dict[str, Any]] = []
+        window_start = start
+        while window_start < end:
+            window_end = min(end, window_start + MAX_CALL_RANGE)
+            params = {
+                names.modified_after_param: format_time(window_start),
+                names.modified_before_param: format_time(window_end),
+            }
+            items = self._call("GET", names.items_path, params=params, deadline=deadline) or []
+            records += [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+            window_start = window_end
+        return records
+
+    def callbacks(self, start: datetime, end: datetime, *, deadline: float | None = None) -> list[CallbackRequest]:
+        """The requests modified in [start, end); unreadable ones are counted in ``skipped_records``."""
+        self.skipped_records = {}
+        found: list[CallbackRequest] = []
+        for item in self.raw_callbacks(start, end, deadline=deadline):
+            try:
+                found.append(CallbackRequest.from_api(item, self.mapping.callbacks))
+            except RecordError as error:
+                if error.field not in self.skipped_records:
+                    log.warning(
+                        "Enreach callback request unreadable (%s); its fields: %s. Set ENREACH_FIELD_MAP.%s",
+                        error,
+                        ", ".join(sorted(item)),
+                        error.field,
+                    )
+                self.skipped_records[error.field] = self.skipped_records.get(error.field, 0) + 1
+        return found
+
+    def callback(self, request_id: str, *, deadline: float | None = None) -> CallbackRequest | None:
+        """One request by id; None when Enreach does not know it (404)."""
+        body = self._call(
+            "GET",
+            self._callback_path(self.mapping.callbacks.item_path, request_id),
+            deadline=deadline,
+            missing_ok=True,
+        )
+        if not isinstance(body, dict) or not body:
+            return None
+        return CallbackRequest.from_api(body, self.mapping.callbacks)
+
+    def close_callback(self, request_id: str, *, handled: bool, deadline: float | None = None) -> bool:
+        """Close a request (``POST callbacks.close_path``, UNVERIFIED: no public write API); False
+        when Enreach does not know it (404). Closing twice is harmless: the request stays closed."""
+        names = self.mapping.callbacks
+        resolution = names.handled_values[0] if handled and names.handled_values else "Cancelled"
+        try:
+            self._call(
+                "POST",
+                self._callback_path(names.close_path, request_id),
+                json={names.resolution[0] if names.resolution else "Resolution": resolution},
+                deadline=deadline,
+            )
+        except EnreachError as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
 
     # -- other resources -------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ __all__ = [
     "STOPS_QUEUE_CALLS",
     "AvailabilityMap",
     "CallFields",
+    "CallbackFields",
     "EnreachMapping",
     "EventMap",
     "FieldMapError",
@@ -226,11 +227,62 @@ class EventMap:
 
 
 @dataclass(frozen=True)
+class CallbackFields:
+    """Callback requests (lists of open requests with due and expiry times; Enreach wiki 1570898000).
+
+    Evidence (``../shared/reference/enreach-api.md``, "callback requests"): items carry
+    ``CallbackListId`` (mokso/enreachvoice README); the classification API names an item by
+    ``CallbackListItemId`` and calls it a ``CallListItem``; ``/classification/calllistschemas``
+    answers ``ListId, ListName, SchemaId, RequestTypeId``; the real-time API's event names are
+    ``CallbackCreated``, ``CallbackUpdated``, ``CallbackChanged``, ``CallbackClosed`` (benerte).
+    The REST paths and every other item field are UNVERIFIED: nothing public names them.
+    ``python -m ops probe-enreach`` reports which of them a tenant's records carry."""
+
+    # -- paths (UNVERIFIED: not public; the probe says when a path answers 404) ----------------
+    lists_path: str = "callbacklists"  # GET -> the callback lists
+    items_path: str = "callbacks"  # GET ?<modified_after>&<modified_before> -> changed requests
+    item_path: str = "callbacks/{id}"  # GET -> one request (notifications are read back through it)
+    close_path: str = "callbacks/{id}/close"  # POST {<resolution field>: ...}; used only when enabled
+    modified_after_param: str = "ModifiedAfter"  # as GET calls takes them (evidence for calls only)
+    modified_before_param: str = "ModifiedBefore"
+    # -- list fields ---------------------------------------------------------------------------
+    list_id: tuple[str, ...] = ("ListId", "CallbackListId", "Id")  # calllistschemas: ListId
+    list_name: tuple[str, ...] = ("ListName", "Name")  # calllistschemas: ListName
+    list_queue_id: tuple[str, ...] = ("QueueId",)  # UNVERIFIED: the service queue a list belongs to
+    # -- item fields ---------------------------------------------------------------------------
+    id: tuple[str, ...] = ("CallbackListItemId", "Id")  # classification filter: CallbackListItemId
+    item_list_id: tuple[str, ...] = ("CallbackListId",)  # mokso/enreachvoice README
+    item_list_name: tuple[str, ...] = ("CallbackListName", "ListName")  # UNVERIFIED
+    number: tuple[str, ...] = ("ContactNumber", "CallerNumber", "callerNumber")  # UNVERIFIED (benerte: callerNumber)
+    contact_name: tuple[str, ...] = ("ContactName",)  # UNVERIFIED
+    note: tuple[str, ...] = ("Note", "note", "ContactMessage")  # UNVERIFIED (benerte payloads: note)
+    due: tuple[str, ...] = ("DueDate", "DueTime")  # UNVERIFIED ("Due in an hour", wiki)
+    expires: tuple[str, ...] = ("ExpiryDate", "ExpiresAt")  # UNVERIFIED ("Expires in 24 hours", wiki)
+    created: tuple[str, ...] = ("CreationTime", "Created")  # UNVERIFIED
+    modified: tuple[str, ...] = ("LastModified", "Modified")  # UNVERIFIED (classification: Modified)
+    assigned_user: tuple[str, ...] = ("AssignedUserId", "UserId")  # UNVERIFIED
+    attempts: tuple[str, ...] = ("CallbackAttempts", "Attempts")  # UNVERIFIED
+    closed: tuple[str, ...] = ("IsClosed", "Closed")  # UNVERIFIED (true when handled or closed)
+    resolution: tuple[str, ...] = ("ClosingReason", "Resolution")  # UNVERIFIED
+    handled_values: tuple[str, ...] = ("Handled", "Completed", "Success")  # UNVERIFIED, compared lower-cased
+    # -- notifications (event names: benerte real-time API; webhook subscription names may differ) --
+    created_events: tuple[str, ...] = ("CallbackCreated",)
+    changed_events: tuple[str, ...] = ("CallbackUpdated", "CallbackChanged")
+    closed_events: tuple[str, ...] = ("CallbackClosed",)
+    event_item_id: tuple[str, ...] = ("CallbackListItemId", "CallbackId", "RootEntityId", "EntityId")  # UNVERIFIED
+
+    def is_callback_event(self, event_type: str) -> bool:
+        lowered = event_type.strip().lower()
+        return lowered in (n.lower() for n in (*self.created_events, *self.changed_events, *self.closed_events))
+
+
+@dataclass(frozen=True)
 class EnreachMapping:
     calls: CallFields = CallFields()
     users: UserFields = UserFields()
     availability: AvailabilityMap = field(default_factory=AvailabilityMap)
     events: EventMap = EventMap()
+    callbacks: CallbackFields = CallbackFields()
     service_calls: ServiceCallFields = ServiceCallFields()
     transcripts: TranscriptFields = TranscriptFields()
 
@@ -271,11 +323,13 @@ def _section(key: str, value: Any, base: Any) -> Any:
         if name == "event_types":
             changes[name] = _event_types(path, given, current)
         elif isinstance(current, tuple):
-            required = name in ("call_id", "start", "id", "event_type")
+            required = name in ("call_id", "start", "id", "event_type", "list_id", "event_item_id")
             changes[name] = _names(path, given, allow_empty=not required)
         elif isinstance(current, str):
             if not isinstance(given, str) or not given.strip():
                 raise FieldMapError(path, "must be a non-empty string")
+            if name in ("item_path", "close_path") and "{id}" not in given:
+                raise FieldMapError(path, "must hold {id} where the request's id goes, e.g. callbacks/{id}")
             changes[name] = given.strip()
             if name == "query_mode" and changes[name] not in QUERY_MODES:
                 raise FieldMapError(path, f"must be one of {', '.join(QUERY_MODES)} (got {given!r})")

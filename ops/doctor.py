@@ -201,6 +201,15 @@ def _dataverse_checks(settings: Settings) -> list[Check]:
     }
     if keys:
         checks.append(_key_status(keys))
+    if settings.has("callbacks") and settings.callbacks.queues:
+        checks.append(
+            _attempt(
+                "callback queues (CALLBACK_QUEUES)",
+                lambda: _callback_queues(client, user_id, dict(settings.callbacks.queues)),
+                "set CALLBACK_QUEUES to existing queue ids (Settings > Queues) and grant the application user's "
+                "role Create Queue Item and Append To Queue",
+            )
+        )
     if not absent:
         checks.append(
             _attempt(
@@ -248,6 +257,21 @@ def _mapped_users(client: Any) -> str:
     if not rows:
         raise LookupError("no user has an Enreach user id yet")
     return f"{len(rows)} users"
+
+
+def _callback_queues(client: Any, user_id: str, queues: dict[str, str]) -> str:
+    """Each queue CALLBACK_QUEUES names exists, and the app may put phone calls in it."""
+    missing = [
+        f"{name} -> {queue}"
+        for name, queue in queues.items()
+        if client.get("queues", queue, select=["queueid"]) is None
+    ]
+    if missing:
+        raise LookupError("no such queue: " + ", ".join(missing))
+    denied = [p for p in ("prvCreateQueueItem", "prvAppendToQueue") if not _has_privilege(client, user_id, p)]
+    if denied:
+        raise PermissionError("the role lacks " + ", ".join(denied))
+    return f"{len(set(queues.values()))} queues found"
 
 
 def _index_rows(client: Any) -> str:

@@ -123,8 +123,10 @@ def probe_enreach(
         + " (set more in ENREACH_FIELD_MAP.availability.event_types)"
     )
 
-    # -- calls -------------------------------------------------------------------------------
     until = (now or datetime.now(UTC)).replace(microsecond=0)
+    _probe_callbacks(client, result, out, until=until, days=days)
+
+    # -- calls -------------------------------------------------------------------------------
     since = until - timedelta(days=days)
 
     # -- queue calls (GET servicecall; every name UNVERIFIED) -------------------------------------
@@ -223,6 +225,44 @@ def probe_enreach(
             "the call sync would write nothing; set ENREACH_FIELD_MAP.calls.classification and work_values"
         )
     return _finish(result, out)
+
+
+def _probe_callbacks(
+    client: EnreachClient, result: ProbeResult, out: Callable[[str], None], *, until: datetime, days: int
+) -> None:
+    """Callback lists and requests (every path and most fields UNVERIFIED: ``ENREACH_FIELD_MAP.callbacks``)."""
+    names = client.mapping.callbacks
+    lists = client.raw_callback_lists()
+    if lists is None:
+        out(f"callback lists: GET {names.lists_path} answered 404")
+        result.notes.append(
+            f"no callback lists (GET {names.lists_path} answered 404: the tenant has none, or set "
+            "ENREACH_FIELD_MAP.callbacks.lists_path; only needed with the callbacks job in BRIDGE_JOBS)"
+        )
+        return
+    out(f"callback lists: {len(lists)} from GET {names.lists_path}")
+    for key in ("list_id", "list_name", "list_queue_id"):
+        out(_line("callback list", f"callbacks.{key}", getattr(names, key), lists))
+    if lists and _coverage(lists, names.list_id) == 0:
+        result.problems.append(f"0 of {len(lists)} callback lists carry an id: set ENREACH_FIELD_MAP.callbacks.list_id")
+    since = until - timedelta(days=days)
+    items = client.raw_callbacks(since, until + timedelta(seconds=1))
+    out(f"callback requests: {len(items)} modified in the last {days} days (GET {names.items_path})")
+    if not items:
+        result.notes.append(f"{len(lists)} callback lists, no request in the last {days} days: fields unchecked")
+        return
+    keys = [f.name for f in fields(names) if isinstance(getattr(names, f.name), tuple)]
+    skipped = ("list_id", "list_name", "list_queue_id", "handled_values", "event_item_id")
+    for key in keys:
+        if key in skipped or key.endswith("_events"):
+            continue
+        out(_line("callback request", f"callbacks.{key}", getattr(names, key), items))
+    for key in ("id", "number"):
+        if _coverage(items, getattr(names, key)) == 0:
+            result.problems.append(
+                f"0 of {len(items)} callback requests carry a {key} field: set ENREACH_FIELD_MAP.callbacks.{key}"
+            )
+    result.notes.append(f"{len(lists)} callback lists, {len(items)} recent callback requests")
 
 
 _SHAPES = {

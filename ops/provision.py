@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from core.schema import CALL_SYNC, CUSTOMER_TABLES, FOLLOW_UPS, PHONE_INDEX, SavedView
+from core.schema import CALL_SYNC, CALLBACKS, CUSTOMER_TABLES, FOLLOW_UPS, PHONE_INDEX, SavedView
 from dataverse import DataverseClient, NotFound, query_path
 from dataverse import filters as f
 
@@ -83,6 +83,23 @@ def _string(schema_name: str, label: str, length: int, *, primary: bool = False)
     }
 
 
+def _integer(schema_name: str, label: str) -> dict[str, Any]:
+    return {
+        "@odata.type": "Microsoft.Dynamics.CRM.IntegerAttributeMetadata",
+        "SchemaName": schema_name,
+        "Format": "None",
+        "MinValue": 0,
+        "MaxValue": 1_000_000,
+        "DisplayName": _label(label),
+        "Description": _label(f"{label} (Enreach bridge)"),
+        "RequiredLevel": {
+            "Value": "None",
+            "CanBeChanged": True,
+            "ManagedPropertyLogicalName": "canmodifyrequirementlevelsettings",
+        },
+    }
+
+
 @dataclass(frozen=True)
 class Item:
     """One thing the app needs in Dataverse, how to see it exists, and how to create it."""
@@ -106,6 +123,17 @@ def _column(entity: str, name: str, label: str, length: int) -> Item:
         f"EntityDefinitions(LogicalName='{entity}')/Attributes(LogicalName='{name}')",
         f"EntityDefinitions(LogicalName='{entity}')/Attributes",
         _string(name, label, length),
+    )
+
+
+def _whole_number_column(entity: str, name: str, label: str) -> Item:
+    return Item(
+        "column",
+        entity,
+        name,
+        f"EntityDefinitions(LogicalName='{entity}')/Attributes(LogicalName='{name}')",
+        f"EntityDefinitions(LogicalName='{entity}')/Attributes",
+        _integer(name, label),
     )
 
 
@@ -190,6 +218,12 @@ REQUIRED: tuple[Item, ...] = (
     _column("phonecall", CALL_SYNC.call_id_column, "Enreach call id", 200),
     _key("phonecall", CALL_SYNC.call_key_name, [CALL_SYNC.call_id_column], "Enreach call id"),
     _column("phonecall", CALL_SYNC.review_column, "Enreach call review", CALL_SYNC.review_length),
+    # callback requests (callbacks/): one phonecall per request, by its id
+    _column("phonecall", CALLBACKS.request_id_column, "Enreach callback request id", 200),
+    _key("phonecall", CALLBACKS.request_key_name, [CALLBACKS.request_id_column], "Enreach callback request id"),
+    _column("phonecall", CALLBACKS.list_column, "Enreach callback list", CALLBACKS.list_length),
+    _whole_number_column("phonecall", CALLBACKS.attempts_column, "Enreach callback attempts"),
+    _column("phonecall", CALLBACKS.state_column, "Enreach callback state", 20),
     Item(
         "table",
         PHONE_INDEX.logical_name,

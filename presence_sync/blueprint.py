@@ -45,11 +45,16 @@ def presence_dataverse(req: func.HttpRequest) -> func.HttpResponse:
 def presence_enreach(req: func.HttpRequest) -> func.HttpResponse:
     """Enreach availability or call notification: mirror to Omnichannel, DND during calls."""
     from bridge.settings import get_settings
+    from callbacks.runtime import dispatch_notification
 
     from .http import handle_enreach_webhook
     from .runtime import presence_sync
 
     settings = get_settings()
+    # callback event types go to the callbacks job first (callbacks/runtime.py, callbacks/notify.py)
+    callback_answer = dispatch_notification(dict(req.headers), req.get_body())
+    if callback_answer is not None:
+        return _response("presence_enreach", callback_answer)
     return _response(
         "presence_enreach",
         handle_enreach_webhook(

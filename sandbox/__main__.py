@@ -151,6 +151,14 @@ def main(argv: list[str] | None = None) -> int:
             }
         ),
     )
+    # Callback requests are off by default in a deployment (not in the default BRIDGE_JOBS); the
+    # sandbox runs every job, each callback list's requests queued in the Dataverse queue of the same
+    # name where the data has one.
+    settings.setdefault("BRIDGE_JOBS", "all")
+    if "CALLBACK_QUEUES" not in settings:
+        queues = {q["name"]: q["queueid"] for q in services.dataverse.rows("queues") if q.get("name")}
+        if queues:
+            settings["CALLBACK_QUEUES"] = json.dumps(queues)
     os.environ.update(settings)
     try:
         load_settings()

@@ -119,7 +119,7 @@ def provision_app_schema(emulator: DataverseEmulator) -> None:
     A shortcut for tests; ``python -m ops provision`` does the same through the metadata Web API
     (tests/test_ops.py checks that both give the same schema), and the sandbox uses that.
     """
-    from core.schema import CALL_SYNC, CUSTOMER_TABLES, PHONE_INDEX
+    from core.schema import CALL_SYNC, CALLBACKS, CUSTOMER_TABLES, PHONE_INDEX
 
     emulator.add_table(
         PHONE_INDEX.entity_set,
@@ -138,6 +138,9 @@ def provision_app_schema(emulator: DataverseEmulator) -> None:
     emulator.add_column("phonecalls", CALL_SYNC.review_column)
     emulator.add_column("systemusers", CALL_SYNC.user_id_column)
     emulator.add_column("systemusers", CALL_SYNC.user_email_column)
+    emulator.add_alternate_key("phonecalls", CALLBACKS.request_key_name, [CALLBACKS.request_id_column])
+    for column in (CALLBACKS.list_column, CALLBACKS.attempts_column, CALLBACKS.state_column):
+        emulator.add_column("phonecalls", column)
     from core.schema import FOLLOW_UPS
     from ops.provision import REQUIRED
 
@@ -272,6 +275,7 @@ class Services:
             "USER_ID_SYNC_SCHEDULE": "0 0 * * * *",
             "PRESENCE_RECONCILE_SCHEDULE": "0 */5 * * * *",
             "PRESENCE_POLL_SCHEDULE": "0 */2 * * * *",
+            "CALLBACK_SYNC_SCHEDULE": "0 * * * * *",
             "PRESENCE_WEBHOOK_KEY": "sandbox-presence-key-0123456789",
             **SANDBOX_CREDENTIALS,
         }

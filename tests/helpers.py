@@ -99,6 +99,7 @@ def clear_app_caches() -> None:
     """Forget the settings and the objects the function runtimes built from them."""
     from bridge.settings import get_settings
     from call_sync import runtime as call_runtime
+    from callbacks import runtime as callback_runtime
     from presence_sync import runtime as presence_runtime
     from routing import runtime as routing_runtime
 
@@ -112,6 +113,7 @@ def clear_app_caches() -> None:
         call_runtime.parking_store,
         call_runtime.transcript_store,
         presence_runtime.presence_sync,
+        callback_runtime.callback_sync,
     ):
         cached.cache_clear()
 
@@ -120,12 +122,13 @@ def clear_app_caches() -> None:
 def serving_app(monkeypatch: pytest.MonkeyPatch, settings: Mapping[str, str]) -> Iterator[LocalFunctionsHost]:
     """The app's functions on a loopback port, configured by these app settings as the host would be;
     the runtimes are rebuilt from them, and forgotten again afterwards."""
-    from function_app import app
+    from function_app import build_app
     from sandbox.host import LocalFunctionsHost
 
     for name, value in settings.items():
         monkeypatch.setenv(name, value)
     clear_app_caches()
+    app = build_app()  # the functions of the jobs these settings switch on (BRIDGE_JOBS), as the host would
     host = LocalFunctionsHost(app, port=0).start()
     try:
         yield host

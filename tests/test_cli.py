@@ -287,3 +287,30 @@ def test_the_settings_files_ca_bundle_wins_and_an_untrusted_certificate_is_named
     failed = _run("call_sync", "--settings", str(untrusted), "users", ca_bundle=system)
     assert failed.returncode == 1 and "Traceback" not in failed.stderr, failed.stderr
     assert "TLS certificate not trusted" in failed.stderr and "REQUESTS_CA_BUNDLE" in failed.stderr, failed.stderr
+
+
+def test_callbacks_sync_then_status_from_a_settings_file(settings_file, world, azurite):
+    _clear_tables(azurite.connection_string, "bridgecheckpoints")
+    ca = world.ca.bundle_path
+    values = json.loads(settings_file.read_text())["Values"]
+    off = _run("callbacks", "--settings", str(settings_file), "status", ca_bundle=ca)
+    assert off.returncode == 0, off.stderr
+    assert off.stdout.splitlines()[:2] == [
+        "callbacks: off (not in BRIDGE_JOBS), mode -",
+        "checkpoint: none yet (the first run reads CALLBACK_INITIAL_LOOKBACK_HOURS back)",
+    ]
+    values["BRIDGE_JOBS"] = "all"
+    settings_file.write_text(json.dumps({"IsEncrypted": False, "Values": values}))
+    synced = _run("callbacks", "--settings", str(settings_file), "sync", ca_bundle=ca)
+    assert synced.returncode == 0, synced.stderr
+    assert synced.stdout.startswith("callbacks: 2 read, 2 created"), synced.stdout
+    status = _run("callbacks", "--settings", str(settings_file), "status", ca_bundle=ca)
+    assert status.returncode == 0, status.stderr
+    lines = status.stdout.splitlines()
+    assert lines[0] == "callbacks: on, mode both" and lines[1].endswith(" behind now)")
+    assert lines[2].startswith("last run: ") and " ok: callbacks: 2 read, 2 created" in lines[2]
+    assert lines[3] == "open callback activities: 2 (0 past their expiry, closed by the next run)"
+    values["CALLBACK_MODE"] = "never"
+    settings_file.write_text(json.dumps({"IsEncrypted": False, "Values": values}))
+    wrong = _run("callbacks", "--settings", str(settings_file), "status", ca_bundle=ca)
+    assert wrong.returncode == 2 and "CALLBACK_MODE must be poll, notify or both" in wrong.stderr

@@ -88,6 +88,21 @@ def test_bridge_jobs_registers_only_the_enabled_jobs_functions():
     assert set(_index_with({"BRIDGE_JOBS": "faxes"})) == {"health"}  # the health probe names the problem
 
 
+def test_callbacks_are_registered_only_when_named_in_bridge_jobs():
+    """Issue 20: callback requests are off by default; named (or all), their timer runs every minute
+    by default; without the presence job, callback notifications get the Enreach endpoint of their own."""
+    assert "sync_callbacks" not in _index_with({})
+    everything = _index_with({"BRIDGE_JOBS": "all"})
+    assert everything["sync_callbacks"]["bindings"][0]["schedule"] == "0 * * * * *"
+    assert "callback_notifications" not in everything  # presence_enreach dispatches callback events
+    scheduled = _index_with({"BRIDGE_JOBS": "all", "CALLBACK_SYNC_SCHEDULE": "0 */3 * * * *"})
+    assert scheduled["sync_callbacks"]["bindings"][0]["schedule"] == "%CALLBACK_SYNC_SCHEDULE%"
+    alone = _index_with({"BRIDGE_JOBS": "callbacks"})
+    assert set(alone) == {"health", "sync_callbacks", "callback_notifications"}
+    trigger = alone["callback_notifications"]["bindings"][0]
+    assert (trigger["route"], trigger["methods"], trigger["authLevel"]) == ("presence/enreach", ["POST"], "FUNCTION")
+
+
 def test_importing_the_app_needs_no_settings_and_loads_no_heavy_modules():
     code = (
         "import sys, function_app; "

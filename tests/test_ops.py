@@ -43,7 +43,7 @@ def _schema(emulator):
 def test_provision_creates_everything_once_and_matches_the_test_shortcut(world, env):
     lines = []
     created, existing = provision(_client(env), report=lines.append)
-    assert len(created) == len(REQUIRED) == 20 and existing == []
+    assert len(created) == len(REQUIRED) == 25 and existing == []
     assert "created  table enr_phoneindex" in lines
     provisioned = _schema(world.dataverse)
     again, existing = provision(_client(env), report=lines.append)
@@ -87,6 +87,22 @@ def test_doctor_on_a_fresh_environment_names_the_missing_schema_then_passes_afte
     checks = run_doctor(env)
     assert all(c.ok for c in checks), "\n".join(c.line() for c in checks)
     assert _lines(checks)["users mapped to Enreach ids"].detail == "1 users"
+
+
+def test_doctor_checks_the_callback_schema_and_queues(world, env):
+    callbacks = {
+        **env,
+        "BRIDGE_JOBS": "all",
+        "CALLBACK_QUEUES": json.dumps({"Sales": "0a0e0e01-3333-4000-8000-000000000001"}),
+    }
+    schema = _lines(run_doctor(callbacks))["provisioned schema"]
+    assert not schema.ok and "key phonecall.enr_enreachcallbackid_key" in schema.detail
+    assert "column phonecall.enr_callbackstate" in schema.detail
+    queues = _lines(run_doctor(callbacks))["callback queues"]
+    assert not queues.ok and "no such queue: sales -> 0a0e0e01-3333-4000-8000-000000000001" in queues.detail
+    world.dataverse.load({"queues": [{"queueid": "0a0e0e01-3333-4000-8000-000000000001", "name": "Sales"}]})
+    assert _lines(run_doctor(callbacks))["callback queues"].ok
+    assert "callback queues" not in _lines(run_doctor(env))  # the job is off by default
 
 
 def test_doctor_names_a_wrong_secret(world, env):

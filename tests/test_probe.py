@@ -95,6 +95,57 @@ def test_the_command_exits_1_with_a_one_line_verdict(world, tmp_path):
     assert "Traceback" not in done.stderr
 
 
+def test_a_tenant_with_callback_lists_gets_their_field_coverage(enreach_client, world):
+    _tenant(world)
+    modified = (NOW - timedelta(hours=2)).strftime("%Y-%m-%d %H:%M:%S")
+    world.enreach.load(
+        {
+            "callbacklists": [{"ListId": "l1", "ListName": "Sales callbacks"}, {"ListId": "l2", "ListName": "Support"}],
+            "callbacks": [
+                {
+                    "CallbackListItemId": f"r{i}",
+                    "CallbackListId": "l1",
+                    "ContactNumber": "+358501234567",
+                    "Note": "call me",
+                    "LastModified": modified,
+                    "CallbackAttempts": i,
+                }
+                for i in range(3)
+            ],
+        }
+    )
+    result, text = _probe(enreach_client)
+    assert result.ok, text
+    assert "callback lists: 2 from GET callbacklists" in text
+    assert "callback requests: 3 modified in the last 3 days" in text
+    lines = {line.split()[2]: line for line in text.splitlines() if line.strip().startswith("callback request ")}
+    assert "3 of 3" in lines["callbacks.number"] and "via ContactNumber" in lines["callbacks.number"]
+    assert "0 of 3" in lines["callbacks.due"]  # an UNVERIFIED name this tenant does not carry shows as such
+    assert "2 callback lists, 3 recent callback requests" in text.splitlines()[-1]
+    assert "+358501234567" not in text
+
+
+def test_a_tenant_without_callback_lists_is_a_note_not_a_problem(enreach_client, world):
+    _tenant(world)
+    result, text = _probe(enreach_client)
+    assert result.ok, text
+    assert "callback lists: GET callbacklists answered 404" in text
+    assert "no callback lists" in text.splitlines()[-1] and "ENREACH_FIELD_MAP.callbacks.lists_path" in text
+
+
+def test_callback_requests_without_the_mapped_number_are_a_problem(enreach_client, world):
+    _tenant(world)
+    modified = (NOW - timedelta(hours=2)).strftime("%Y-%m-%d %H:%M:%S")
+    world.enreach.load(
+        {
+            "callbacklists": [{"ListId": "l1", "ListName": "Sales callbacks"}],
+            "callbacks": [{"CallbackListItemId": "r1", "CallbackListId": "l1", "LastModified": modified}],
+        }
+    )
+    result, _ = _probe(enreach_client)
+    assert "0 of 1 callback requests carry a number field: set ENREACH_FIELD_MAP.callbacks.number" in result.problems
+
+
 def test_queue_calls_and_transcripts_are_reported_with_their_unverified_names(enreach_client, world):
     calls = [enreach_call(f"c{i}", "aino@example.fi", NOW - timedelta(hours=i + 1)) for i in range(3)]
     calls[0]["TranscriptId"] = "tr-1"

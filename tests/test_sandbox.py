@@ -246,3 +246,32 @@ def test_timer_runs_through_the_admin_endpoint_and_each_run_logs_one_json_line(s
         assert len(lines) == 1, sandbox["log"][before:]
         event = json.loads(lines[0][lines[0].index("{") :])
         assert event["outcome"] == "ok" and event["duration_ms"] >= 0 and "failed" in event, event
+
+
+def test_one_sync_callbacks_run_shows_the_sample_callbacks_in_dataverse(sandbox):
+    before = len(sandbox["log"])
+    request = Request(sandbox["app"] + "/admin/functions/sync_callbacks", method="POST", data=b"")
+    with urlopen(request, timeout=30) as response:
+        assert response.status == 202
+    _wait_for(sandbox["log"], '"event": "sync_callbacks"')
+    lines = [line for line in sandbox["log"][before:] if '"event": "sync_callbacks"' in line]
+    assert len(lines) == 1, sandbox["log"][before:]
+    event = json.loads(lines[0][lines[0].index("{") :])
+    assert event["outcome"] == "ok" and event["created"] + event["unchanged"] == 2, event
+    listed = _command(
+        "sandbox",
+        "rows",
+        "--settings",
+        str(sandbox["settings_file"]),
+        "phonecalls",
+        "--filter",
+        "enr_enreachcallbackid ne null",
+        "--select",
+        "subject,phonenumber,enr_callbacklist,statecode",
+    )
+    assert listed.returncode == 0, listed.stderr
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert len(rows) == 2 and all(r["enr_callbacklist"] == "Sales callbacks" and r["statecode"] == 0 for r in rows)
+    assert any("Rautakauppa Nieminen Oy" in r["subject"] for r in rows), rows  # the sample customer, matched
+    queued = _command("sandbox", "rows", "--settings", str(sandbox["settings_file"]), "queueitems")
+    assert queued.returncode == 0 and len(queued.stdout.splitlines()) >= 1, queued.stderr
