@@ -17,8 +17,8 @@ key, so merging is idempotent too. Follow-up rows are read in the page query (no
 trip) and written with ``If-Match`` on their ETag: a run racing another fails the change set and
 the calls are retried next run, when the row is read again.
 
-Callbacks (``callbacks/``, not landed yet): ``FollowUpHook`` is where a callback request for the
-same caller would be merged into the same piece of work; today the hook does nothing.
+Callbacks (``callbacks/``): ``FollowUpHook`` is where a callback request for the same caller would
+be merged into the same piece of work; not done yet (the hook does nothing).
 """
 
 from __future__ import annotations
