@@ -69,6 +69,7 @@ def lookup_for(settings: Settings, client: DataverseClient) -> CallerLookup:
             # the owning user (a follow-up's owner; None when a team owns the record), and the open
             # cases/opportunities a call may be regarding: expanded in the same round trip
             user_columns=frozenset({"systemuserid"}),
+            # (the callbacks job shares this lookup and may run without the call sync's section)
             open_records=frozenset(
                 name
                 for name, on in (
@@ -76,7 +77,9 @@ def lookup_for(settings: Settings, client: DataverseClient) -> CallerLookup:
                     ("opportunity", settings.call_sync.regarding_opportunity),
                 )
                 if on
-            ),
+            )
+            if settings.has("call_sync")
+            else frozenset(),
         ),
     )
 
