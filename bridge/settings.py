@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from core.config import Getter, SettingsError, environment_getter, unique
+from core.config import Getter, SettingsError, environment_getter, seconds, unique
 
 from .jobs import ALL_JOBS, JobsError, enabled_jobs
 
@@ -42,7 +42,7 @@ __all__ = [
     "load_settings",
 ]
 
-_CORE_NAMES = ("BRIDGE_JOBS", "AzureWebJobsStorage")
+_CORE_NAMES = ("BRIDGE_JOBS", "AzureWebJobsStorage", "BRIDGE_CONFIG_REFRESH_SECONDS")
 
 
 def _names() -> tuple[str, ...]:
@@ -82,6 +82,7 @@ class Settings:
     dataverse: DataverseConfig
     storage_connection_string: str = field(repr=False)
     sections: Mapping[str, object] = field(default_factory=dict, repr=False)
+    config_refresh_seconds: float = 60.0  # configuration rows re-read at most this often (core/rows.py)
 
     def has(self, section: str) -> bool:
         return section in self.sections
@@ -170,6 +171,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, get: Getter | Non
             "AzureWebJobsStorage is not set: set the storage account connection string "
             "(UseDevelopmentStorage=true for Azurite)"
         )
+    refresh = seconds(get, problems, "BRIDGE_CONFIG_REFRESH_SECONDS", 60.0, 0, 3600)
     needed: set[str] = set()
     for job in jobs:
         needed |= _NEEDS.get(job, frozenset())
@@ -179,7 +181,13 @@ def load_settings(environ: Mapping[str, str] | None = None, *, get: Getter | Non
             sections[name] = parse(get, problems)  # type: ignore[operator]
     if problems:
         raise SettingsError(unique(problems))
-    return Settings(jobs=jobs, dataverse=dataverse, storage_connection_string=storage, sections=sections)
+    return Settings(
+        jobs=jobs,
+        dataverse=dataverse,
+        storage_connection_string=storage,
+        sections=sections,
+        config_refresh_seconds=refresh,
+    )
 
 
 SETTING_NAMES = _names()

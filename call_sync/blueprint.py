@@ -18,7 +18,6 @@ bp = func.Blueprint()
 )
 def sync_phone_calls(timer: func.TimerRequest) -> None:
     """Enreach Work calls since the checkpoint become completed phonecall activities."""
-    from bridge.settings import get_settings
     from core.telemetry import run_logged
 
     from .calls import sync_phone_calls as run
@@ -26,9 +25,11 @@ def sync_phone_calls(timer: func.TimerRequest) -> None:
         call_lookup,
         checkpoint_store,
         dataverse_client,
+        effective_settings,
         enreach_client,
         options,
         parking_store,
+        run_status,
         transcript_store,
     )
 
@@ -39,10 +40,11 @@ def sync_phone_calls(timer: func.TimerRequest) -> None:
             dataverse_client(),
             checkpoint_store(),
             call_lookup(),
-            options(get_settings()),
+            options(effective_settings()),  # with the setting rows read at the start of the run
             parking=parking_store(),
             transcripts=transcript_store(),
         ),
+        status=run_status(),
     )
 
 
@@ -58,10 +60,11 @@ def sync_enreach_user_ids(timer: func.TimerRequest) -> None:
     from bridge.settings import get_settings
     from core.telemetry import run_logged
 
-    from .runtime import dataverse_client, enreach_client
+    from .runtime import dataverse_client, enreach_client, run_status
     from .users import sync_enreach_user_ids as run
 
     run_logged(
         "sync_enreach_user_ids",
         lambda: run(enreach_client(), dataverse_client(), batch_size=get_settings().user_ids.batch_size),
+        status=run_status(),
     )

@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
+from core import metrics
 from core.masking import mask_phone
 from core.schema import CALL_SYNC, CUSTOMER_TABLES, FOLLOW_UPS
 from core.state import CheckpointConflict, CheckpointStore, RunRecord
@@ -134,6 +135,7 @@ class CallSyncReport:
     transcripts_attached: int = 0
     transcripts_pending: int = 0  # waiting after this run
     transcripts_given_up: int = 0
+    oldest_parked: str | None = None  # when the longest-waiting parked call was parked (run status row)
     enreach_requests: int = 0  # sent by this run (CALL_SYNC_ENREACH_REQUEST_BUDGET)
     users_left: int = 0  # users whose calls the next run reads for this window (budget spent)
     skipped: dict[str, int] = field(default_factory=dict)
@@ -942,7 +944,10 @@ def settle_parking(
     done = [key for key in parked if key in result.settled]
     parking.release(done)
     report.unparked += sum(1 for key in done if key in waiting)
-    report.waiting = len(waiting - set(done))
+    still = waiting - set(done)
+    report.waiting = len(still)
+    times = [parked[key].parked_at for key in still if key in parked] + ([now] if still - set(parked) else [])
+    report.oldest_parked = _iso(min(times)) if times else None
     parking.purge_expired(now)
 
 
@@ -1082,3 +1087,5 @@ def _record(store: CheckpointStore, report: CallSyncReport, outcome: str, finish
     structured line is the timer's (``core.telemetry.run_logged``)."""
     log.info("%s", report.summary())
     store.save_run(CHECKPOINT_NAME, RunRecord(_iso(finished), outcome, report.summary(), report.counts()))
+    synced, failed = report.created + report.adopted, report.failed + report.throttled
+    metrics.call_results(synced=synced, parked=report.parked, review=report.for_review, failed=failed)

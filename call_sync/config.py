@@ -22,6 +22,7 @@ from core.ids import is_guid
 __all__ = [
     "NAMES",
     "PRIVATE_ACTIONS",
+    "ROW_OPTIONS",
     "USER_ID_NAMES",
     "CallSyncConfig",
     "UserIdSyncConfig",
@@ -53,6 +54,16 @@ NAMES = (
     "CALL_SYNC_TRANSCRIPT_WAIT_HOURS",
 )
 USER_ID_NAMES = ("USER_ID_SYNC_SCHEDULE", "CALL_SYNC_BATCH_SIZE")
+# The business options an administrator may set as rows in the Enreach Bridge app (enr_bridgesetting,
+# named as the app setting; the timer reads them at the start of each run, core/setting_rows.py).
+ROW_OPTIONS = (
+    "DEFAULT_CRM_ASSIGNEE",
+    "CALL_DURATION_LIMIT",
+    "CALL_START_MARGIN_SECONDS",
+    "CALL_SYNC_PRIVATE_CALLS",
+    "CALL_SYNC_RECORDING_LINK",
+    "CALL_SYNC_PARK_DAYS",
+)
 PRIVATE_ACTIONS = ("delete", "anonymise")
 DEFAULT_SCHEDULE = "0 */5 * * * *"
 DEFAULT_USER_ID_SCHEDULE = "0 0 * * * *"

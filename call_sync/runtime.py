@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from functools import lru_cache
 
+from bridge.rows import effective_settings, run_status
 from bridge.runtime import checkpoint_store, dataverse_client, enreach_client
 from bridge.settings import Settings, get_settings
 from dataverse import DataverseClient
@@ -19,10 +20,12 @@ __all__ = [
     "call_lookup",
     "checkpoint_store",
     "dataverse_client",
+    "effective_settings",
     "enreach_client",
     "lookup_for",
     "options",
     "parking_store",
+    "run_status",
     "transcript_store",
 ]
 

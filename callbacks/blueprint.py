@@ -28,9 +28,11 @@ def sync_callbacks(timer: func.TimerRequest) -> None:
         log_event("sync_callbacks", outcome="skipped", mode=section.mode)  # CALLBACK_MODE=notify
         return
 
+    from bridge.rows import run_status
+
     from .runtime import callback_sync
 
-    run_logged("sync_callbacks", lambda: callback_sync().poll())
+    run_logged("sync_callbacks", lambda: callback_sync().poll(), status=run_status())
 
 
 @notifications_bp.function_name("callback_notifications")

@@ -20,6 +20,8 @@ from typing import Any
 
 import requests
 
+from . import metrics
+
 __all__ = ["DeadlineExceeded", "RetryExhausted", "RetryPolicy", "retry_after_seconds", "send_with_retry"]
 
 log = logging.getLogger(__name__)
@@ -75,9 +77,11 @@ def send_with_retry(
     idempotent: bool,
     deadline: float | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    service: str | None = None,
     **kwargs: Any,
 ) -> requests.Response:
-    """Send one request, retrying transient failures; return the first non-transient response."""
+    """Send one request, retrying transient failures; return the first non-transient response.
+    ``service`` (``dataverse``, ``enreach``) names it in the ``bridge.throttled`` meter."""
     attempt = 0
     while True:
         attempt += 1
@@ -102,6 +106,8 @@ def send_with_retry(
             if last.status_code not in RETRY_STATUSES:
                 return last
             reason = f"HTTP {last.status_code}"
+            if last.status_code == 429 and service:
+                metrics.throttled(service)
             wait = retry_after_seconds(last)
             if wait is not None and wait > policy.max_retry_after_seconds:
                 raise RetryExhausted(

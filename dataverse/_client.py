@@ -235,6 +235,7 @@ class DataverseClient:
                     json=json,
                     data=data,
                     headers=all_headers,
+                    service="dataverse",
                 )
             except _RetryDeadline as exc:
                 raise DeadlineExceeded(0, None, str(exc), method=method, path=path) from exc

@@ -24,7 +24,15 @@ if TYPE_CHECKING:
 __all__ = ["COMPONENT_TYPES", "handle_metadata", "metadata_id", "pluralize", "record_view_in_solution"]
 
 # solutioncomponent.componenttype values (Dataverse's componenttype choice)
-COMPONENT_TYPES = {"table": 1, "column": 2, "relationship": 10, "key": 14, "savedquery": 26}
+COMPONENT_TYPES = {
+    "table": 1,
+    "column": 2,
+    "relationship": 10,
+    "key": 14,
+    "view": 26,  # savedquery
+    "sitemap": 62,
+    "app": 80,  # appmodule
+}
 
 
 def metadata_id(logical: str, kind: str = "", name: str = "") -> str:
@@ -306,7 +314,7 @@ def record_view_in_solution(emulator: DataverseEmulator, request: Request, view_
     unique_name = request.headers.get("mscrm.solutionuniquename")
     solution = _solution_row(emulator, unique_name) if unique_name else None
     if solution is not None:
-        _record_component(emulator, solution, view_id, COMPONENT_TYPES["savedquery"])
+        _record_component(emulator, solution, view_id, COMPONENT_TYPES["view"])
 
 
 def _add_component(emulator: DataverseEmulator, body: dict[str, Any]) -> Response:
@@ -330,3 +338,8 @@ def _add_component(emulator: DataverseEmulator, body: dict[str, Any]) -> Respons
             "id": row_id,
         },
     )
+
+
+# for the app module (``_apps.py``): rows created in a solution join it the same way
+solution_row = _solution_row
+record_component = _record_component

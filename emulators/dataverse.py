@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
+from ._apps import APP_SCHEMA, handle_apps
 from ._bulk import count_of, derive_names, handle_bulk
 from ._metadata import handle_metadata, record_view_in_solution
 from ._protection import ServerLimits, ServiceProtection
@@ -404,7 +405,8 @@ class DataverseEmulator(EmulatorServer):
         """Back to the bare schema with only the application user (tests start from here)."""
         with self.lock:
             self.tables = {
-                name: Table(name, logical, key, set(columns)) for name, (logical, key, columns) in BASE_SCHEMA.items()
+                name: Table(name, logical, key, set(columns))
+                for name, (logical, key, columns) in {**BASE_SCHEMA, **APP_SCHEMA}.items()
             }
             # Omnichannel's built-in presences (the solution is installed in the environment)
             for name, (presence_id, base) in OMNICHANNEL_PRESENCES.items():
@@ -621,6 +623,9 @@ class DataverseEmulator(EmulatorServer):
             return self._batch(request)
         if resource == "CCaaS_ModifyAgentPresence" and request.method == "POST":
             return self._modify_agent_presence(request)
+        apps = handle_apps(self, request, resource)
+        if apps is not None:
+            return apps
         bulk = handle_bulk(self, request, resource, content_ids)
         if bulk is not None:
             return bulk
@@ -665,6 +670,15 @@ class DataverseEmulator(EmulatorServer):
                 continue
             for child_id in [i for i, r in child.rows.items() if str(r.get("_objectid_value") or "") == row_id]:
                 child.remove(child_id)
+
+    def query_table(self, table: Table, request: Request) -> Response:
+        """A collection GET over ``table`` (for modules serving a filtered view of one)."""
+        return self._query(table, request)
+
+    def create_row(self, table: Table, body: dict[str, Any]) -> Response:
+        """Create a row as ``POST <entity set>`` does (204 with ``OData-EntityId``)."""
+        row = self._insert(table, body, {})
+        return Response(204, headers=self._entity_headers(table, row))
 
     def _modify_agent_presence(self, request: Request) -> Response:
         body = request.json() or {}

@@ -360,6 +360,7 @@ def _send(
             timeout=timeout,
             idempotent=method in ("GET", "PUT", "DELETE"),
             deadline=deadline,
+            service="enreach",
             **kwargs,
         )
     except RetryExhausted as exc:

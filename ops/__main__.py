@@ -1,4 +1,7 @@
-"""``python -m ops [--settings local.settings.json] provision|unprovision|doctor|probe-enreach``.
+"""``python -m ops [--settings local.settings.json] provision|unprovision|doctor|probe-enreach|config``.
+
+``config show`` prints the effective configuration; ``config import [--dry-run]`` writes the app
+settings' business options and routing rules as rows (ops/config.py).
 
 Exit codes: 0 done, 1 a runtime failure (or a doctor check failed), 2 a settings or usage problem.
 """
@@ -28,6 +31,13 @@ def main(argv: list[str] | None = None) -> int:
     unprovision.add_argument("--dry-run", action="store_true", help="list only (required: removal is not automated)")
     unprovision.add_argument("--solution", default=None, metavar="NAME", help="the solution provision used")
     commands.add_parser("doctor", help="check the deployment end to end")
+    config = commands.add_parser("config", help="the effective configuration (app settings and rows)")
+    config_commands = config.add_subparsers(dest="config_command", required=True)
+    config_commands.add_parser("show", help="every setting with its source, the routing rules, rows that do not apply")
+    config_import = config_commands.add_parser(
+        "import", help="write the business options and ROUTING_RULES of the app settings as rows"
+    )
+    config_import.add_argument("--dry-run", action="store_true", help="print what would be created, change nothing")
     probe = commands.add_parser(
         "probe-enreach", help="read real Enreach records and report which mapped field names they carry"
     )
@@ -50,6 +60,8 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.command == "probe-enreach":
         return _probe(args)
+    if args.command == "config":
+        return _config(args)
 
     from dataverse import DataverseClient, credential_from_config
 
@@ -76,6 +88,24 @@ def _run(args: argparse.Namespace) -> int:
         raise CommandError(f"provisioning stopped: {error.cause}", error.fix) from error
     verb = "would create" if args.dry_run else "created"
     print(f"{verb} {len(created)}, already there {len(existing)} (solution {solution})")
+    return 0
+
+
+def _config(args: argparse.Namespace) -> int:
+    """show: 0, or 1 when a row does not apply; import: 0 (a settings problem exits 2 before any write)."""
+    import os
+
+    from dataverse import DataverseClient, credential_from_config
+
+    from .config import import_rows, show
+
+    settings = command_settings(args.settings)
+    client = DataverseClient(settings.dataverse.url, credential=credential_from_config(settings.dataverse))
+    if args.config_command == "show":
+        return show(client, os.environ)
+    created, kept = import_rows(client, os.environ, dry_run=args.dry_run)
+    verb = "would create" if args.dry_run else "created"
+    print(f"{verb} {created} rows, {kept} already there")
     return 0
 
 

@@ -44,6 +44,19 @@ PRIVILEGES = {
     },
     "prvActOnBehalfOfAnotherUser": "act on behalf of another user (presence sync sets presence as the agent, "
     "MSCRMCallerID)",
+    # the Enreach Bridge app's tables (issue 19): rows read, their enr_error written, run status upserted
+    **{
+        f"prv{verb}{table}": f"{verb.lower()} {label}"
+        for table, label in (
+            ("enr_bridgesetting", "setting rows (configuration, enr_error)"),
+            ("enr_routingrule", "routing rule rows (configuration, enr_error)"),
+        )
+        for verb in ("Read", "Write")
+    },
+    **{
+        f"prv{verb}enr_bridgerun": f"{verb.lower()} run status rows (every timer run)"
+        for verb in ("Create", "Read", "Write")
+    },
 }
 
 # What local.settings.sample.json holds where a deployment's own value belongs.
@@ -196,6 +209,7 @@ def _dataverse_checks(settings: Settings) -> list[Check]:
             "run: python -m ops provision",
         )
     )
+    checks.append(_app_check(client))
     keys = {
         item.describe(): str(meta.get("EntityKeyIndexStatus")) for item, meta in found if meta and item.kind == "key"
     }
@@ -226,6 +240,23 @@ def _dataverse_checks(settings: Settings) -> list[Check]:
             )
         )
     return checks
+
+
+def _app_check(client: Any) -> Check:
+    """The Enreach Bridge app (published, with its site map) and the calls-for-review view."""
+    from ops.app import check_app
+
+    name = "Enreach Bridge app and calls-for-review view"
+    try:
+        missing = check_app(client)
+    except Exception as error:
+        return Check(name, False, f"{type(error).__name__}: {str(error)[:200]}", "run: python -m ops provision")
+    return Check(
+        name,
+        not missing,
+        "present and published" if not missing else "missing " + ", ".join(missing),
+        "run: python -m ops provision",
+    )
 
 
 def _key_status(statuses: dict[str, str]) -> Check:

@@ -14,7 +14,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from core.schema import CALL_SYNC, CALLBACKS, CUSTOMER_TABLES, FOLLOW_UPS, PHONE_INDEX, SavedView
+from core.schema import (
+    CALL_SYNC,
+    CALLBACKS,
+    CONFIG_TABLES,
+    CUSTOMER_TABLES,
+    FOLLOW_UPS,
+    OPTION_BASE,
+    PHONE_INDEX,
+    REVIEW_VIEW_NAME,
+    Column,
+    ConfigTable,
+    SavedView,
+)
 from dataverse import DataverseClient, NotFound, query_path
 from dataverse import filters as f
 
@@ -148,21 +160,22 @@ def _key(entity: str, name: str, columns: list[str], label: str) -> Item:
     )
 
 
-def _lookup(target: str, lookup: str) -> Item:
+def _lookup(target: str, lookup: str, *, entity: str = PHONE_INDEX.logical_name, label: str = "") -> Item:
+    """A lookup column on ``entity`` pointing at ``target`` (created with its one-to-many relationship)."""
     return Item(
         "lookup",
-        PHONE_INDEX.logical_name,
+        entity,
         lookup,
-        f"EntityDefinitions(LogicalName='{PHONE_INDEX.logical_name}')/Attributes(LogicalName='{lookup}')",
+        f"EntityDefinitions(LogicalName='{entity}')/Attributes(LogicalName='{lookup}')",
         "RelationshipDefinitions",
         {
             "@odata.type": "Microsoft.Dynamics.CRM.OneToManyRelationshipMetadata",
-            "SchemaName": f"{lookup}_{PHONE_INDEX.logical_name}",
+            "SchemaName": f"{lookup}_{entity}",
             "ReferencedEntity": target,
-            "ReferencingEntity": PHONE_INDEX.logical_name,
+            "ReferencingEntity": entity,
             "CascadeConfiguration": {
                 "Assign": "NoCascade",
-                "Delete": "Cascade",
+                "Delete": "Cascade" if entity == PHONE_INDEX.logical_name else "RemoveLink",
                 "Merge": "NoCascade",
                 "Reparent": "NoCascade",
                 "Share": "NoCascade",
@@ -172,7 +185,7 @@ def _lookup(target: str, lookup: str) -> Item:
                 "@odata.type": "Microsoft.Dynamics.CRM.LookupAttributeMetadata",
                 "AttributeType": "Lookup",
                 "SchemaName": lookup,
-                "DisplayName": _label(target.capitalize()),
+                "DisplayName": _label(label or target.capitalize()),
                 "RequiredLevel": {"Value": "None", "CanBeChanged": True},
             },
         },
@@ -210,6 +223,113 @@ def _view(view: SavedView) -> Item:
             ),
         },
     )
+
+
+_NOT_REQUIRED = {
+    "Value": "None",
+    "CanBeChanged": True,
+    "ManagedPropertyLogicalName": "canmodifyrequirementlevelsettings",
+}
+
+
+def _typed(column: Column) -> dict[str, Any]:
+    """The attribute definition of a configuration column (shapes from MicrosoftDocs/powerapps-docs
+    developer/data-platform/webapi/create-update-column-definitions-using-web-api.md)."""
+    common = {
+        "SchemaName": column.name,
+        "DisplayName": _label(column.label),
+        "Description": _label(f"{column.label} (Enreach bridge)"),
+        "RequiredLevel": _NOT_REQUIRED,
+    }
+    if column.kind == "string":
+        return _string(column.name, column.label, column.length)
+    if column.kind == "memo":
+        return {
+            "@odata.type": "Microsoft.Dynamics.CRM.MemoAttributeMetadata",
+            "Format": "TextArea",
+            "MaxLength": column.length,
+            **common,
+        }
+    if column.kind == "integer":
+        return {
+            "@odata.type": "Microsoft.Dynamics.CRM.IntegerAttributeMetadata",
+            "Format": "None",
+            "MinValue": -2_147_483_648,
+            "MaxValue": 2_147_483_647,
+            **common,
+        }
+    if column.kind == "boolean":
+        return {
+            "@odata.type": "Microsoft.Dynamics.CRM.BooleanAttributeMetadata",
+            "DefaultValue": False,
+            "OptionSet": {
+                "@odata.type": "Microsoft.Dynamics.CRM.BooleanOptionSetMetadata",
+                "TrueOption": {"Value": 1, "Label": _label("Yes")},
+                "FalseOption": {"Value": 0, "Label": _label("No")},
+                "OptionSetType": "Boolean",
+            },
+            **common,
+        }
+    if column.kind == "choice":
+        return {
+            "@odata.type": "Microsoft.Dynamics.CRM.PicklistAttributeMetadata",
+            "OptionSet": {
+                "@odata.type": "Microsoft.Dynamics.CRM.OptionSetMetadata",
+                "IsGlobal": False,
+                "OptionSetType": "Picklist",
+                "Options": [{"Value": OPTION_BASE + i, "Label": _label(o)} for i, o in enumerate(column.options)],
+            },
+            **common,
+        }
+    if column.kind == "datetime":
+        return {
+            "@odata.type": "Microsoft.Dynamics.CRM.DateTimeAttributeMetadata",
+            "Format": "DateAndTime",
+            "DateTimeBehavior": {"Value": "UserLocal"},
+            **common,
+        }
+    raise ValueError(f"unknown column kind {column.kind!r}")
+
+
+def _config_items(table: ConfigTable) -> list[Item]:
+    """A configuration table, its columns and lookups, and the alternate key on its name."""
+    items = [
+        Item(
+            "table",
+            table.logical_name,
+            table.logical_name,
+            f"EntityDefinitions(LogicalName='{table.logical_name}')",
+            "EntityDefinitions",
+            {
+                "@odata.type": "Microsoft.Dynamics.CRM.EntityMetadata",
+                "SchemaName": table.logical_name,
+                "DisplayName": _label(table.label),
+                "DisplayCollectionName": _label(table.plural),
+                "Description": _label(table.description),
+                "OwnershipType": "OrganizationOwned",
+                "IsActivity": False,
+                "HasActivities": False,
+                "HasNotes": False,
+                "Attributes": [_string(table.name_column, table.name_label, 100, primary=True)],
+            },
+        )
+    ]
+    for column in table.columns:
+        if column.kind == "lookup":
+            items.append(_lookup(column.target, column.name, entity=table.logical_name, label=column.label))
+            continue
+        items.append(
+            Item(
+                "column",
+                table.logical_name,
+                column.name,
+                f"EntityDefinitions(LogicalName='{table.logical_name}')/Attributes(LogicalName='{column.name}')",
+                f"EntityDefinitions(LogicalName='{table.logical_name}')/Attributes",
+                _typed(column),
+            )
+        )
+    items.append(_key(table.logical_name, table.key_name, [table.name_column], table.name_label))
+    return items
 
 
 REQUIRED: tuple[Item, ...] = (
@@ -255,6 +375,7 @@ REQUIRED: tuple[Item, ...] = (
     _column("lead", FOLLOW_UPS.lead_number_column, "Lead created for number", 32),
     _key("lead", FOLLOW_UPS.lead_key_name, [FOLLOW_UPS.lead_number_column], "Lead created for number"),
     *(_view(view) for view in FOLLOW_UPS.views),
+    *(item for table in CONFIG_TABLES for item in _config_items(table)),
 )
 
 
@@ -408,13 +529,28 @@ def provision(
             )
             report(f"created  {item.describe()}")
         created.append(item)
+    from .app import ensure_app
+
+    ensure_app(client, solution=solution, dry_run=dry_run, report=report, members=members if solution_id else None)
     return created, existing
 
 
 def removal_plan(client: DataverseClient, *, solution: str = DEFAULT_SOLUTION) -> list[str]:
     """What removing the app's customisation would delete, in the order it must go (keys and columns
     before their table, the solution and publisher last). Rows in these tables and columns go too."""
-    plan = [item.describe() for item in reversed(REQUIRED) if exists(client, item)]
+    from .app import APP, find_parts
+
+    parts = find_parts(client)
+    plan = [
+        label
+        for label, found in (
+            (f"app '{APP.name}'", parts.app_id),
+            (f"site map {APP.sitemap_unique_name}", parts.sitemap_id),
+            (f"view phonecall '{REVIEW_VIEW_NAME}'", parts.view_id),
+        )
+        if found
+    ]
+    plan += [item.describe() for item in reversed(REQUIRED) if exists(client, item)]
     found = find_solution(client, solution)
     if found is not None:
         plan.append(f"solution {solution}")

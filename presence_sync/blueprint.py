@@ -13,9 +13,11 @@ bp = func.Blueprint()
 def _response(function: str, result: tuple[int, bytes, dict[str, str]]) -> func.HttpResponse:
     status, body, headers = result
     if status >= 400:  # an applied decision logs its own line (presence_change)
+        from core import metrics
         from core.telemetry import log_refusal
 
         log_refusal(function, status, body)
+        metrics.presence_refused(status)
     return func.HttpResponse(body=body, status_code=status, mimetype="application/json", headers=headers)
 
 
@@ -26,7 +28,7 @@ def presence_dataverse(req: func.HttpRequest) -> func.HttpResponse:
     from bridge.settings import get_settings
 
     from .http import handle_dataverse_webhook
-    from .runtime import presence_sync
+    from .runtime import live_presence_sync
 
     return _response(
         "presence_dataverse",
@@ -35,7 +37,7 @@ def presence_dataverse(req: func.HttpRequest) -> func.HttpResponse:
             params=dict(req.params),
             body=req.get_body(),
             key=get_settings().presence.webhook_key,
-            sync=presence_sync,
+            sync=live_presence_sync,
         ),
     )
 
@@ -48,7 +50,7 @@ def presence_enreach(req: func.HttpRequest) -> func.HttpResponse:
     from callbacks.runtime import dispatch_notification
 
     from .http import handle_enreach_webhook
-    from .runtime import presence_sync
+    from .runtime import live_presence_sync
 
     settings = get_settings()
     # callback event types go to the callbacks job first (callbacks/runtime.py, callbacks/notify.py)
@@ -63,7 +65,7 @@ def presence_enreach(req: func.HttpRequest) -> func.HttpResponse:
             api_key=settings.routing.api_key,
             basic_user=settings.routing.basic_user,
             basic_password=settings.routing.basic_password,
-            sync=presence_sync,
+            sync=live_presence_sync,
             secret=settings.enreach.webhook_secret,
             secret_header=settings.enreach.webhook_secret_header,
             events=settings.enreach.mapping.events,
@@ -77,9 +79,17 @@ def presence_enreach(req: func.HttpRequest) -> func.HttpResponse:
 )
 def reconcile_presence(timer: func.TimerRequest) -> None:
     """Expire lost calls, finish owed writes, mirror availability changes no notification brought."""
+    from bridge.rows import config_rows, run_status
+    from core.telemetry import run_logged
+
     from .runtime import presence_sync
 
-    presence_sync().reconcile()
+    def run() -> object:
+        sync = presence_sync()
+        config_rows().refresh_if_due()  # the setting rows at the start of the run
+        return sync.reconcile()
+
+    run_logged("reconcile_presence", run, status=run_status(), log=False)
 
 
 @bp.function_name("sync_presence")
@@ -88,6 +98,9 @@ def reconcile_presence(timer: func.TimerRequest) -> None:
 )
 def sync_presence(timer: func.TimerRequest) -> None:
     """Polling fallback: mapped agents' Enreach availability mirrored to Omnichannel (PRESENCE_POLLING)."""
+    from bridge.rows import run_status
+    from core.telemetry import run_logged
+
     from .runtime import run_polling
 
-    run_polling()
+    run_logged("sync_presence", run_polling, status=run_status(), log=False)

@@ -15,7 +15,7 @@ from core.config import Getter, schedule, seconds, whole_number
 
 from .mapping import BASE_STATUS, MappingError, PresenceMapping, parse_mapping
 
-__all__ = ["NAMES", "PresenceConfig", "parse_presence"]
+__all__ = ["NAMES", "ROW_OPTIONS", "PresenceConfig", "parse_presence"]
 
 NAMES = (
     "PRESENCE_WEBHOOK_KEY",
@@ -28,6 +28,9 @@ NAMES = (
     "PRESENCE_POLL_SCHEDULE",
     "PRESENCE_POLLING",
 )
+# The business options an administrator may set as rows in the Enreach Bridge app (enr_bridgesetting,
+# named as the app setting); the running presence sync takes them at each configuration refresh.
+ROW_OPTIONS = ("PRESENCE_AFTER_CALL", "PRESENCE_MAPPING")
 
 
 @dataclass(frozen=True)

@@ -6,23 +6,27 @@ import json
 import logging
 from functools import lru_cache
 
+from bridge.rows import config_rows
 from bridge.settings import get_settings
 from call_sync.runtime import enreach_client
+from core.rows import RowsSnapshot
 from routing.runtime import dataverse_client
 
-from .service import PresenceSync
+from .service import PresenceSync, RunReport
 from .state import PresenceStore
 
-__all__ = ["presence_sync", "run_polling"]
+__all__ = ["live_presence_sync", "presence_sync", "run_polling"]
 
 log = logging.getLogger("presence_sync")
 
 
 @lru_cache(maxsize=1)
 def presence_sync() -> PresenceSync:
+    """This instance's presence sync; setting rows (PRESENCE_MAPPING, PRESENCE_AFTER_CALL) reach it
+    at each configuration refresh."""
     settings = get_settings()
     section = settings.presence
-    return PresenceSync(
+    sync = PresenceSync(
         dataverse=dataverse_client(),
         enreach=enreach_client(),
         store=PresenceStore(settings.storage_connection_string),
@@ -31,9 +35,25 @@ def presence_sync() -> PresenceSync:
         max_call_minutes=section.max_call_minutes,
         after_call_presence=section.mapping.presence_ids[section.after_call],
     )
+    source = config_rows()
+
+    def follow(snapshot: RowsSnapshot) -> None:
+        current = (source.effective or settings).presence
+        sync.reconfigure(current.mapping, current.mapping.presence_ids[current.after_call])
+
+    source.subscribe(follow)
+    return sync
 
 
-def run_polling() -> None:
+def live_presence_sync() -> PresenceSync:
+    """The presence sync for a webhook event: a configuration refresh starts in the background when
+    one is due, and the event never waits for it."""
+    sync = presence_sync()
+    config_rows().refresh_in_background()
+    return sync
+
+
+def run_polling() -> RunReport | None:
     """``sync_presence``: poll when PRESENCE_POLLING says so (auto: while Enreach sends no availability
     notifications), else log one line saying why not."""
     settings = get_settings()
@@ -43,10 +63,13 @@ def run_polling() -> None:
             json.dumps(
                 {
                     "event": "presence_poll",
+                    "outcome": "skipped",
                     "skipped": "availability notifications are mapped (ENREACH_FIELD_MAP.events."
                     "availability_changed); set PRESENCE_POLLING=on to poll anyway",
                 }
             ),
         )
-        return
-    presence_sync().poll()
+        return None
+    sync = presence_sync()
+    config_rows().refresh_if_due()  # the setting rows at the start of the run
+    return sync.poll()

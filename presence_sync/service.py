@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
+from core import metrics
 from core.schema import CALL_SYNC
 from dataverse import DataverseClient, DataverseError
 from dataverse import filters as f
@@ -89,9 +90,13 @@ class RunReport:
         """The timer function this run belongs to (the log line is named after it)."""
         return {"reconcile": "reconcile_presence", "poll": "sync_presence"}.get(self.job, f"presence_{self.job}")
 
+    @property
+    def outcome(self) -> str:
+        return "partial" if self.failed or self.stopped else "ok"
+
     def line(self) -> str:
         data = {k: v for k, v in self.__dict__.items() if k not in ("details", "started")}
-        outcome = "partial" if self.failed or self.stopped else "ok"
+        outcome = self.outcome
         duration_ms = round((time.monotonic() - self.started) * 1000, 1)
         return json.dumps(
             {
@@ -164,6 +169,12 @@ class PresenceSync:
         self._clock = clock
         self._cache = _Cache(clock)
         self._status_agents: dict[str, str] = {}  # msdyn_agentstatus id -> agent (a row's agent never changes)
+
+    def reconfigure(self, mapping: PresenceMapping, after_call_presence: str | None) -> None:
+        """A new presence mapping and after-call presence (configuration rows) for the events from
+        now on; what the instance has cached and the saved state stay."""
+        self._mapping = mapping
+        self._after_call = (after_call_presence or mapping.presence_ids["AVAILABLE"]).lower()
 
     # -- look-ups (cached per instance) ---------------------------------------------
 
@@ -261,11 +272,13 @@ class PresenceSync:
             headers={"MSCRMCallerID": agent},  # as the agent: counts against the agent's limits
             idempotent=True,  # setting the same presence twice is harmless
         )
+        metrics.presence_write("to_omnichannel")
 
     def _set_enreach(self, enreach_id: str, availability: str) -> None:
         """Start (or, for Available, end) the user's Enreach availability; the echo is expected first."""
         self._store.expect_echo("enreach", enreach_id, availability, self._echo_ttl)
         self._enreach.set_availability(enreach_id, availability)
+        metrics.presence_write("to_enreach")
 
     def _after_call_target(self, agent: str) -> tuple[str, str]:
         """(presence, why) after a call with no saved presence: what the agent's Enreach availability
@@ -365,6 +378,7 @@ class PresenceSync:
     def on_omnichannel_change(self, agent: str, presence_id: str) -> Outcome:
         agent, presence_id = agent.lower(), presence_id.lower()
         if self._store.consume_echo("oc", agent, presence_id):
+            metrics.presence_echo_dropped()
             return Outcome("echo dropped", agent, "our own Omnichannel change came back")
         base = self._base_status(presence_id)
         if base is None:
@@ -426,6 +440,7 @@ class PresenceSync:
         when in one), unless it is the echo of our own change."""
         if self._store.consume_echo("enreach", enreach_id, name):
             self._store.update(agent, lambda state: setattr(state, "last_enreach", name))
+            metrics.presence_echo_dropped()
             return Outcome("echo dropped", agent, "our own Enreach change came back")
         presence = self._mapping.presence_for_enreach(name)
 

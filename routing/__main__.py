@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 
 from bridge.settings import command_settings
@@ -32,9 +33,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     settings = command_settings(args.settings)
+    from bridge.rows import config_rows
+
     from .runtime import checkpoint_store, dataverse_client, router
 
     if args.command == "explain":
+        router()
+        # the rule rows the webhook uses; unreadable, the app setting's rules apply and the decision
+        # (or the command's failure) names what is wrong, so the read's own warning is not repeated
+        logging.getLogger("bridge.config").setLevel(logging.ERROR)
+        config_rows().refresh_now()
         decision = router().route(args.anum, args.bnum, queue_id=args.queue)
         router().close()
         print(json.dumps(decision.explain(), indent=2, ensure_ascii=False))

@@ -16,10 +16,11 @@ bp = func.Blueprint()
 def routing(req: func.HttpRequest) -> func.HttpResponse:
     """Enreach SmartRouting: 200 {"InitialTarget": ...} to route, 204 to leave the call alone."""
     from bridge.settings import get_settings
+    from core import metrics
     from core.telemetry import log_refusal
 
     from .http import handle_routing_request
-    from .runtime import router
+    from .runtime import live_router
 
     settings = get_settings()
     result = handle_routing_request(
@@ -27,13 +28,14 @@ def routing(req: func.HttpRequest) -> func.HttpResponse:
         headers=dict(req.headers),
         params=dict(req.params),
         body=req.get_body(),
-        router=router,
+        router=live_router,
         api_key=settings.routing.api_key,
         basic_user=settings.routing.basic_user,
         basic_password=settings.routing.basic_password,
     )
     if result.status >= 400:  # a decision logs its own line (routing_decision)
         log_refusal("routing", result.status, result.body)
+        metrics.routing_decision("refused", None)
     return func.HttpResponse(
         body=result.body or None,
         status_code=result.status,
@@ -60,6 +62,7 @@ def warmup(context: func.warmup.WarmUpContext) -> None:
 )
 def sync_phone_index(timer: func.TimerRequest) -> None:
     """Keep the E.164 phone index of contacts, accounts and leads current."""
+    from bridge.rows import run_status
     from bridge.settings import get_settings
     from core.telemetry import run_logged
 
@@ -77,4 +80,5 @@ def sync_phone_index(timer: func.TimerRequest) -> None:
             phone_columns=settings.matching.phone_columns,
             region=settings.matching.region,
         ),
+        status=run_status(),
     )

@@ -54,6 +54,7 @@ __all__ = [
     "RuleError",
     "Step",
     "evaluate",
+    "parse_rule",
     "parse_rules",
 ]
 
@@ -264,20 +265,31 @@ def parse_rules(text: str | None) -> tuple[Rule, ...]:
     rules: list[Rule] = []
     names: set[str] = set()
     for index, item in enumerate(items, start=1):
-        if not isinstance(item, dict):
-            raise RuleError(f"ROUTING_RULES rule {index}: must be a JSON object")
-        kind = item.get("kind")
-        name = str(item.get("name") or f"{index}:{kind}")
-        where = f"ROUTING_RULES rule {index} ({name})"
-        if name in names:
-            raise RuleError(f"{where}: 'name' is used by another rule")
-        names.add(name)
-        rule, allowed = _kind_rule(item, kind, name, where)
-        unknown = set(item) - allowed - _CONDITIONS - {"name", "kind"}
-        if unknown:
-            raise RuleError(f"{where}: unknown keys {sorted(unknown)} for kind {kind!r}")
-        rules.append(_with_conditions(rule, item, where))
+        rule = parse_rule(item, where=f"ROUTING_RULES rule {index}", default_name=f"{index}:{_kind_of(item)}")
+        if rule.name in names:
+            raise RuleError(f"ROUTING_RULES rule {index} ({rule.name}): 'name' is used by another rule")
+        names.add(rule.name)
+        rules.append(rule)
     return tuple(rules)
+
+
+def _kind_of(item: Any) -> Any:
+    return item.get("kind") if isinstance(item, dict) else None
+
+
+def parse_rule(item: Any, *, where: str, default_name: str) -> Rule:
+    """Parse and check one rule (a ROUTING_RULES entry, or the item a routing rule row becomes:
+    ``routing.rows``); ``where`` starts each error message."""
+    if not isinstance(item, dict):
+        raise RuleError(f"{where}: must be a JSON object")
+    kind = item.get("kind")
+    name = str(item.get("name") or default_name)
+    where = f"{where} ({name})"
+    rule, allowed = _kind_rule(item, kind, name, where)
+    unknown = set(item) - allowed - _CONDITIONS - {"name", "kind"}
+    if unknown:
+        raise RuleError(f"{where}: unknown keys {sorted(unknown)} for kind {kind!r}")
+    return _with_conditions(rule, item, where)
 
 
 # -- evaluation ------------------------------------------------------------------------------------

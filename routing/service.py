@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from core import metrics
 from core.masking import mask_phone, mask_phones_in
 from matching import CallerLookup, Candidate, LookupResult, looks_like_e164, to_e164
 
@@ -43,6 +44,12 @@ class Decision:
     elapsed_ms: float = 0.0
     fail_target: str | None = None
     shared: bool = False  # answered by another caller's lookup of the same number, in flight
+    fallback: str | None = None  # 204 because the lookup "failed" or ran out of "budget" (or capacity)
+
+    @property
+    def outcome(self) -> str:
+        """``target``, ``no_match`` or ``fallback_failure`` / ``fallback_budget`` (the bridge.routing meters)."""
+        return "target" if self.target else f"fallback_{self.fallback}" if self.fallback else "no_match"
 
     @property
     def status(self) -> int:
@@ -81,6 +88,7 @@ class Decision:
             {
                 "event": "routing_decision",
                 "status": self.status,
+                "outcome": self.outcome,
                 "caller": mask_phone(self.caller) if self.caller else None,
                 "pool": mask_phone(pool),
                 "target": mask_phone(self.target) if self.target else None,
@@ -189,8 +197,7 @@ class Router:
         availability: AvailabilitySource | None = None,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
-        self._lookup = lookup
-        self._rules = tuple(rules)
+        self._setup: tuple[tuple[Rule, ...], CallerLookup] = (tuple(rules), lookup)
         self._region = region
         self._owner_column = owner_column
         self._budget = budget_seconds
@@ -202,18 +209,42 @@ class Router:
     def close(self) -> None:
         self.lookups.close()
 
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        return self._setup[0]
+
+    @property
+    def lookup(self) -> CallerLookup:
+        return self._setup[1]
+
+    @property
+    def has_availability(self) -> bool:
+        return self._availability is not None
+
+    def reconfigure(
+        self, rules: Sequence[Rule], lookup: CallerLookup, *, availability: AvailabilitySource | None = None
+    ) -> None:
+        """New rules (and the lookup fetching what they need) for the calls that start from now on;
+        calls under way finish with what they started with. Cached lookups are dropped (they were
+        fetched for the old rules)."""
+        if availability is not None:
+            self._availability = availability
+        self._setup = (tuple(rules), lookup)
+        self.cache.clear()
+
     def route(self, anum: str, bnum: str, *, queue_id: str | None = None) -> Decision:
         started = time.monotonic()
         decision = self._decide(anum, bnum, queue_id, started)
         decision.elapsed_ms = (time.monotonic() - started) * 1000
         return decision
 
-    def _lookup_within_budget(self, caller: str, deadline: float) -> tuple[LookupResult, bool]:
+    def _lookup_within_budget(self, caller: str, deadline: float, lookup: CallerLookup) -> tuple[LookupResult, bool]:
         # The lookup runs in a worker so the answer leaves on time whatever happens below
         # (token refresh, DNS, a slow Dataverse); a late result still fills the cache.
         def work() -> LookupResult:
-            result = self._lookup.find(caller, deadline=deadline)
-            self.cache.put(caller, result)
+            result = lookup.find(caller, deadline=deadline)
+            if self._setup[1] is lookup:  # not fetched for rules replaced meanwhile
+                self.cache.put(caller, result)
             return result
 
         future, shared = self.lookups.start(caller, work)
@@ -227,17 +258,21 @@ class Router:
             return Decision(None, "caller number is not a recognisable phone number")
         pool = to_e164(bnum, self._region) or bnum
         deadline = started + self._budget
+        rules, lookup = self._setup  # one configuration for the whole call
         result = self.cache.get(caller)
         cached, shared = result is not None, False
         if result is None:
             try:
-                result, shared = self._lookup_within_budget(caller, deadline)
+                result, shared = self._lookup_within_budget(caller, deadline, lookup)
             except FutureTimeout:
-                return Decision(None, f"Dataverse did not answer within the {self._budget:g}s budget", caller)
+                why = f"Dataverse did not answer within the {self._budget:g}s budget"
+                return Decision(None, why, caller, fallback="budget")
             except _Overloaded:
-                return Decision(None, f"over {len(self.lookups)} caller lookups already running: not routed", caller)
+                why = f"over {len(self.lookups)} caller lookups already running: not routed"
+                return Decision(None, why, caller, fallback="budget")
             except Exception as error:  # any failure below means: let the call go on normally
-                return Decision(None, f"lookup failed: {type(error).__name__}: {_short(error)}", caller)
+                why = f"lookup failed: {type(error).__name__}: {_short(error)}"
+                return Decision(None, why, caller, fallback="failure")
         context = CallContext(
             pool=pool,
             queue_id=queue_id,
@@ -246,7 +281,7 @@ class Router:
             region=self._region,
             availability=self._availability_check(deadline),
         )
-        decision = self._apply_rules(caller, result, context)
+        decision = self._apply_rules(caller, result, context, rules)
         decision.cached, decision.shared = cached, shared
         decision.used_index = result.used_index
         decision.dataverse_requests = 0 if cached or shared else result.requests
@@ -275,13 +310,15 @@ class Router:
 
         return check
 
-    def _apply_rules(self, caller: str, result: LookupResult, context: CallContext) -> Decision:
+    def _apply_rules(
+        self, caller: str, result: LookupResult, context: CallContext, rules: tuple[Rule, ...]
+    ) -> Decision:
         candidates = result.candidates
         if not candidates:
             return Decision(None, "caller not found in Dataverse", caller)
         per_record = []
         for candidate in candidates:
-            outcome = evaluate(self._rules, candidate, context)
+            outcome = evaluate(rules, candidate, context)
             per_record.append(
                 {
                     "target": outcome.target,
@@ -298,13 +335,13 @@ class Router:
                 else f"{len(candidates)} records match and do not lead to one target (ambiguous)"
             )
             return Decision(None, reason, caller, candidates=candidates, per_record=per_record)
-        rules = {r["rule"] for r in per_record}
+        fired = {r["rule"] for r in per_record}
         fail_targets = {r["fail_target"] for r in per_record}
         return Decision(
             str(targets.pop()),
             "routed",
             caller,
-            rule=",".join(sorted(str(r) for r in rules)),
+            rule=",".join(sorted(str(r) for r in fired)),
             candidates=candidates,
             per_record=per_record,
             fail_target=str(fail_targets.pop()) if len(fail_targets) == 1 and None not in fail_targets else None,
@@ -322,3 +359,4 @@ def _short(error: BaseException) -> str:
 
 def log_decision(decision: Decision, pool: str) -> None:
     log.info("%s", decision.log_line(pool))
+    metrics.routing_decision(decision.outcome, decision.elapsed_ms)

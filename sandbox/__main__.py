@@ -171,10 +171,15 @@ def main(argv: list[str] | None = None) -> int:
     from ops.provision import provision
 
     settings_object = load_settings()
-    provision(
-        DataverseClient(settings_object.dataverse.url, credential=credential_from_config(settings_object.dataverse)),
-        report=lambda line: None,
+    client = DataverseClient(
+        settings_object.dataverse.url, credential=credential_from_config(settings_object.dataverse)
     )
+    provision(client, report=lambda line: None)  # tables, the Enreach Bridge app and its view
+    from ops.config import import_rows
+
+    # the sample routing rules become enr_routingrule rows, as `python -m ops config import` makes them
+    sample_rules = (Path(__file__).resolve().parent / "sample_rules.json").read_text(encoding="utf-8")
+    import_rows(client, {**os.environ, "ROUTING_RULES": sample_rules}, out=lambda line: None)
 
     from function_app import app  # after the environment is complete, as in the host
 

@@ -119,7 +119,7 @@ def provision_app_schema(emulator: DataverseEmulator) -> None:
     A shortcut for tests; ``python -m ops provision`` does the same through the metadata Web API
     (tests/test_ops.py checks that both give the same schema), and the sandbox uses that.
     """
-    from core.schema import CALL_SYNC, CALLBACKS, CUSTOMER_TABLES, PHONE_INDEX
+    from core.schema import CALL_SYNC, CALLBACKS, CONFIG_TABLES, CUSTOMER_TABLES, PHONE_INDEX
 
     emulator.add_table(
         PHONE_INDEX.entity_set,
@@ -141,6 +141,14 @@ def provision_app_schema(emulator: DataverseEmulator) -> None:
     emulator.add_alternate_key("phonecalls", CALLBACKS.request_key_name, [CALLBACKS.request_id_column])
     for column in (CALLBACKS.list_column, CALLBACKS.attempts_column, CALLBACKS.state_column):
         emulator.add_column("phonecalls", column)
+    for table in CONFIG_TABLES:  # settings, routing rules, run status (issue 19)
+        emulator.add_table(
+            table.entity_set,
+            table.logical_name,
+            table.primary_key,
+            [table.name_column, "_ownerid_value", *(c.read_name for c in table.columns)],
+        )
+        emulator.add_alternate_key(table.entity_set, table.key_name, [table.name_column])
     from core.schema import FOLLOW_UPS
     from ops.provision import REQUIRED
 

@@ -97,6 +97,7 @@ def enreach_users(*people: tuple[str, str, str | None]) -> dict[str, list[dict[s
 
 def clear_app_caches() -> None:
     """Forget the settings and the objects the function runtimes built from them."""
+    from bridge import rows as bridge_rows
     from bridge.settings import get_settings
     from call_sync import runtime as call_runtime
     from callbacks import runtime as callback_runtime
@@ -108,6 +109,9 @@ def clear_app_caches() -> None:
         routing_runtime.dataverse_client,
         routing_runtime.router,
         routing_runtime.checkpoint_store,
+        bridge_rows.run_status,
+        bridge_rows.config_rows,
+        bridge_rows.setting_rows,
         call_runtime.enreach_client,
         call_runtime.call_lookup,
         call_runtime.parking_store,

@@ -243,12 +243,18 @@ def test_ten_thousand_generated_bodies_through_the_http_function(http_app, world
     # numbers the app derived from normalised input (E.164 or a stored form of it), never request text.
     round_trips = list(world.dataverse.requests)
     assert len(round_trips) <= statuses[200] + statuses[204], "more than one round trip per call"
-    received = [r for r in round_trips if not r["path"].endswith("$batch")] + list(world.dataverse.batch_parts)
+    received = [
+        r  # the configuration rows' reads (no request text in them) are not caller lookups
+        for r in [r for r in round_trips if not r["path"].endswith("$batch")] + list(world.dataverse.batch_parts)
+        if not r["path"].endswith(("/enr_bridgesettings", "/enr_routingrules"))
+    ]
     assert {r["method"] for r in received} == {"GET"}, "the webhook only reads"
     queries = [r["query"] for r in received]
     asked = {r["path"].rsplit("/", 1)[-1] for r in received}
+    # the configuration rows' refreshes (one $batch each, in the background) are not caller lookups
+    refreshes = sum(1 for r in world.dataverse.batch_parts if r["path"].endswith("/enr_bridgesettings"))
     if "enr_phoneindexes" in world.dataverse.tables:  # the first lookup learns that the index exists
-        assert "enr_phoneindexes" in asked and world.dataverse.request_count("$batch") <= 1, asked
+        assert "enr_phoneindexes" in asked and world.dataverse.request_count("$batch") - refreshes <= 1, asked
     else:
         assert asked >= {"contacts", "accounts", "leads"}, asked
     for query in set(queries):  # the same query repeats: check each once

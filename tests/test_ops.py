@@ -43,7 +43,7 @@ def _schema(emulator):
 def test_provision_creates_everything_once_and_matches_the_test_shortcut(world, env):
     lines = []
     created, existing = provision(_client(env), report=lines.append)
-    assert len(created) == len(REQUIRED) == 25 and existing == []
+    assert len(created) == len(REQUIRED) == 69 and existing == []  # 17 + the configuration tables' 44 + 8 (issue 23)
     assert "created  table enr_phoneindex" in lines
     provisioned = _schema(world.dataverse)
     again, existing = provision(_client(env), report=lines.append)
@@ -349,13 +349,25 @@ def test_provisioning_twice_makes_one_publisher_and_one_solution_holding_every_c
     assert solutions[0]["_publisherid_value"] == publishers[0]["publisherid"]
     _, members = _solution_members(world.dataverse, "EnreachBridge")
     expected = {str(metadata(client, item)["MetadataId"]) for item in REQUIRED}  # a view: its savedqueryid
-    assert members == expected and len(members) == len(REQUIRED)
+    app_parts = {  # the review view, the site map and the app join the solution too (ops/app.py)
+        next(
+            r
+            for r in world.dataverse.rows(entity_set)
+            if r.get("name") != "Missed calls" and not str(r.get("name")).startswith("Calls from")
+        )[key]
+        for entity_set, key in (
+            ("savedqueries", "savedqueryid"),
+            ("sitemaps", "sitemapid"),
+            ("appmodules", "appmoduleid"),
+        )
+    }
+    assert members == expected | app_parts and len(members) == len(REQUIRED) + 3
     creates = [
         r
         for r in world.dataverse.requests
         if r["method"] == "POST" and ("Definitions" in r["path"] or r["path"].endswith("/savedqueries"))
     ]
-    assert len(creates) == len(REQUIRED)  # the second run created nothing
+    assert len(creates) == len(REQUIRED) + 1  # and the review view (ops/app.py); the second run created nothing
 
 
 def test_provision_adds_components_made_outside_a_solution_and_takes_another_solution_name(world, env):
@@ -365,7 +377,7 @@ def test_provision_adds_components_made_outside_a_solution_and_takes_another_sol
     assert created == [] and len(existing) == len(REQUIRED)
     assert sum("added to solution ContosoTelephony" in line for line in lines) == len(REQUIRED), lines
     _, members = _solution_members(world.dataverse, "ContosoTelephony")
-    assert len(members) == len(REQUIRED)
+    assert len(members) == len(REQUIRED) + 3  # and the view, site map and app, created in it
 
 
 def test_the_emulator_refuses_an_unknown_solution_or_a_foreign_prefix(world, env):
@@ -394,10 +406,13 @@ def test_unprovision_dry_run_lists_what_removal_would_delete(world, env, tmp_pat
     result = _ops(settings_file, "unprovision", "--dry-run", ca_bundle=env["REQUESTS_CA_BUNDLE"])
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == "would delete view phonecall.Missed calls"  # the newest first
-    assert "would delete key enr_phoneindex.enr_key_unique" in lines
-    assert lines.index("would delete key lead.enr_callernumber_key") < lines.index(
-        "would delete column lead.enr_callernumber"
+    assert lines[:3] == [
+        "would delete app 'Enreach Bridge'",
+        "would delete site map enr_enreachbridge",
+        "would delete view phonecall 'Enreach calls for review'",
+    ]
+    assert lines.index("would delete key enr_phoneindex.enr_key_unique") < lines.index(
+        "would delete table enr_phoneindex"
     )
     assert "would delete table enr_phoneindex" in lines and "would delete solution EnreachBridge" in lines
     assert "would delete publisher enreachbridge (no other solution uses it)" in lines

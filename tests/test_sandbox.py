@@ -101,6 +101,18 @@ def test_sample_data_is_loaded_into_the_emulators(sandbox):
         assert json.loads(response.read())[0]["apiEndpoint"].startswith(sandbox["enreach"])
 
 
+def test_the_sandbox_provisions_the_app_and_loads_its_sample_rules_as_rows(sandbox):
+    settings = str(sandbox["settings_file"])
+    rules = _command("sandbox", "rows", "--settings", settings, "enr_routingrules", "--select", "enr_name,enr_order")
+    assert rules.returncode == 0, rules.stderr
+    assert [json.loads(line)["enr_name"] for line in rules.stdout.splitlines()] == ["support-evenings", "owner"]
+    apps = _command("sandbox", "rows", "--settings", settings, "appmodules", "--select", "name")
+    assert [json.loads(line)["name"] for line in apps.stdout.splitlines()] == ["Enreach Bridge"]
+    shown = _command("ops", "--settings", settings, "config", "show")
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert "routing rules: 2 from rows" in shown.stdout and "problems: none" in shown.stdout
+
+
 def test_unknown_routes_and_functions_are_404(sandbox):
     from urllib.error import HTTPError
 
