@@ -9,7 +9,14 @@ during the call, which the sync adopts. The baseline runs on a sample of the cal
 by design) and is reported per 1,000 calls.
 Then the write step alone, ``$batch`` change sets beside the bulk messages CreateMultiple + UpdateMultiple
 (``--bulk-calls``, ``--bulk-size``; ``benchmarks/bulk_writes.py``), with no server time and at Dataverse's pace.
+
+Issue 23's options are on in the measured run: ``--missed`` of the calls are missed incoming calls
+(follow-ups opened, added to and completed, in the same change sets as the calls), every customer
+lookup expands open cases (``--cases`` of the customers have one: the call is regarding it), and
+``--transcripts`` of the calls have a Completed transcript in Enreach (a note in the call's change
+set; the transcript GETs go to Enreach, not Dataverse).
 Run: python benchmarks/call_sync.py [--calls 10000] [--baseline-calls 300] [--batch-size 500] [--agent-made 0.05]
+     [--missed 0.1] [--cases 0.1] [--transcripts 0.2]
 """
 
 from __future__ import annotations
@@ -43,7 +50,7 @@ from core.state import CheckpointStore
 from dataverse import DataverseClient, credential_from_config
 from dataverse import filters as f
 from emulators._protection import DOCUMENTED_LIMITS
-from enreach import EnreachCall
+from enreach import EnreachCall, client_from_config
 from matching import to_e164
 from routing.index_sync import sync_phone_index
 from sandbox.services import Services
@@ -56,19 +63,42 @@ USERS = [f"00000000-0000-4000-8000-{i:012d}" for i in range(20)]  # Dataverse us
 ENREACH_IDS = [f"e-{i}" for i in range(20)]  # their Enreach user ids
 
 
-def call(call_id: str, user: str, begin: datetime, i: int, customers: int) -> EnreachCall:
+def call(
+    call_id: str, user: str, begin: datetime, i: int, customers: int, *, missed: bool = False, transcript: bool = False
+) -> EnreachCall:
     """Call ``i`` as the Enreach client reads it: one customer of ``customers`` on the line, every
     other call outgoing, the record in the API's names (tests.helpers.enreach_call)."""
     record = enreach_call(
-        call_id, f"{user}@example.fi", begin, seconds=90, outgoing=i % 2 == 0, number=f"+3585012{i % customers:05d}"
+        call_id,
+        f"{user}@example.fi",
+        begin,
+        seconds=0 if missed else 90,
+        outgoing=i % 2 == 0 and not missed,
+        number=f"+3585012{i % customers:05d}",
     )
+    record["EndResult"] = 1 if missed else 0
+    if transcript:
+        record["TranscriptId"] = f"tr-{call_id}"
     return EnreachCall.from_api(record, user_id=user)
 
 
-def make_calls(count: int, users: list[str], customers: int) -> list[EnreachCall]:
+def make_calls(
+    count: int, users: list[str], customers: int, *, missed: float = 0.0, transcripts: float = 0.0
+) -> list[EnreachCall]:
     start = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
+    miss_every = max(1, round(1 / missed)) if missed > 0 else 0
+    transcript_every = max(1, round(1 / transcripts)) if transcripts > 0 else 0
     return [
-        call(f"bench-{i:06d}", users[i % len(users)], start + timedelta(seconds=3 * i), i, customers)
+        call(
+            f"bench-{i:06d}",
+            users[i % len(users)],
+            start + timedelta(seconds=3 * i),
+            i,
+            customers,
+            # a customer's calls come every `customers` calls: some of them missed, some answered after
+            missed=bool(miss_every) and (i + i // customers) % miss_every == 1,
+            transcript=bool(transcript_every) and i % transcript_every == 3,
+        )
         for i in range(count)
     ]
 
@@ -137,6 +167,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--agent-made", type=float, default=0.05, help="share of calls an agent logged meanwhile")
+    parser.add_argument("--missed", type=float, default=0.1, help="share of calls that are missed (follow-ups)")
+    parser.add_argument("--cases", type=float, default=0.1, help="share of customers with one open case")
+    parser.add_argument("--transcripts", type=float, default=0.2, help="share of calls with a Completed transcript")
     parser.add_argument("--bulk-calls", type=int, default=10_000, help="calls for the $batch vs bulk messages writes")
     parser.add_argument("--bulk-size", type=int, default=1_000, help="targets per CreateMultiple/UpdateMultiple")
     args = parser.parse_args()
@@ -146,11 +179,26 @@ def main() -> None:
     try:
         client = DataverseClient(settings.dataverse.url, credential=credential_from_config(settings.dataverse))
         lookup = lookup_for(settings, client)
+        enreach_client = client_from_config(settings.enreach)
         directory = UserDirectory.load(client, "FI")
         lookup.find_many(["+358501200000"])  # settle the index state and the token before timing
         services.dataverse.inject(latency_ms=args.latency_ms)
 
-        calls = make_calls(args.calls, enreach_ids, args.customers)
+        calls = make_calls(args.calls, enreach_ids, args.customers, missed=args.missed, transcripts=args.transcripts)
+        for c in calls:
+            if c.transcript_id:
+                services.enreach.set_transcript(c.transcript_id, "Completed", f"Transcript of {c.call_id}. " * 40)
+        case_every = max(1, round(1 / args.cases)) if args.cases > 0 else 0
+        accounts = sorted(services.dataverse.rows("accounts"), key=lambda r: str(r["name"]))
+        services.dataverse.load(
+            {
+                "incidents": [
+                    {"title": f"Case of {a['name']}", "_customerid_value": a["accountid"], "statecode": 0}
+                    for n, a in enumerate(accounts)
+                    if case_every and n % case_every == 0
+                ]
+            }
+        )
         step = max(1, round(1 / args.agent_made)) if args.agent_made > 0 else 0
         agent_made = calls[::step] if step else []
         services.dataverse.load(
@@ -176,13 +224,19 @@ def main() -> None:
             lookup=lookup,
             users=directory,
             enreach_users={},
-            options=CallSyncOptions(region="FI", batch_size=args.batch_size),
+            options=CallSyncOptions(region="FI", batch_size=args.batch_size, transcripts=True),
             report=report,
+            enreach=enreach_client,
         )
         batched_seconds = time.perf_counter() - started
         batched_requests = services.dataverse.request_count()
         assert not result.retry and report.created + report.adopted == args.calls, report.summary()
         assert report.adopted == len(agent_made), report.summary()
+        assert report.transcripts_attached == sum(1 for c in calls if c.transcript_id), report.summary()
+        assert report.follow_ups_opened > 0 or not args.missed, report.summary()
+        assert report.regarding_case > 0 or not args.cases, report.summary()
+        opened = [t for t in services.dataverse.rows("tasks") if t.get("enr_followupkey")]
+        assert len(opened) == len({t["enr_followupkey"] for t in opened}), "one open follow-up per number"
         rows = services.dataverse.rows("phonecalls")
         synced = [r[CALL_SYNC.call_id_column] for r in rows]
         assert sorted(synced) == sorted(call_key(c) for c in calls), "every call exactly once, agent-made ones adopted"
@@ -201,7 +255,10 @@ def main() -> None:
         print(
             f"{args.calls} calls, {args.customers} customers, batch size {args.batch_size}, "
             f"{args.latency_ms:g} ms injected latency per Dataverse request; "
-            f"{len(agent_made)} agent-made phonecalls adopted"
+            f"{len(agent_made)} agent-made phonecalls adopted; with follow-ups ({report.missed} missed calls: "
+            f"{report.follow_ups_opened} follow-ups opened, {report.follow_ups_added} added to, "
+            f"{report.follow_ups_completed} completed), case lookup ({report.regarding_case} calls regarding a case) "
+            f"and transcripts ({report.transcripts_attached} notes) on"
         )
         print(
             f"batched sync:   {batched_requests} Dataverse requests = {per_k:.2f} per 1,000 calls (goal <= 5); "

@@ -55,7 +55,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     settings = command_settings(args.settings)
-    from .runtime import call_lookup, checkpoint_store, dataverse_client, enreach_client, options, parking_store
+    from .runtime import (
+        call_lookup,
+        checkpoint_store,
+        dataverse_client,
+        enreach_client,
+        options,
+        parking_store,
+        transcript_store,
+    )
 
     if args.command == "status":
         from azure.core.exceptions import AzureError
@@ -108,6 +116,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         options=run_options,
         report=report,
         on_progress=progress,
+        enreach=enreach,
+        pending=None if args.dry_run else transcript_store(),
     )
     if progress.done < progress.total:
         progress(progress.total - progress.done)  # skipped calls count as done

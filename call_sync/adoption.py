@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from core.schema import CALL_SYNC
+from core.schema import CALL_SYNC, FOLLOW_UPS
 from dataverse import BatchRequest, DataverseClient, query_path
 from dataverse import filters as f
 from enreach import EnreachCall, parse_time
@@ -44,6 +44,7 @@ CANDIDATE_COLUMNS = [
 class PageState:
     existing: dict[str, dict[str, Any]]  # call key (lower-cased) -> phonecall
     candidates: list[dict[str, Any]]  # agent-made phonecalls that may be adopted
+    follow_ups: dict[str, dict[str, Any]] = field(default_factory=dict)  # E.164 -> open follow-up (task)
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,15 @@ class Planned:
 
 
 def read_page_state(
-    client: DataverseClient, keys: Sequence[str], to_create: Sequence[Planned], margin: timedelta
+    client: DataverseClient,
+    keys: Sequence[str],
+    to_create: Sequence[Planned],
+    margin: timedelta,
+    *,
+    follow_ups: Sequence[str] = (),
 ) -> PageState:
+    """``follow_ups``: E.164 numbers whose open follow-ups to read too (``followups.follow_up_query``),
+    in the same ``$batch``."""
     requests = [
         BatchRequest(
             "GET", query_path("phonecalls", select=EXISTING_COLUMNS, filter=f.in_(CALL_SYNC.call_id_column, keys))
@@ -78,6 +86,11 @@ def read_page_state(
             ),
         )
         requests.append(BatchRequest("GET", query_path("phonecalls", select=CANDIDATE_COLUMNS, filter=condition)))
+    adopting = len(requests) > 1
+    if follow_ups:
+        from .followups import follow_up_query
+
+        requests.append(follow_up_query(follow_ups))
     answers = client.batch(requests, continue_on_error=True, idempotent=True)
     if len(answers) < len(requests):
         raise RuntimeError("Dataverse left a query of the page unanswered")
@@ -92,7 +105,12 @@ def read_page_state(
             link = page.next_link
         results.append(rows)
     existing = {str(r.get(CALL_SYNC.call_id_column) or "").lower(): r for r in results[0]}
-    return PageState(existing, results[1] if len(results) > 1 else [])
+    open_follow_ups = (
+        {str(r.get(FOLLOW_UPS.follow_up_key_column)): r for r in results[-1] if r.get(FOLLOW_UPS.follow_up_key_column)}
+        if follow_ups
+        else {}
+    )
+    return PageState(existing, results[1] if adopting else [], open_follow_ups)
 
 
 def _start(row: Mapping[str, Any]) -> datetime | None:

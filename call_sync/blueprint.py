@@ -30,6 +30,7 @@ def sync_phone_calls(timer: func.TimerRequest) -> None:
         options,
         parking_store,
         run_status,
+        transcript_store,
     )
 
     run_logged(
@@ -41,6 +42,7 @@ def sync_phone_calls(timer: func.TimerRequest) -> None:
             call_lookup(),
             options(effective_settings()),  # with the setting rows read at the start of the run
             parking=parking_store(),
+            transcripts=transcript_store(),
         ),
         status=run_status(),
     )

@@ -30,18 +30,28 @@ from urllib.parse import quote
 
 from core import metrics
 from core.masking import mask_phone
-from core.schema import CALL_SYNC, CUSTOMER_TABLES
+from core.schema import CALL_SYNC, CUSTOMER_TABLES, FOLLOW_UPS
 from core.state import CheckpointConflict, CheckpointStore, RunRecord
-from dataverse import BatchRequest, BatchResponse, ChangeSet, DataverseClient, DataverseError, ServiceUnavailable
+from dataverse import (
+    BatchRequest,
+    BatchResponse,
+    ChangeSet,
+    DataverseClient,
+    DataverseError,
+    ServiceUnavailable,
+    key_path,
+)
 from dataverse import Throttled as DataverseThrottled
 from dataverse import filters as f
-from enreach import EnreachCall, EnreachClient, EnreachError, EnreachUser
+from enreach import EnreachAuthError, EnreachCall, EnreachClient, EnreachError, EnreachUser
 from matching import CallerLookup, Candidate, to_e164
 
 from .adoption import Planned, match_adoptions, read_page_state
-from .customers import NOBODY, CustomerChoice, choose_customer
+from .customers import NOBODY, CustomerChoice, Regarding, choose_customer, regarding_for
+from .followups import FollowUpPlan, is_missed, plan_number
 from .parking import ParkedCall, ParkedCalls
 from .query import close_sweep, read_calls
+from .transcripts import PendingTranscripts, TranscriptReport, fetch, note_request, settle_pending
 from .users import resolve_users
 
 __all__ = [
@@ -84,6 +94,17 @@ class CallSyncOptions:
     # how long one write step may wait out Dataverse's 429s before its calls are reported as
     # throttled and left for the next run (the timer runs every few minutes)
     throttle_wait_seconds: float = 60.0
+    # issue 23: missed calls and follow-ups, unknown callers, regarding, transcripts (call_sync/config.py)
+    follow_ups: bool = True
+    follow_up_due: timedelta = timedelta(hours=24)
+    queue_calls: bool = True
+    queue_map: Mapping[str, str] = field(default_factory=dict)  # Enreach queue id (lower) -> Dataverse queue id
+    unknown_caller_leads: bool = False
+    blocked_numbers: frozenset[str] = frozenset()  # E.164
+    regarding_case: bool = True
+    regarding_opportunity: bool = False
+    transcripts: bool = False
+    transcript_wait: timedelta = timedelta(hours=24)
     # Enreach requests per run (CALL_SYNC_ENREACH_REQUEST_BUDGET; 0 = no limit), see call_sync/query.py
     enreach_request_budget: int = 0
 
@@ -104,6 +125,17 @@ class CallSyncReport:
     unparked: int = 0  # parked earlier, synced by this run
     expired: int = 0  # parked past CALL_SYNC_PARK_DAYS by this run
     parked_oldest_age_s: int = 0  # age of the oldest call still waiting (the parked-calls alert reads it)
+    missed: int = 0  # missed calls written (user and queue calls)
+    follow_ups_opened: int = 0
+    follow_ups_added: int = 0  # misses added to an open follow-up
+    follow_ups_completed: int = 0
+    unknown_callers: int = 0  # calls written with a number that matched nobody
+    leads_created: int = 0
+    regarding_case: int = 0
+    regarding_opportunity: int = 0
+    transcripts_attached: int = 0
+    transcripts_pending: int = 0  # waiting after this run
+    transcripts_given_up: int = 0
     oldest_parked: str | None = None  # when the longest-waiting parked call was parked (run status row)
     enreach_requests: int = 0  # sent by this run (CALL_SYNC_ENREACH_REQUEST_BUDGET)
     users_left: int = 0  # users whose calls the next run reads for this window (budget spent)
@@ -122,7 +154,9 @@ class CallSyncReport:
     def counts(self) -> dict[str, int]:
         names = (
             "read created already_synced failed throttled adopted for_review private_removed "
-            "users_mapped parked waiting unparked expired parked_oldest_age_s enreach_requests users_left"
+            "users_mapped parked waiting unparked expired parked_oldest_age_s enreach_requests users_left missed "
+            "follow_ups_opened follow_ups_added follow_ups_completed unknown_callers leads_created regarding_case "
+            "regarding_opportunity transcripts_attached transcripts_pending transcripts_given_up"
         )
         return {name: int(getattr(self, name)) for name in names.split()}
 
@@ -133,7 +167,13 @@ class CallSyncReport:
             f"{self.failed} failed, {self.throttled} throttled (retried next run); {self.adopted} adopted, "
             f"{self.for_review} for review, {self.private_removed} private removed, "
             f"{self.users_mapped} users mapped on the spot; parked: {self.parked} new, {self.unparked} synced, "
-            f"{self.waiting} waiting, {self.expired} expired; skipped: {skipped}"
+            f"{self.waiting} waiting, {self.expired} expired; missed: {self.missed}, follow-ups "
+            f"{self.follow_ups_opened} opened, {self.follow_ups_added} added to, "
+            f"{self.follow_ups_completed} completed; "
+            f"{self.unknown_callers} unknown callers, {self.leads_created} leads; regarding "
+            f"{self.regarding_case} cases, {self.regarding_opportunity} opportunities; transcripts "
+            f"{self.transcripts_attached} attached, {self.transcripts_pending} pending, "
+            f"{self.transcripts_given_up} given up; skipped: {skipped}"
         )
         text += f"; Enreach: {self.enreach_requests} requests" + (
             f", {self.users_left} users left for the next run" if self.users_left else ""
@@ -177,7 +217,10 @@ class UserDirectory:
 
 
 def call_key(call: EnreachCall) -> str:
-    """The phonecall's alternate-key value: the Enreach call id, per user where one call has several."""
+    """The phonecall's alternate-key value: the Enreach call id, per user where one call has several
+    (``<id>:queue`` for a missed queue call read from ``GET servicecall``)."""
+    if call.queue_call:
+        return f"{call.call_id}:queue"
     return f"{call.call_id}:{call.user_id}" if call.user_id else call.call_id
 
 
@@ -219,16 +262,35 @@ def phonecall_body(
     customer: CustomerChoice | Candidate | None,
     *,
     recording_link: str | None = None,
+    regarding: Regarding | None = None,
+    missed: bool = False,
+    lines: Sequence[str] = (),
 ) -> dict[str, Any]:
+    """The phonecall of ``call``. ``owner`` "" leaves the owner to Dataverse (the application user:
+    a queue call with no owner). ``regarding`` (``customers.regarding_for``) overrides the customer as
+    the regarding record and says why; ``missed`` marks a missed call; ``lines`` go in the description."""
     choice = customer if isinstance(customer, CustomerChoice) else NOBODY
     if isinstance(customer, Candidate):
         choice = CustomerChoice(customer, (customer,))
     outgoing = call.direction == "out"
-    regarding = choice.regarding
-    who = (regarding.name if regarding and regarding.name else None) or (mask_phone(number) if number else "unknown")
-    description = "\n".join([f"Enreach call {call.call_id}", *recording_lines(call, recording_link)])
+    person = choice.regarding
+    who = (person.name if person and person.name else None) or (mask_phone(number) if number else "unknown")
+    if regarding is not None and regarding.table == "lead" and person is None:
+        who = "unknown caller " + (mask_phone(number) if number else "")
+    description = "\n".join(
+        [
+            f"Enreach call {call.call_id}" + (" (queue call)" if call.queue_call else ""),
+            *([regarding.reason] if regarding is not None and regarding.reason else []),
+            *lines,
+            *recording_lines(call, recording_link),
+        ]
+    )
+    if missed:
+        subject = f"Missed call from {who}"
+    else:
+        subject = f"{'Outgoing call to' if outgoing else 'Incoming call from'} {who}"
     body: dict[str, Any] = {
-        "subject": f"{'Outgoing call to' if outgoing else 'Incoming call from'} {who}"[:200],
+        "subject": subject[:200],
         "phonenumber": (number or call.other_number or "")[:200] or None,
         "directioncode": outgoing,
         "actualstart": _iso(call.start),
@@ -236,14 +298,24 @@ def phonecall_body(
         "actualdurationminutes": max(1, math.ceil(call.duration_seconds / 60)),
         "description": description[:DESCRIPTION_LENGTH],
         CALL_SYNC.call_id_column: call_key(call),
-        "ownerid@odata.bind": f"/systemusers({owner})",
     }
-    parties = [_party("systemuser", "systemusers", owner, 1 if outgoing else 2)]
+    parties = []
+    if owner:
+        body["ownerid@odata.bind"] = f"/systemusers({owner})"
+        parties.append(_party("systemuser", "systemusers", owner, 1 if outgoing else 2))
+    if missed:
+        body[FOLLOW_UPS.result_column] = FOLLOW_UPS.missed_value
     if regarding is not None:
-        entity_set = _ENTITY_SET[regarding.table]
-        body[f"regardingobjectid_{regarding.table}_phonecall@odata.bind"] = f"/{entity_set}({regarding.id})"
+        body[f"regardingobjectid_{regarding.table}_phonecall@odata.bind"] = regarding.bind
+        if regarding.key and person is None:  # a lead created for the number: also the caller
+            parties.append({"partyid_lead@odata.bind": regarding.bind, "participationtypemask": 2 if outgoing else 1})
+    elif person is not None:
+        entity_set = _ENTITY_SET[person.table]
+        body[f"regardingobjectid_{person.table}_phonecall@odata.bind"] = f"/{entity_set}({person.id})"
     for record in choice.parties:
         parties.append(_party(record.table, _ENTITY_SET[record.table], record.id, 2 if outgoing else 1))
+    if not choice.parties and number:
+        body[FOLLOW_UPS.unknown_column] = number  # "Calls from unknown numbers"
     if choice.review:
         body[CALL_SYNC.review_column] = choice.review
     body["phonecall_activity_parties"] = parties
@@ -254,12 +326,14 @@ def _status(call: EnreachCall) -> int:
     return 2 if call.direction == "out" else 4  # Made / Received
 
 
-def _changeset(call: EnreachCall, body: dict[str, Any]) -> ChangeSet:
+def _changeset(call: EnreachCall, body: dict[str, Any], slot: int = 0) -> ChangeSet:
     # A phone call cannot be created closed: create, then complete it (Made 2 / Received 4), atomically.
+    # ``slot``: the call's place in a change set holding several calls (unique Content-IDs).
+    first = str(10 * slot + 1)
     return ChangeSet(
         [
-            BatchRequest("POST", "phonecalls", body, content_id="1"),
-            BatchRequest("PATCH", "$1", {"statecode": 1, "statuscode": _status(call)}),
+            BatchRequest("POST", "phonecalls", body, content_id=first),
+            BatchRequest("PATCH", f"${first}", {"statecode": 1, "statuscode": _status(call)}),
         ]
     )
 
@@ -347,7 +421,7 @@ def _note_failure(report: CallSyncReport, what: str, error: Exception, count: in
 class _Work:
     key: str
     call: EnreachCall
-    owner: str | None  # None for a Private call (only removed, if it was synced)
+    owner: str | None  # None for a Private call (only removed, if it was synced); "" for the app user
     number: str | None
 
 
@@ -361,9 +435,14 @@ def sync_calls(
     options: CallSyncOptions,
     report: CallSyncReport,
     on_progress: Callable[[int], None] | None = None,
+    enreach: EnreachClient | None = None,
+    pending: PendingTranscripts | None = None,
+    now: datetime | None = None,
 ) -> SyncResult:
-    """Write the calls that should be synced; return what is left: calls to retry, calls to park."""
+    """Write the calls that should be synced; return what is left: calls to retry, calls to park.
+    ``enreach`` reads transcripts (``options.transcripts``); ``pending`` keeps those not Completed yet."""
     result = SyncResult()
+    extras = _Extras(enreach if options.transcripts else None, pending, now or datetime.now(UTC))
     work: list[_Work] = []
     seen: set[str] = set()
     candidates: list[EnreachCall] = []
@@ -382,7 +461,16 @@ def sync_calls(
             report.skip(f"{kind} call")
             result.settled.add(key)
             continue
-        if call.duration_seconds < options.duration_limit_seconds:
+        missed = options.follow_ups and is_missed(call)
+        if call.queue_call and not missed:
+            report.skip("answered queue call (synced from the answering user's records)")
+            result.settled.add(key)
+            continue
+        if call.queue_call:
+            # no user's call: the customer's owner (found below), else DEFAULT_CRM_ASSIGNEE, else the app
+            work.append(_Work(key, call, options.default_assignee or "", to_e164(call.other_number, options.region)))
+            continue
+        if not missed and call.duration_seconds < options.duration_limit_seconds:
             report.skip("shorter than CALL_DURATION_LIMIT")
             result.settled.add(key)
             continue
@@ -442,8 +530,30 @@ def sync_calls(
             report=report,
             result=result,
             on_progress=on_progress,
+            extras=extras,
         )
     return result
+
+
+@dataclass
+class _Extras:
+    enreach: EnreachClient | None  # transcripts are read (CALL_SYNC_TRANSCRIPTS on)
+    pending: PendingTranscripts | None
+    now: datetime
+
+
+@dataclass
+class _Write:
+    """One change set of the page and what it settles: one call, or a number's calls with their follow-up."""
+
+    calls: list[tuple[_Work, str]]  # (work, kind): created, review, adopted, private
+    change: ChangeSet
+    first_id: str | None = None  # Content-ID of the phonecall create of a one-call change set
+    plan: FollowUpPlan | None = None
+    facts: dict[str, set[str]] = field(default_factory=dict)  # counter name -> call keys
+
+
+MAX_CALLS_PER_NUMBER = 50  # calls of one number in one change set (the rest: next run)
 
 
 def _sync_page(
@@ -456,8 +566,10 @@ def _sync_page(
     report: CallSyncReport,
     result: SyncResult,
     on_progress: Callable[[int], None] | None,
+    extras: _Extras | None = None,
 ) -> None:
     """One page query for up to ``QUERY_PAGE`` calls, then their writes, ``batch_size`` calls per ``$batch``."""
+    extras = extras or _Extras(None, None, datetime.now(UTC))
     blocked = [w for w in page if w.number in unavailable]
     if blocked:
         _note_failure(report, "customer lookup", unavailable[str(blocked[0].number)], len(blocked))
@@ -465,62 +577,245 @@ def _sync_page(
     page = [w for w in page if w.number not in unavailable]
     if not page:
         return
-    to_create = [Planned(w.key, w.call, w.owner, w.number) for w in page if w.owner is not None]
+    to_create = [Planned(w.key, w.call, w.owner, w.number) for w in page if w.owner]
+    numbers = sorted({w.number for w in page if w.owner is not None and w.number}) if options.follow_ups else []
     try:
-        state = read_page_state(client, [w.key for w in page], to_create, options.start_margin)
+        state = read_page_state(client, [w.key for w in page], to_create, options.start_margin, follow_ups=numbers)
     except (DataverseError, RuntimeError) as error:
         _note_failure(report, "page query", error, len(page))
         result.retry += [w.call for w in page]
         return
     fresh = [p for p in to_create if p.key.lower() not in state.existing]
     adoptions = match_adoptions(fresh, state.candidates, options.start_margin, options.region)
-    items: list[ChangeSet] = []
-    planned: list[tuple[_Work, str]] = []
+    writes: list[_Write] = []
+    todo: list[tuple[_Work, str, CustomerChoice]] = []
+    private: list[str] = []
     for item in page:
         existing = state.existing.get(item.key.lower())
         if item.owner is None:  # Private
             report.skip("private call")
+            private.append(item.key)
             change = _private_change(item.call, existing, options.private_calls) if existing else None
             if change is None:
                 result.settled.add(item.key)
             else:
-                items.append(change)
-                planned.append((item, "private"))
+                writes.append(_Write([(item, "private")], change))
             continue
         if existing is not None:
             report.already_synced += 1
             result.settled.add(item.key)
             continue
-        adopted = adoptions.get(item.key)
-        if adopted is not None:
-            items.append(_adoption(item.call, adopted, options.recording_link))
-            planned.append((item, "adopted"))
-            continue
-        choice = choose_customer(customers.get(item.number or "", ()), item.owner)
-        body = phonecall_body(item.call, item.owner, item.number, choice, recording_link=options.recording_link)
-        items.append(_changeset(item.call, body))
-        planned.append((item, "review" if choice.review else "created"))
+        choice = choose_customer(customers.get(item.number or "", ()), item.owner or "")
+        if item.call.queue_call and choice.regarding is not None and isinstance(choice.regarding.owner, Mapping):
+            item.owner = str(choice.regarding.owner.get("systemuserid") or item.owner)  # the customer's owner
+        kind = "adopted" if item.key in adoptions else ("review" if choice.review else "created")
+        todo.append((item, kind, choice))
+    if private and extras.pending is not None and not options.dry_run:
+        extras.pending.forget(private)  # a Private call never gets its transcript
+    leads = _ensure_leads(client, todo, options, report)
+    transcripts = _transcripts(todo, extras, options, result, report)
+    todo = [t for t in todo if t[0].key not in transcripts.get("$retry", {})]
+
+    # one change set per call, or per number when its follow-up changes
+    by_number: dict[str, list[tuple[_Work, str, CustomerChoice]]] = {}
+    singles: list[tuple[_Work, str, CustomerChoice]] = []
+    # every call of a number that has a miss on this page or an open follow-up: an answered one completes it
+    follow_numbers = {w.number for w, _, _ in todo if w.number and is_missed(w.call)} | set(state.follow_ups)
+    for entry in todo:
+        number = entry[0].number
+        if options.follow_ups and number and number in follow_numbers:
+            by_number.setdefault(number, []).append(entry)
+        else:
+            singles.append(entry)
+    for entry in singles:
+        writes.append(_call_write([entry], None, adoptions, leads, transcripts, options, state.follow_ups))
+    for number, entries in by_number.items():
+        entries.sort(key=lambda e: (e[0].call.start, e[0].key))
+        if len(entries) > MAX_CALLS_PER_NUMBER:
+            result.retry += [e[0].call for e in entries[MAX_CALLS_PER_NUMBER:]]
+            entries = entries[:MAX_CALLS_PER_NUMBER]
+        writes.append(_call_write(entries, number, adoptions, leads, transcripts, options, state.follow_ups))
     # as many batches at once as Dataverse recommends (x-ms-dop-hint, capped by
     # DATAVERSE_MAX_PARALLEL_BATCHES): one group of them per write step
     group = options.batch_size * client.parallelism()
-    for start in range(0, len(items), group):
-        end = start + group
-        _write(
-            items[start:end],
-            planned[start:end],
-            adoptions,
-            client=client,
-            options=options,
-            report=report,
-            result=result,
-        )
+    for start in range(0, len(writes), group):
+        part = writes[start : start + group]
+        _write(part, adoptions, client=client, options=options, report=report, result=result)
         if on_progress:
-            on_progress(len(items[start:end]))
+            on_progress(sum(len(w.calls) for w in part))
+
+
+def _ensure_leads(
+    client: DataverseClient,
+    todo: Sequence[tuple[_Work, str, CustomerChoice]],
+    options: CallSyncOptions,
+    report: CallSyncReport,
+) -> dict[str, Regarding]:
+    """With ``CALL_SYNC_UNKNOWN_CALLER_LEADS``: one lead per unknown number (not blocked), created
+    "only if absent" by its alternate key (412 = made by an earlier or racing run). One ``$batch``."""
+    if not options.unknown_caller_leads:
+        return {}
+    numbers = sorted(
+        {
+            w.number
+            for w, kind, choice in todo
+            if w.number and not choice.parties and kind != "adopted" and w.number not in options.blocked_numbers
+        }
+    )
+    if not numbers:
+        return {}
+    changes = [
+        ChangeSet(
+            [
+                BatchRequest(
+                    "PATCH",
+                    key_path("leads", {FOLLOW_UPS.lead_number_column: number}),
+                    {
+                        "subject": f"Caller {mask_phone(number)} (Enreach)",
+                        "lastname": f"Unknown caller {number}"[:50],
+                        "telephone1": number,
+                    },
+                    headers={"If-None-Match": "*"},
+                )
+            ]
+        )
+        for number in numbers
+    ]
+    leads: dict[str, Regarding] = {}
+    if options.dry_run:
+        return leads
+    try:
+        answers = client.batch_each_parallel(changes, max_batch=options.batch_size, idempotent=True)
+    except DataverseError as error:
+        report.problems.append(f"leads for unknown callers: {error.__class__.__name__} (tried again next call)")
+        return leads
+    for number, answer in zip(numbers, answers, strict=True):
+        if answer is None or not (answer.ok or answer.status == 412):
+            continue
+        report.leads_created += 1 if answer.ok else 0
+        leads[number] = Regarding(
+            "lead",
+            "leads",
+            None,
+            "Regarding the lead made for this unknown number (CALL_SYNC_UNKNOWN_CALLER_LEADS).",
+            key=key_path("leads", {FOLLOW_UPS.lead_number_column: number}),
+        )
+    return leads
+
+
+def _transcripts(
+    todo: Sequence[tuple[_Work, str, CustomerChoice]],
+    extras: _Extras,
+    options: CallSyncOptions,
+    result: SyncResult,
+    report: CallSyncReport,
+) -> dict[str, Any]:
+    """Completed transcripts of the page's calls by call key; the others are remembered (before the
+    write) so later runs ask again. ``"$retry"``: calls to write next run (remembering failed)."""
+    if extras.enreach is None:
+        return {}
+    from azure.core.exceptions import AzureError
+
+    wanted = [(w.key, w.call) for w, _, _ in todo if w.call.transcript_id]
+    found: dict[str, Any] = {
+        key: t for key, t in fetch(extras.enreach, wanted).items() if t is not None and t.completed
+    }
+    retry: set[str] = set()
+    for key, call in wanted:
+        if key in found or options.dry_run:
+            continue
+        if extras.pending is None:
+            log.warning("transcript of call %s is not ready and no store keeps it: not attached", call.call_id)
+            continue
+        try:
+            extras.pending.remember(key, str(call.transcript_id), extras.now)
+        except AzureError as error:
+            log.warning(
+                "call %s kept for the next run: its pending transcript was not stored (%s)", call.call_id, error
+            )
+            retry.add(key)
+            result.retry.append(call)
+            report.failed += 1
+    found["$retry"] = retry
+    return found
+
+
+def _call_write(
+    entries: Sequence[tuple[_Work, str, CustomerChoice]],
+    number: str | None,
+    adoptions: Mapping[str, Mapping[str, Any]],
+    leads: Mapping[str, Regarding],
+    transcripts: Mapping[str, Any],
+    options: CallSyncOptions,
+    follow_ups: Mapping[str, Mapping[str, Any]],
+) -> _Write:
+    """The change set of one call, or of one number's calls (oldest first) and its follow-up."""
+    requests: list[BatchRequest] = []
+    facts: dict[str, set[str]] = {}
+    plan: FollowUpPlan | None = None
+    first_choice = entries[-1][2]
+    person = first_choice.regarding
+    regarding = regarding_for(first_choice, case=options.regarding_case, opportunity=options.regarding_opportunity)
+    if regarding is None and number and number in leads and not first_choice.parties:
+        regarding = leads[number]
+    if number is not None:
+        who = (person.name if person and person.name else None) or mask_phone(number)
+        owner_user = person.owner.get("systemuserid") if person and isinstance(person.owner, Mapping) else None
+        plan = plan_number(
+            number,
+            [(w.key, w.call, w.owner or None) for w, _, _ in entries],
+            follow_ups.get(number),
+            who=who,
+            follow_up_owner=str(owner_user) if owner_user else None,
+            regarding_bind=(regarding.table, regarding.bind) if regarding is not None else None,
+            queue_for=options.queue_map,
+            due=options.follow_up_due,
+        )
+    for slot, (item, kind, choice) in enumerate(entries):
+        missed = options.follow_ups and is_missed(item.call)
+        lines = [plan.completes[item.key]] if plan is not None and item.key in plan.completes else []
+        call_regarding = regarding_for(choice, case=options.regarding_case, opportunity=options.regarding_opportunity)
+        if call_regarding is None and item.number and item.number in leads and not choice.parties:
+            call_regarding = leads[item.number]
+        if kind == "adopted":
+            change = _adoption(item.call, adoptions[item.key], options.recording_link)
+            bind = f"/phonecalls({adoptions[item.key]['activityid']})"
+        else:
+            body = phonecall_body(
+                item.call,
+                item.owner or "",
+                item.number,
+                choice,
+                recording_link=options.recording_link,
+                regarding=call_regarding,
+                missed=missed,
+                lines=lines,
+            )
+            change = _changeset(item.call, body, slot)
+            bind = f"${10 * slot + 1}"
+            if not choice.parties and item.number:
+                facts.setdefault("unknown_callers", set()).add(item.key)
+            if call_regarding is not None and call_regarding.table in ("incident", "opportunity"):
+                facts.setdefault(
+                    f"regarding_{'case' if call_regarding.table == 'incident' else 'opportunity'}", set()
+                ).add(item.key)
+        if missed:
+            facts.setdefault("missed", set()).add(item.key)
+        requests += change.requests
+        transcript = transcripts.get(item.key)
+        if transcript is not None and item.key not in transcripts.get("$retry", ()):
+            note = note_request(item.key, transcript, bind)
+            note.content_id = str(10 * slot + 2)
+            requests.append(note)
+            facts.setdefault("transcripts_attached", set()).add(item.key)
+    if plan is not None:
+        requests += plan.requests
+    first_id = requests[0].content_id if len(entries) == 1 else None
+    return _Write([(w, k) for w, k, _ in entries], ChangeSet(requests), first_id, plan, facts)
 
 
 def _write(
-    items: Sequence[ChangeSet],
-    planned: Sequence[tuple[_Work, str]],
+    writes: Sequence[_Write],
     adoptions: Mapping[str, Mapping[str, Any]],
     *,
     client: DataverseClient,
@@ -529,41 +824,66 @@ def _write(
     result: SyncResult,
 ) -> None:
     if options.dry_run:
-        for _, kind in planned:
-            _count(report, kind)
+        for write in writes:
+            for _, kind in write.calls:
+                _count(report, kind)
         return
     try:
         answers = write_page(
-            client, items, batch_size=options.batch_size, throttle_wait_seconds=options.throttle_wait_seconds
+            client,
+            [w.change for w in writes],
+            batch_size=options.batch_size,
+            throttle_wait_seconds=options.throttle_wait_seconds,
         )
     except DataverseError as error:
-        _note_failure(report, "$batch write", error, len(items))
-        result.retry += [item.call for item, _ in planned]
+        _note_failure(report, "$batch write", error, sum(len(w.calls) for w in writes))
+        result.retry += [item.call for w in writes for item, _ in w.calls]
         return
-    for (item, kind), answer in zip(planned, answers, strict=True):
+    for write, answer in zip(writes, answers, strict=True):
+        kinds = {kind for _, kind in write.calls}
         if answer is not None and answer.ok:
-            _count(report, kind)
-            result.settled.add(item.key)
-            if kind != "created":  # the notable decisions, one line each (no numbers in them)
-                _decision(item.call, kind, activity=adoptions[item.key]["activityid"] if kind == "adopted" else None)
-        elif (
-            kind != "private"
-            and answer is not None
+            for item, kind in write.calls:
+                _count(report, kind)
+                result.settled.add(item.key)
+                if kind != "created":  # the notable decisions, one line each (no numbers in them)
+                    _decision(
+                        item.call, kind, activity=adoptions[item.key]["activityid"] if kind == "adopted" else None
+                    )
+            for name, keys in write.facts.items():
+                setattr(report, name, getattr(report, name) + len(keys))
+            if write.plan is not None:
+                report.follow_ups_opened += write.plan.opened
+                report.follow_ups_added += write.plan.added
+                report.follow_ups_completed += write.plan.completed
+            continue
+        if (
+            answer is not None
             and answer.status == 412
+            and len(write.calls) == 1
+            and "private" not in kinds
             and answer.error().code in _DUPLICATE_CODES
+            and answer.content_id in (None, write.first_id)
         ):
             report.already_synced += 1  # written meanwhile (a racing run, an answer lost on the way)
-            result.settled.add(item.key)
-        elif kind == "private" and answer is not None and answer.status == 404:
-            result.settled.add(item.key)  # removed meanwhile
-        else:
+            result.settled.add(write.calls[0][0].key)
+            continue
+        if kinds == {"private"} and answer is not None and answer.status == 404:
+            result.settled.add(write.calls[0][0].key)  # removed meanwhile
+            continue
+        if answer is not None and answer.status == 412 and (len(write.calls) > 1 or write.plan is not None):
+            # a number's calls meet a racing run (one of them written, or its follow-up changed):
+            # all of them again next run, when the page query sees what is there
+            result.retry += [item.call for item, _ in write.calls]
+            log.info("calls of one number met a concurrent change (%s); retried next run", answer.error().code)
+            continue
+        for item, _ in write.calls:
             if answer is not None and answer.status in (429, 503):
                 report.throttled += 1
             else:
                 report.failed += 1
             result.retry.append(item.call)
-            detail = answer.error() if answer is not None else "no answer"
-            log.warning("call %s was not written: %s", item.call.call_id, detail)
+        detail = answer.error() if answer is not None else "no answer"
+        log.warning("call %s was not written: %s", write.calls[0][0].call.call_id, detail)
 
 
 def _decision(call: EnreachCall, decision: str, **details: Any) -> None:
@@ -642,8 +962,10 @@ def sync_phone_calls(
     *,
     parking: ParkedCalls,
     now: datetime | None = None,
+    transcripts: PendingTranscripts | None = None,
 ) -> CallSyncReport:
-    """One timer run: the window since the checkpoint and the parked calls, written, the checkpoint moved."""
+    """One timer run: the window since the checkpoint and the parked calls, written, the checkpoint moved.
+    ``transcripts`` keeps the calls whose transcript is still Pending (``CALL_SYNC_TRANSCRIPTS``)."""
     report = CallSyncReport()
     until = (now or datetime.now(UTC)).replace(microsecond=0)
     checkpoint = store.read(CHECKPOINT_NAME)
@@ -669,6 +991,20 @@ def sync_phone_calls(
         report.window = (_iso(read.since), _iso(until))
         report.enreach_requests, report.users_left = read.requests, read.users_left
         calls = sorted(read.calls, key=lambda c: (c.modified or c.start, c.call_id))
+        queue_calls_unread = False
+        if options.follow_ups and options.queue_calls:
+            # missed service-queue calls (nobody's: no user record holds them); Enreach throttled or
+            # down: the user calls go on, and the checkpoint stays so the next run reads them again
+            try:
+                calls = sorted(
+                    calls + enreach.service_calls(read.since, until, by="modified"),
+                    key=lambda c: (c.modified or c.start, c.call_id),
+                )
+            except EnreachError as error:
+                if isinstance(error, EnreachAuthError):
+                    raise
+                queue_calls_unread = True
+                report.problems.append(f"queue calls (GET servicecall): {error.__class__.__name__}, read next run")
         users = UserDirectory.load(client, options.region)
     except (EnreachError, DataverseError) as error:
         report.problems.append(f"run stopped: {error.__class__.__name__}: {str(error)[:200]}")
@@ -697,9 +1033,32 @@ def sync_phone_calls(
         enreach_users={u.id.lower(): u for u in everyone},
         options=options,
         report=report,
+        enreach=enreach,
+        pending=transcripts,
+        now=until,
     )
     if options.dry_run:
         return report
+    if options.transcripts and transcripts is not None:
+        from azure.core.exceptions import AzureError
+
+        waiting = TranscriptReport()
+        try:
+            report.problems += settle_pending(
+                enreach,
+                client,
+                transcripts,
+                wait=options.transcript_wait,
+                now=until,
+                batch_size=options.batch_size,
+                skip={call_key(c): True for c in result.retry},
+                report=waiting,
+            )
+        except (AzureError, EnreachError, DataverseError) as error:  # they wait for the next run
+            report.problems.append(f"pending transcripts: {error.__class__.__name__} (asked again next run)")
+        report.transcripts_attached += waiting.attached
+        report.transcripts_pending = waiting.pending
+        report.transcripts_given_up += waiting.given_up
     settle_parking(parking, parked, result, report, options, until)
     # Move forward to `until`, but never past a call of this window that was not settled
     # (parked calls from earlier runs do not hold it: they stay parked).
@@ -707,6 +1066,9 @@ def sync_phone_calls(
     held_at = None
     if held:
         held_at = min((c.modified or c.start) for c in held).replace(microsecond=0) - timedelta(seconds=1)
+    if queue_calls_unread:  # the window's queue calls are still to be read
+        queue_hold = read.since.replace(microsecond=0) - timedelta(seconds=1)
+        held_at = min(held_at, queue_hold) if held_at else queue_hold
     # None while a budgeted per-user sweep goes on: the checkpoint stays behind the users not read yet
     target = close_sweep(store, read, held_at, checkpoint_value=checkpoint.value)
     if target is not None and (

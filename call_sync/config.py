@@ -4,16 +4,20 @@
 ``PHONE_CALL_SYNC_SCHEDULE``, ``CALL_DURATION_LIMIT``, ``DEFAULT_CRM_ASSIGNEE``,
 ``CALL_SYNC_OVERLAP_MINUTES``, ``CALL_SYNC_BATCH_SIZE``, ``CALL_SYNC_PARK_DAYS``,
 ``CALL_START_MARGIN_SECONDS``, ``CALL_SYNC_INITIAL_LOOKBACK_HOURS``, ``CALL_SYNC_PRIVATE_CALLS``,
-``CALL_SYNC_RECORDING_LINK``, ``CALL_SYNC_ENREACH_REQUEST_BUDGET``; ``USER_ID_SYNC_SCHEDULE`` (README,
+``CALL_SYNC_RECORDING_LINK``, ``CALL_SYNC_ENREACH_REQUEST_BUDGET``; the follow-up, unknown-caller,
+regarding and transcript options (``CALL_SYNC_FOLLOW_UPS`` ... ``CALL_SYNC_TRANSCRIPT_WAIT_HOURS``;
+README, "Missed calls, unknown callers, cases and transcripts"); ``USER_ID_SYNC_SCHEDULE`` (README,
 settings table).
 Kept cheap to import: the composition root loads it while reading the settings.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from core.config import Getter, guid, schedule, whole_number
+from core.ids import is_guid
 
 __all__ = [
     "NAMES",
@@ -38,6 +42,16 @@ NAMES = (
     "CALL_SYNC_PRIVATE_CALLS",
     "CALL_SYNC_RECORDING_LINK",
     "CALL_SYNC_ENREACH_REQUEST_BUDGET",
+    "CALL_SYNC_FOLLOW_UPS",
+    "CALL_SYNC_FOLLOW_UP_DUE_HOURS",
+    "CALL_SYNC_QUEUE_CALLS",
+    "CALL_SYNC_QUEUE_MAP",
+    "CALL_SYNC_UNKNOWN_CALLER_LEADS",
+    "CALL_SYNC_BLOCKED_NUMBERS",
+    "CALL_SYNC_REGARDING_CASE",
+    "CALL_SYNC_REGARDING_OPPORTUNITY",
+    "CALL_SYNC_TRANSCRIPTS",
+    "CALL_SYNC_TRANSCRIPT_WAIT_HOURS",
 )
 USER_ID_NAMES = ("USER_ID_SYNC_SCHEDULE", "CALL_SYNC_BATCH_SIZE")
 # The business options an administrator may set as rows in the Enreach Bridge app (enr_bridgesetting,
@@ -70,6 +84,16 @@ class CallSyncConfig:
     # Enreach requests one timer run may send (per-user queries stop there and the next run goes
     # on from the next user, the checkpoint held behind the window); 0 = no limit
     enreach_request_budget: int = 1000
+    follow_ups: bool = True  # a missed incoming call opens (or adds to) the caller's one open follow-up
+    follow_up_due_hours: int = 24
+    queue_calls: bool = True  # missed service-queue calls (GET servicecall) become missed calls too
+    queue_map: tuple[tuple[str, str], ...] = ()  # Enreach queue id (lower-cased) -> Dataverse queue id
+    unknown_caller_leads: bool = False  # one lead per unknown number (alternate key enr_callernumber)
+    blocked_numbers: tuple[str, ...] = ()  # never made leads (as written; normalised by the sync)
+    regarding_case: bool = True  # exactly one open case: the call is regarding it
+    regarding_opportunity: bool = False  # exactly one open opportunity: the call is regarding it
+    transcripts: bool = False  # Completed transcripts attached to the phonecall as a note
+    transcript_wait_hours: int = 24  # a Pending transcript is retried this long, then given up
 
 
 @dataclass(frozen=True)
@@ -107,6 +131,37 @@ def parse_config(get: Getter, problems: list[str]) -> CallSyncConfig:
             f"e.g. https://recordings.example.com/{{recording_id}} (got {link!r})"
         )
         link = None
+
+    def switch(name: str, default: bool) -> bool:
+        text = (get(name) or ("on" if default else "off")).strip().lower()
+        if text in ("on", "true", "1", "yes"):
+            return True
+        if text in ("off", "false", "0", "no"):
+            return False
+        problems.append(f"{name} must be on or off (got {text!r})")
+        return default
+
+    queue_map: list[tuple[str, str]] = []
+    raw_map = (get("CALL_SYNC_QUEUE_MAP") or "").strip()
+    if raw_map:
+        try:
+            value = json.loads(raw_map)
+            if not isinstance(value, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            problems.append(
+                "CALL_SYNC_QUEUE_MAP must be a JSON object of Enreach queue id -> Dataverse queue id (GUID), "
+                'e.g. {"6f1c...": "0b5e..."}'
+            )
+            value = {}
+        for enreach_queue, dataverse_queue in value.items():
+            if not isinstance(dataverse_queue, str) or not is_guid(dataverse_queue):
+                problems.append(f"CALL_SYNC_QUEUE_MAP.{enreach_queue} must be a Dataverse queue id (a GUID)")
+                continue
+            queue_map.append((str(enreach_queue).strip().lower(), dataverse_queue.lower()))
+    blocked = tuple(
+        n.strip() for n in (get("CALL_SYNC_BLOCKED_NUMBERS") or "").replace(";", ",").split(",") if n.strip()
+    )
     return CallSyncConfig(
         schedule=schedule(get, problems, "PHONE_CALL_SYNC_SCHEDULE", DEFAULT_SCHEDULE),
         duration_limit_seconds=integer("CALL_DURATION_LIMIT", 0, 0, 86400),
@@ -121,6 +176,16 @@ def parse_config(get: Getter, problems: list[str]) -> CallSyncConfig:
         private_calls=private,
         recording_link=link,
         enreach_request_budget=_budget(get, problems),
+        follow_ups=switch("CALL_SYNC_FOLLOW_UPS", True),
+        follow_up_due_hours=integer("CALL_SYNC_FOLLOW_UP_DUE_HOURS", 24, 1, 720),
+        queue_calls=switch("CALL_SYNC_QUEUE_CALLS", True),
+        queue_map=tuple(queue_map),
+        unknown_caller_leads=switch("CALL_SYNC_UNKNOWN_CALLER_LEADS", False),
+        blocked_numbers=blocked,
+        regarding_case=switch("CALL_SYNC_REGARDING_CASE", True),
+        regarding_opportunity=switch("CALL_SYNC_REGARDING_OPPORTUNITY", False),
+        transcripts=switch("CALL_SYNC_TRANSCRIPTS", False),
+        transcript_wait_hours=integer("CALL_SYNC_TRANSCRIPT_WAIT_HOURS", 24, 1, 720),
     )
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from core.schema import CALL_SYNC
 from matching import Candidate
 
-__all__ = ["PARENT_COLUMN", "CustomerChoice", "choose_customer"]
+__all__ = ["PARENT_COLUMN", "CustomerChoice", "Regarding", "choose_customer", "regarding_for"]
 
 PARENT_COLUMN = "_parentcustomerid_value"  # read for contacts (call_sync.runtime.lookup_for)
 
@@ -55,3 +55,61 @@ def choose_customer(candidates: Sequence[Candidate], owner: str) -> CustomerChoi
     names = ", ".join(f"{c.table} {c.name or c.id}" for c in candidates)
     note = f"Several records match this number ({names}). Set Regarding to the right one, then clear this field."
     return CustomerChoice(None, tuple(candidates), note[: CALL_SYNC.review_length])
+
+
+@dataclass(frozen=True)
+class Regarding:
+    """What a call is regarding, and the sentence saying why (written in the activity)."""
+
+    table: str  # logical name: contact, account, lead, incident, opportunity
+    entity_set: str
+    id: str | None  # None with ``key``: bound by alternate key (a lead created for the number)
+    reason: str
+    key: str | None = None  # e.g. "leads(enr_callernumber='+358...')"
+
+    @property
+    def bind(self) -> str:
+        return f"/{self.key}" if self.key else f"/{self.entity_set}({self.id})"
+
+
+_SETS = {"contact": "contacts", "account": "accounts", "lead": "leads"}
+
+
+def _named(record: Candidate) -> str:
+    return f"{record.table} {record.name or record.id}"
+
+
+def regarding_for(choice: CustomerChoice, *, case: bool, opportunity: bool) -> Regarding | None:
+    """The call's regarding record: the customer's only open case (``CALL_SYNC_REGARDING_CASE``),
+    else its only open opportunity (``CALL_SYNC_REGARDING_OPPORTUNITY``), else the customer."""
+    record = choice.regarding
+    if record is None:
+        return None
+    cases = [r for r in record.open_records if r.table == "incident"]
+    deals = [r for r in record.open_records if r.table == "opportunity"]
+    if case and len(cases) == 1:
+        only = cases[0]
+        return Regarding(
+            "incident",
+            only.entity_set,
+            only.id,
+            f"Regarding case {only.name or only.id}: the only open case of {_named(record)}.",
+        )
+    if case and len(cases) > 1:
+        reason = f"Regarding {_named(record)}: {len(cases)} open cases, so none was chosen."
+        return Regarding(record.table, _SETS[record.table], record.id, reason)
+    if opportunity and len(deals) == 1:
+        only = deals[0]
+        return Regarding(
+            "opportunity",
+            only.entity_set,
+            only.id,
+            f"Regarding opportunity {only.name or only.id}: the only open opportunity of {_named(record)}.",
+        )
+    if opportunity and len(deals) > 1:
+        reason = f"Regarding {_named(record)}: {len(deals)} open opportunities, so none was chosen."
+        return Regarding(record.table, _SETS[record.table], record.id, reason)
+    if case or opportunity:
+        looked = " or ".join(w for w, on in (("case", case), ("opportunity", opportunity)) if on)
+        return Regarding(record.table, _SETS[record.table], record.id, f"Regarding {_named(record)}: no open {looked}.")
+    return Regarding(record.table, _SETS[record.table], record.id, f"Regarding {_named(record)}.")

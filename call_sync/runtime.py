@@ -9,11 +9,12 @@ from bridge.rows import effective_settings, run_status
 from bridge.runtime import checkpoint_store, dataverse_client, enreach_client
 from bridge.settings import Settings, get_settings
 from dataverse import DataverseClient
-from matching import CallerLookup, LookupNeeds
+from matching import CallerLookup, LookupNeeds, to_e164
 
 from .calls import CallSyncOptions
 from .customers import PARENT_COLUMN
 from .parking import ParkedCalls
+from .transcripts import PendingTranscripts
 
 __all__ = [
     "call_lookup",
@@ -25,6 +26,7 @@ __all__ = [
     "options",
     "parking_store",
     "run_status",
+    "transcript_store",
 ]
 
 
@@ -42,6 +44,18 @@ def options(settings: Settings, *, dry_run: bool = False) -> CallSyncOptions:
         private_calls=settings.call_sync.private_calls,
         recording_link=settings.call_sync.recording_link,
         enreach_request_budget=settings.call_sync.enreach_request_budget,
+        follow_ups=settings.call_sync.follow_ups,
+        follow_up_due=timedelta(hours=settings.call_sync.follow_up_due_hours),
+        queue_calls=settings.call_sync.queue_calls,
+        queue_map=dict(settings.call_sync.queue_map),
+        unknown_caller_leads=settings.call_sync.unknown_caller_leads,
+        blocked_numbers=frozenset(
+            n for n in (to_e164(b, settings.matching.region) for b in settings.call_sync.blocked_numbers) if n
+        ),
+        regarding_case=settings.call_sync.regarding_case,
+        regarding_opportunity=settings.call_sync.regarding_opportunity,
+        transcripts=settings.call_sync.transcripts,
+        transcript_wait=timedelta(hours=settings.call_sync.transcript_wait_hours),
     )
 
 
@@ -53,7 +67,23 @@ def lookup_for(settings: Settings, client: DataverseClient) -> CallerLookup:
         owner_column=settings.matching.owner_phone_column,
         phone_columns=settings.matching.phone_columns,
         region=settings.matching.region,
-        needs=LookupNeeds(columns=frozenset({("contact", PARENT_COLUMN)})),  # a contact whose account matched wins
+        needs=LookupNeeds(
+            columns=frozenset({("contact", PARENT_COLUMN)}),  # a contact whose account matched wins
+            # the owning user (a follow-up's owner; None when a team owns the record), and the open
+            # cases/opportunities a call may be regarding: expanded in the same round trip
+            user_columns=frozenset({"systemuserid"}),
+            # (the callbacks job shares this lookup and may run without the call sync's section)
+            open_records=frozenset(
+                name
+                for name, on in (
+                    ("incident", settings.call_sync.regarding_case),
+                    ("opportunity", settings.call_sync.regarding_opportunity),
+                )
+                if on
+            )
+            if settings.has("call_sync")
+            else frozenset(),
+        ),
     )
 
 
@@ -65,3 +95,10 @@ def call_lookup() -> CallerLookup:
 @lru_cache(maxsize=1)
 def parking_store() -> ParkedCalls:
     return ParkedCalls(get_settings().storage)
+
+
+@lru_cache(maxsize=1)
+def transcript_store() -> PendingTranscripts | None:
+    """Where pending transcripts wait (beside the parked calls); None while CALL_SYNC_TRANSCRIPTS is off."""
+    settings = get_settings()
+    return PendingTranscripts(settings.storage) if settings.call_sync.transcripts else None

@@ -17,6 +17,7 @@ __all__ = [
     "CONFIG_TABLES",
     "CUSTOMER_TABLES",
     "ERROR_COLUMN",
+    "FOLLOW_UPS",
     "PHONE_INDEX",
     "REVIEW_VIEW_NAME",
     "ROUTING_RULE",
@@ -25,7 +26,9 @@ __all__ = [
     "Column",
     "ConfigTable",
     "CustomerTable",
+    "FollowUpSchema",
     "PhoneIndexSchema",
+    "SavedView",
 ]
 
 
@@ -87,6 +90,55 @@ CALL_SYNC = CallSyncSchema()
 
 
 @dataclass(frozen=True)
+class SavedView:
+    """A system view (``savedquery``) provisioning adds: its name, table and FetchXML filter."""
+
+    name: str
+    table: str  # returnedtypecode (logical name)
+    filter_xml: str  # the <filter> element of the view's FetchXML
+    columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FollowUpSchema:
+    """What missed calls, unknown callers and their follow-ups add (issue 23).
+
+    * phonecall ``enr_callresult``: "Missed" on a missed incoming call (the "Missed calls" view);
+    * phonecall ``enr_unknowncaller``: the E.164 number of a caller no record matched (the
+      "Calls from unknown numbers" view);
+    * task ``enr_followupkey``: the caller's E.164 number while the task is the caller's open
+      follow-up; an alternate key, so there is never more than one, and cleared when the
+      follow-up is completed (a key value may be empty on any number of rows);
+    * lead ``enr_callernumber``: the number a lead was created for (alternate key: one lead per
+      number however many runs or instances race).
+    """
+
+    result_column: str = "enr_callresult"
+    missed_value: str = "Missed"
+    unknown_column: str = "enr_unknowncaller"
+    follow_up_key_column: str = "enr_followupkey"
+    follow_up_key_name: str = "enr_followupkey_key"
+    lead_number_column: str = "enr_callernumber"
+    lead_key_name: str = "enr_callernumber_key"
+    views: tuple[SavedView, ...] = (
+        SavedView(
+            "Calls from unknown numbers",
+            "phonecall",
+            '<filter type="and"><condition attribute="enr_unknowncaller" operator="not-null" /></filter>',
+            ("subject", "enr_unknowncaller", "actualstart", "ownerid"),
+        ),
+        SavedView(
+            "Missed calls",
+            "phonecall",
+            '<filter type="and"><condition attribute="enr_callresult" operator="eq" value="Missed" /></filter>',
+            ("subject", "phonenumber", "actualstart", "ownerid", "regardingobjectid"),
+        ),
+    )
+
+
+FOLLOW_UPS = FollowUpSchema()
+
+
 class CallbackSchema:
     """Columns the callback sync adds to phonecall: the Enreach request id (alternate key: one
     activity per request), the callback list's name, the attempts, and the state both sides last

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from ._batch import BatchItem, BatchResponse
+from ._batch import MAX_BATCH_REQUESTS, BatchItem, BatchResponse, ChangeSet
 from ._errors import DataverseError, Throttled
 
 if TYPE_CHECKING:
@@ -91,7 +91,18 @@ def send_parallel(
         return []
     streams = client.parallelism()
     size = max(1, min(max_batch, math.ceil(len(items) / streams)))
-    chunks = [(start, items[start : start + size]) for start in range(0, len(items), size)]
+    chunks: list[tuple[int, Sequence[BatchItem]]] = []
+    for first in range(0, len(items), size):
+        # also within Dataverse's 1,000 requests per $batch (change sets may hold several each)
+        start, count = first, 0
+        for index in range(first, min(first + size, len(items))):
+            item = items[index]
+            weight = len(item.requests) if isinstance(item, ChangeSet) else 1
+            if count and count + weight > MAX_BATCH_REQUESTS:
+                chunks.append((start, items[start:index]))
+                start, count = index, 0
+            count += weight
+        chunks.append((start, items[start : min(first + size, len(items))]))
     outcomes: list[BatchResponse | None] = [None] * len(items)
     gate = _ThrottleGate(max_throttle_wait)
 

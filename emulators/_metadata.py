@@ -21,7 +21,7 @@ from ._server import Request, Response, json_response
 if TYPE_CHECKING:
     from .dataverse import DataverseEmulator, Table
 
-__all__ = ["COMPONENT_TYPES", "handle_metadata", "metadata_id", "pluralize"]
+__all__ = ["COMPONENT_TYPES", "handle_metadata", "metadata_id", "pluralize", "record_view_in_solution"]
 
 # solutioncomponent.componenttype values (Dataverse's componenttype choice)
 COMPONENT_TYPES = {
@@ -307,6 +307,14 @@ def _in_solution(emulator: DataverseEmulator, request: Request, response: Respon
     else:
         _record_component(emulator, solution, metadata_id(logical, "key", name), COMPONENT_TYPES["key"])
     return response
+
+
+def record_view_in_solution(emulator: DataverseEmulator, request: Request, view_id: str) -> None:
+    """A savedquery created with ``MSCRM.SolutionUniqueName`` joins that solution (componenttype 26)."""
+    unique_name = request.headers.get("mscrm.solutionuniquename")
+    solution = _solution_row(emulator, unique_name) if unique_name else None
+    if solution is not None:
+        _record_component(emulator, solution, view_id, COMPONENT_TYPES["view"])
 
 
 def _add_component(emulator: DataverseEmulator, body: dict[str, Any]) -> Response:

@@ -33,7 +33,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from ._apps import APP_SCHEMA, handle_apps
 from ._bulk import count_of, derive_names, handle_bulk
-from ._metadata import handle_metadata
+from ._metadata import handle_metadata, record_view_in_solution
 from ._protection import ServerLimits, ServiceProtection
 from ._server import EmulatorServer, Request, Response, json_response
 from ._webhooks import WebhookSender
@@ -161,6 +161,45 @@ BASE_SCHEMA: dict[str, tuple[str, str, set[str]]] = {
         _COMMON | {"title", "ticketnumber", "_customerid_value", "prioritycode", "caseorigincode"},
     ),
     "phonecalls": ("phonecall", "activityid", _COMMON | _ACTIVITY | {"phonenumber", "directioncode"}),
+    # follow-ups of missed calls (tasks, put in a queue with a queue item), transcripts (notes),
+    # the open opportunities a call may be regarding, and system views (issue 23)
+    "tasks": ("task", "activityid", _COMMON | _ACTIVITY | {"percentcomplete"}),
+    "annotations": (
+        "annotation",
+        "annotationid",
+        _COMMON
+        | {
+            "subject",
+            "notetext",
+            "isdocument",
+            "filename",
+            "mimetype",
+            "documentbody",
+            "_objectid_value",
+            "objecttypecode",
+        },
+    ),
+    "opportunities": (
+        "opportunity",
+        "opportunityid",
+        _COMMON | {"name", "_customerid_value", "estimatedvalue"},
+    ),
+    "savedqueries": (
+        "savedquery",
+        "savedqueryid",
+        {
+            "createdon",
+            "modifiedon",
+            "versionnumber",
+            "name",
+            "description",
+            "returnedtypecode",
+            "querytype",
+            "fetchxml",
+            "layoutxml",
+            "isdefault",
+        },
+    ),
     # queues and their items (a callback request no agent has is put in its list's queue)
     "queues": ("queue", "queueid", _COMMON | {"name", "emailaddress", "queueviewtype"}),
     "queueitems": ("queueitem", "queueitemid", _COMMON | {"_queueid_value", "_objectid_value", "title"}),
@@ -245,6 +284,9 @@ COLLECTIONS = {
     ("phonecalls", "phonecall_activity_parties"): ("activityparties", "_activityid_value"),
     ("contacts", "incident_customer_contacts"): ("incidents", "_customerid_value"),
     ("accounts", "incident_customer_accounts"): ("incidents", "_customerid_value"),
+    ("contacts", "opportunity_customer_contacts"): ("opportunities", "_customerid_value"),
+    ("accounts", "opportunity_customer_accounts"): ("opportunities", "_customerid_value"),
+    ("phonecalls", "PhoneCall_Annotation"): ("annotations", "_objectid_value"),
     # phone calls regarding a customer, and the activity parties involving it
     ("contacts", "Contact_Phonecalls"): ("phonecalls", "_regardingobjectid_value"),
     ("accounts", "Account_Phonecalls"): ("phonecalls", "_regardingobjectid_value"),
@@ -624,8 +666,18 @@ class DataverseEmulator(EmulatorServer):
             if row is None:
                 raise self._not_found(table, key)
             table.remove(str(row[table.primary_key]).lower())
+            self._cascade_delete(str(row[table.primary_key]).lower())
             return Response(204, headers={"OData-Version": "4.0"})
         raise DataverseError(405, "0x80060888", f"The HTTP method '{request.method}' is not allowed here.")
+
+    def _cascade_delete(self, row_id: str) -> None:
+        """As Dataverse's parental relationships do: a record's notes and queue items go with it."""
+        for child_set in ("annotations", "queueitems"):
+            child = self.tables.get(child_set)
+            if child is None:
+                continue
+            for child_id in [i for i, r in child.rows.items() if str(r.get("_objectid_value") or "") == row_id]:
+                child.remove(child_id)
 
     def query_table(self, table: Table, request: Request) -> Response:
         """A collection GET over ``table`` (for modules serving a filtered view of one)."""
@@ -742,6 +794,9 @@ class DataverseEmulator(EmulatorServer):
                     f"'Microsoft.Dynamics.CRM.{table.logical_name}'.",
                 ) from None
         rows = [r for r in table.rows.values() if predicate is None or predicate(r)]
+        if query.get("savedQuery"):  # run a system view (its FetchXML conditions: eq, ne, null, not-null)
+            view_filter = self._saved_query(table, query["savedQuery"])
+            rows = [r for r in rows if view_filter(r)]
         for part in reversed([p.strip() for p in query.get("$orderby", "").split(",") if p.strip()]):
             name, _, direction = part.partition(" ")
             if not table.has_column(name):
@@ -770,6 +825,34 @@ class DataverseEmulator(EmulatorServer):
                 f"{k}={quote(v, safe=chr(39) + '(),/:@$*')}" for k, v in params
             )
         return json_response(200, payload, headers)
+
+    def _saved_query(self, table: Table, view_id: str) -> Any:
+        view = self.table("savedqueries").rows.get(view_id.lower())
+        if view is None:
+            raise DataverseError(404, "0x80040217", f"savedquery With Id = {view_id} Does Not Exist")
+        fetch = str(view.get("fetchxml") or "")
+        entity = re.search(r'<entity name="([a-z0-9_]+)"', fetch)
+        if entity is None or entity.group(1) != table.logical_name:
+            raise DataverseError(400, "0x80060888", f"The view {view_id} is not a view of {table.logical_name}.")
+        conditions = [
+            (m.group(1), m.group(2), m.group(4))
+            for m in re.finditer(r'<condition attribute="([a-z0-9_]+)" operator="([a-z-]+)"( value="([^"]*)")?', fetch)
+        ]
+
+        def matches(row: dict[str, Any]) -> bool:
+            for name, operator, value in conditions:
+                current = row.get(name)
+                if operator == "not-null" and current is None:
+                    return False
+                if operator == "null" and current is not None:
+                    return False
+                if operator == "eq" and str(current) != str(value):
+                    return False
+                if operator == "ne" and str(current) == str(value):
+                    return False
+            return True
+
+        return matches
 
     def _with_expand(self, table: Table, row: dict[str, Any], request: Request) -> dict[str, Any]:
         return self._expanded(table, row, request.query.get("$select"), request.query.get("$expand", ""), request)
@@ -888,7 +971,7 @@ class DataverseEmulator(EmulatorServer):
         if not match:
             raise DataverseError(400, "0x80060888", f"Invalid @odata.bind value '{text}'.")
         target = self.table(match.group(1))
-        key = self._parse_key(target, match.group(2))
+        key = self._parse_key(target, unquote(match.group(2)))  # a bind is a URL: %2B is "+"
         row = self._find(target, key)
         if row is None:
             raise self._not_found(target, key)
@@ -932,6 +1015,8 @@ class DataverseEmulator(EmulatorServer):
         if not isinstance(body, dict):
             raise DataverseError(400, "0x80060888", "The request body must be a JSON object.")
         row = self._insert(table, body, content_ids)
+        if table.entity_set == "savedqueries":
+            record_view_in_solution(self, request, str(row[table.primary_key]))
         return self._write_answer(table, row, request, 201, 204)
 
     def _write_answer(self, table: Table, row: dict[str, Any], request: Request, created: int, plain: int) -> Response:

@@ -39,6 +39,11 @@ is served under ``/discovery`` so one port serves both hosts: set
   with ``OtherNumber, QueueId, Description, Company, Subcompany, Location, Department, Status``
   (null when unknown); ``EntryTypes=2`` lists the service queues' entries, ``Number=`` filters
   on the entries' numbers (both as mokso/enreachvoice_mcp main.py reads them).
+* ``GET servicecall`` (inbound queue calls, mokso/enreachvoice ``get_inbound_queuecalls``) with
+  the same time filters; records are served as loaded (``"service_calls"``). No public source
+  shows their fields: tests load the app's default names (``ENREACH_FIELD_MAP.service_calls``).
+* ``GET calls/transcripts/<id>`` -> ``{TranscriptStatus: Pending|Completed, Text}`` (mokso/enreachvoice
+  ``get_transcript``); 404 for an unknown id. Tests change a transcript with ``set_transcript``.
 * Callback lists and requests (``_enreach_callbacks.py``): only in the names of the app's
   Enreach mapping (``CallbackFields``; UNVERIFIED beyond ``CallbackListId``/``CallbackListItemId``/
   ``ListId``/``ListName`` and the event names), changed-since queries, one request by id, and the
@@ -189,6 +194,8 @@ class EnreachEmulator(EmulatorServer):
             self.calls: list[dict[str, Any]] = []
             self.availabilities: list[dict[str, Any]] = []  # active ones, oldest first
             self.queues: list[dict[str, Any]] = []
+            self.service_calls: list[dict[str, Any]] = []
+            self.transcripts: dict[str, dict[str, Any]] = {}
             self.callbacks = CallbackStore(self.callback_names)
 
     def configure(
@@ -236,7 +243,15 @@ class EnreachEmulator(EmulatorServer):
             for item in data.get("availabilities", []):
                 self.availabilities.append({"Id": str(uuid.uuid4()), "EventSource": "data file", **item})
             self.queues += [dict(q) for q in data.get("queues", [])]
+            self.service_calls += [dict(c) for c in data.get("service_calls", [])]
+            for transcript_id, body in (data.get("transcripts") or {}).items():
+                self.transcripts[str(transcript_id).lower()] = dict(body)
             self.callbacks.load(data)
+
+    def set_transcript(self, transcript_id: str, status: str, text: str = "") -> None:
+        """Enreach's transcription moves on (Pending -> Completed)."""
+        with self.lock:
+            self.transcripts[transcript_id.lower()] = {"TranscriptStatus": status, "Text": text}
 
     # -- what tests and the sandbox do in "Enreach" -----------------------------------------
 
@@ -438,6 +453,11 @@ class EnreachEmulator(EmulatorServer):
                 return self._directory(request)
             elif parts == ["calls"]:
                 return self._calls(request, str(me["Id"]))
+            elif parts == ["servicecall"]:
+                return self._windowed(request, self.service_calls)
+            elif len(parts) == 3 and parts[:2] == ["calls", "transcripts"]:
+                found = self.transcripts.get(parts[2].lower())
+                return json_response(200, dict(found)) if found else self._not_found(request)
             elif parts == ["queues"]:
                 return json_response(200, [self._queue(q) for q in self.queues])
             else:
@@ -575,6 +595,11 @@ class EnreachEmulator(EmulatorServer):
             return json_response(
                 200, [_public(c) for c in mine if str(c.get("CallId") or c.get("CallID")) == query["CallId"]]
             )
+        return self._windowed(request, mine)
+
+    def _windowed(self, request: Request, records: list[dict[str, Any]]) -> Response:
+        query = request.query
+        mine = records
         if "ModifiedAfter" in query or "ModifiedBefore" in query:
             names, moment = ("ModifiedAfter", "ModifiedBefore"), _modified_of
         else:

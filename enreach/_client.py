@@ -20,7 +20,7 @@ import requests
 from core.retry import RetryExhausted, RetryPolicy, send_with_retry
 
 from ._callbacks import CallbackList, CallbackRequest
-from ._mapping import CallFields, EnreachMapping, UserFields, first_present
+from ._mapping import CallFields, EnreachMapping, ServiceCallFields, UserFields, first_present
 
 if TYPE_CHECKING:
     from .config import EnreachConfig
@@ -35,6 +35,7 @@ __all__ = [
     "EnreachUser",
     "InvalidId",
     "RecordError",
+    "Transcript",
     "UnmappedAvailability",
     "client_from_config",
     "discover_api_url",
@@ -172,6 +173,8 @@ class EnreachCall:
     end_result: int | None = None  # non-zero: unanswered
     user_name: str | None = None
     answer_queue_id: str | None = None
+    transcript_id: str | None = None  # UNVERIFIED name (calls.transcript_id)
+    queue_call: bool = False  # read from GET servicecall: a queue's call, no user's
 
     @classmethod
     def from_api(
@@ -214,6 +217,7 @@ class EnreachCall:
         recordings = first_present(item, names.recording_ids)[1]
         user_name = first_present(item, names.user_name)[1]
         queue = first_present(item, names.answer_queue_id)[1]
+        transcript = first_present(item, names.transcript_id)[1]
         return cls(
             call_id=str(call_id),
             user_id=user_id,
@@ -229,7 +233,65 @@ class EnreachCall:
             end_result=_int(first_present(item, names.end_result)[1]),
             user_name=str(user_name) if isinstance(user_name, str) else None,
             answer_queue_id=str(queue) if isinstance(queue, str) else None,
+            transcript_id=str(transcript) if isinstance(transcript, str | int) else None,
         )
+
+    @classmethod
+    def from_service_call(cls, item: Mapping[str, Any], names: ServiceCallFields = ServiceCallFields()) -> EnreachCall:
+        """A ``GET servicecall`` record as an incoming queue call (no user; Work: the company's line)."""
+        _, call_id = first_present(item, names.call_id)
+        if call_id is None:
+            raise RecordError(
+                "service_calls.call_id", "a servicecall record carries none of " + ", ".join(names.call_id)
+            )
+        start_text = first_present(item, names.start)[1]
+        try:
+            start = parse_time(str(start_text)) if start_text is not None else None
+        except ValueError:
+            start = None
+        if start is None:
+            raise RecordError(
+                "service_calls.start", f"queue call {call_id}: no readable start in " + ", ".join(names.start)
+            )
+        number = first_present(item, names.caller)[1]
+        queue = first_present(item, names.queue_id)[1]
+        answered_by = first_present(item, names.answered_by)[1]
+        end_result = _int(first_present(item, names.end_result)[1])
+        if answered_by:
+            end_result = 0  # somebody answered: not missed
+        modified_text = first_present(item, names.modified)[1]
+        try:
+            modified = parse_time(str(modified_text)) if modified_text else None
+        except ValueError:
+            modified = None
+        return cls(
+            call_id=str(call_id),
+            user_id=None,
+            start=start,
+            end=start,
+            direction="in",
+            other_number=str(number).strip() or None if isinstance(number, str | int) else None,
+            duration_seconds=0,
+            classification="Work",
+            is_mobile=False,
+            modified=modified,
+            end_result=end_result,
+            answer_queue_id=str(queue) if isinstance(queue, str | int) else None,
+            user_name=str(first_present(item, names.queue_name)[1] or "") or None,
+            queue_call=True,
+        )
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """``GET calls/transcripts/<id>``: ``status`` "Completed", "Pending" or what Enreach said."""
+
+    status: str
+    text: str
+
+    @property
+    def completed(self) -> bool:
+        return self.status == "Completed"
 
 
 @dataclass(frozen=True)
@@ -654,6 +716,61 @@ class EnreachClient:
                     )
                 self.skipped_records[error.field] = self.skipped_records.get(error.field, 0) + 1
         return calls
+
+    def raw_service_calls(
+        self, start: datetime, end: datetime, *, by: str = "modified", deadline: float | None = None
+    ) -> list[dict[str, Any]]:
+        """``GET servicecall``: inbound queue calls in [start, end), split at the 31-day limit
+        (mokso/enreachvoice ``get_inbound_queuecalls``; same time filters as ``GET calls``)."""
+        names = ("ModifiedAfter", "ModifiedBefore") if by == "modified" else ("StartTime", "EndTime")
+        records: list[dict[str, Any]] = []
+        window_start = start
+        while window_start < end:
+            window_end = min(end, window_start + MAX_CALL_RANGE)
+            params = {names[0]: format_time(window_start), names[1]: format_time(window_end)}
+            items = self._call("GET", "servicecall", params=params, deadline=deadline) or []
+            records += [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+            window_start = window_end
+        return records
+
+    def service_calls(
+        self, start: datetime, end: datetime, *, by: str = "modified", deadline: float | None = None
+    ) -> list[EnreachCall]:
+        """Queue calls through ``ENREACH_FIELD_MAP.service_calls``; unreadable records are counted
+        in ``skipped_records`` (by mapping key), as user call records are."""
+        calls: list[EnreachCall] = []
+        for item in self.raw_service_calls(start, end, by=by, deadline=deadline):
+            try:
+                calls.append(EnreachCall.from_service_call(item, self.mapping.service_calls))
+            except RecordError as error:
+                if error.field not in self.skipped_records:
+                    log.warning(
+                        "Enreach servicecall record unreadable (%s); its fields: %s. Set ENREACH_FIELD_MAP.%s",
+                        error,
+                        ", ".join(sorted(item)),
+                        error.field,
+                    )
+                self.skipped_records[error.field] = self.skipped_records.get(error.field, 0) + 1
+        return calls
+
+    def transcript(self, transcript_id: str, *, deadline: float | None = None) -> Transcript | None:
+        """``GET calls/transcripts/<id>`` read through ``ENREACH_FIELD_MAP.transcripts``; None when
+        Enreach knows no such transcript (404)."""
+        names = self.mapping.transcripts
+        if not is_id(transcript_id):  # it goes into the URL path: `..` would address another resource
+            log.warning("a call names a transcript id that is not id-shaped: not read")
+            return None
+        segment = path_segment(transcript_id, "calls.transcript_id")
+        body = self._call("GET", f"calls/transcripts/{segment}", deadline=deadline, missing_ok=True)
+        if not isinstance(body, dict):
+            return None
+        status = str(first_present(body, names.status)[1] or "")
+        text = first_present(body, names.text)[1]
+        if status.lower() in (v.lower() for v in names.completed_values):
+            status = "Completed"
+        elif status.lower() in (v.lower() for v in names.pending_values):
+            status = "Pending"
+        return Transcript(status, str(text) if isinstance(text, str) else "")
 
     # -- availability ----------------------------------------------------------------------
     # Availabilities are events with a lifetime (mokso/enreachvoice Example.ipynb).

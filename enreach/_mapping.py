@@ -6,7 +6,8 @@ The defaults below follow public client code that works against the real API (so
 source settles are marked UNVERIFIED and are settings like the rest. An operator overrides any
 of them with one JSON app setting, ``ENREACH_FIELD_MAP``, merged over these defaults::
 
-    {"calls": {"classification": "CallClass", "work_values": ["W"]},
+    {"calls": {"classification": "CallClass", "work_values": ["W"], "transcript_id": "TranscriptGuid"},
+     "service_calls": {"queue_id": "ServiceQueueId"},
      "availability": {"event_types": {"Busy": 7}}}
 
 ``python -m ops probe-enreach`` reads real records from the tenant and says which names it found.
@@ -32,6 +33,8 @@ __all__ = [
     "EnreachMapping",
     "EventMap",
     "FieldMapError",
+    "ServiceCallFields",
+    "TranscriptFields",
     "UserFields",
     "first_present",
     "parse_field_map",
@@ -103,6 +106,40 @@ class CallFields:
     # UserIDs over the window, answered with the whole organisation's calls where the API user
     # may read everyone's (not public whether any tenant does: the probe says).
     query_mode: str = "per_user"
+    # UNVERIFIED: how a call record names its transcript (GET calls/transcripts/<id>); no public
+    # source shows it (enreach-api.md). Without the field, no transcript is looked for.
+    transcript_id: tuple[str, ...] = ("TranscriptId", "TranscriptID")
+
+
+@dataclass(frozen=True)
+class ServiceCallFields:
+    """``GET servicecall`` records: inbound queue calls (mokso/enreachvoice client.py
+    ``get_inbound_queuecalls``: same StartTime/EndTime and ModifiedAfter/ModifiedBefore filters as
+    user calls). No public source shows a servicecall record, so every name below is UNVERIFIED:
+    the defaults reuse the user call records' evidence names where a queue call would carry the
+    same fact, and the probe reports which names a tenant's records carry."""
+
+    call_id: tuple[str, ...] = ("CallId", "CallID")  # UNVERIFIED (user calls: CallId)
+    caller: tuple[str, ...] = ("ANum", "CallerNumber")  # UNVERIFIED (user calls: ANum)
+    start: tuple[str, ...] = ("StartTime", "TimeStamp", "ArrivalTime")  # UNVERIFIED
+    queue_id: tuple[str, ...] = ("QueueId", "QueueID", "AnswerQueueId")  # UNVERIFIED
+    queue_name: tuple[str, ...] = ("QueueName",)  # UNVERIFIED (informational, in the subject)
+    # UNVERIFIED: non-zero = nobody answered (as EndResult on user calls, BeneCallArchiver)
+    end_result: tuple[str, ...] = ("EndResult",)
+    # UNVERIFIED: the user who answered; a record naming one was answered whatever EndResult says
+    answered_by: tuple[str, ...] = ("AnsweredBy", "AnsweringUserId", "UserId")
+    modified: tuple[str, ...] = ()  # UNVERIFIED
+
+
+@dataclass(frozen=True)
+class TranscriptFields:
+    """``GET calls/transcripts/<id>`` (mokso/enreachvoice client.py ``get_transcript``):
+    ``TranscriptStatus`` Pending or Completed, and ``Text``."""
+
+    status: tuple[str, ...] = ("TranscriptStatus",)
+    text: tuple[str, ...] = ("Text",)
+    completed_values: tuple[str, ...] = ("Completed",)
+    pending_values: tuple[str, ...] = ("Pending",)
 
 
 @dataclass(frozen=True)
@@ -251,6 +288,8 @@ class EnreachMapping:
     availability: AvailabilityMap = field(default_factory=AvailabilityMap)
     events: EventMap = EventMap()
     callbacks: CallbackFields = CallbackFields()
+    service_calls: ServiceCallFields = ServiceCallFields()
+    transcripts: TranscriptFields = TranscriptFields()
 
 
 def first_present(item: Mapping[str, Any], names: Sequence[str]) -> tuple[str | None, Any]:

@@ -4,7 +4,7 @@ and the one-round-trip lookup of the contacts, accounts and leads a number belon
 Shared by the routing webhook and the phone call sync; it knows nothing of either.
 """
 
-from ._lookup import CallerLookup, Candidate, LastCall, LookupNeeds, LookupResult, NeedsLookup
+from ._lookup import CallerLookup, Candidate, LastCall, LookupNeeds, LookupResult, NeedsLookup, OpenRecord
 from ._numbers import looks_like_e164, stored_forms, to_e164
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "LookupNeeds",
     "LookupResult",
     "NeedsLookup",
+    "OpenRecord",
     "looks_like_e164",
     "stored_forms",
     "to_e164",

@@ -8,8 +8,9 @@ never ``contains``/``endswith``, which force table scans). While it is not known
 the index exists, both go in the same ``$batch``; the answer settles it for ten minutes.
 
 What is fetched with each record is what the users of the lookup ask for
-(``LookupNeeds``): record columns, columns of the owning user, open cases (one more GET)
-and the last completed phone call (expanded in the same round trip).
+(``LookupNeeds``): record columns, columns of the owning user, open cases (one more GET),
+the last completed phone call, and the open cases and opportunities of a contact or account
+(``open_records``: the call sync's "regarding" rule) expanded in the same round trip.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from dataverse import filters as f
 
 from ._numbers import stored_forms
 
-__all__ = ["CallerLookup", "Candidate", "LastCall", "LookupNeeds", "LookupResult", "NeedsLookup"]
+__all__ = ["CallerLookup", "Candidate", "LastCall", "LookupNeeds", "LookupResult", "NeedsLookup", "OpenRecord"]
 
 INDEX_RECHECK_SECONDS = 600.0
 MAX_BATCH_GETS = 1000  # Dataverse's limit of requests in one $batch
@@ -42,6 +43,21 @@ _PARTIES = {
     "account": "account_activity_parties",
     "lead": "lead_activity_parties",
 }
+# Open work a contact or account is the customer of: (table, entity set, name column, navigation
+# property per customer table). Standard one-to-many relationships on the Customer lookup
+# (incident_customer_contacts / incident_customer_accounts, opportunity_customer_*).
+_OPEN_WORK = {
+    "incident": (
+        "incidents",
+        "title",
+        {"contact": "incident_customer_contacts", "account": "incident_customer_accounts"},
+    ),
+    "opportunity": (
+        "opportunities",
+        "name",
+        {"contact": "opportunity_customer_contacts", "account": "opportunity_customer_accounts"},
+    ),
+}
 _PARTY_SENDER_OR_RECIPIENT = (1, 2)  # participationtypemask: From, To
 _COMPLETED = 1  # statecode of a completed activity
 
@@ -55,6 +71,16 @@ class LastCall:
 
 
 @dataclass(frozen=True)
+class OpenRecord:
+    """An open case (incident) or opportunity whose customer is the matched record."""
+
+    table: str  # "incident" or "opportunity"
+    entity_set: str
+    id: str
+    name: str | None
+
+
+@dataclass(frozen=True)
 class Candidate:
     """What is known about one matched record."""
 
@@ -65,6 +91,7 @@ class Candidate:
     owner: Mapping[str, Any] | None  # the owning user's selected columns, None for team-owned records
     open_case_owners: tuple[Mapping[str, Any], ...] = ()
     last_call: LastCall | None = None
+    open_records: tuple[OpenRecord, ...] = ()  # with LookupNeeds.open_records, expanded in the lookup
 
 
 @dataclass(frozen=True)
@@ -75,6 +102,8 @@ class LookupNeeds:
     user_columns: frozenset[str] = frozenset()  # of owners, case owners and last agents
     open_cases: bool = False  # costs one more GET for callers that matched
     last_call_days: int = 0  # > 0: the last completed call of the past this many days (same round trip)
+    # "incident", "opportunity": the open ones of each matched contact/account (same round trip)
+    open_records: frozenset[str] = frozenset()
 
     def __or__(self, other: LookupNeeds) -> LookupNeeds:
         return LookupNeeds(
@@ -82,6 +111,7 @@ class LookupNeeds:
             self.user_columns | other.user_columns,
             self.open_cases or other.open_cases,
             max(self.last_call_days, other.last_call_days),
+            self.open_records | other.open_records,
         )
 
 
@@ -144,6 +174,13 @@ class CallerLookup:
         Dataverse refuses ``$orderby``/``$top`` beside a nested ``$expand`` of a collection,
         so the calls come filtered by time and the latest is picked here."""
         parts = [p for p in (self._owner_expand(),) if p]
+        for kind in sorted(self.needs.open_records):
+            _, name_column, navigation = _OPEN_WORK[kind]
+            if table.logical_name in navigation:
+                key = f"{kind}id"
+                parts.append(
+                    f"{navigation[table.logical_name]}($select={key},{name_column};$filter={f.eq('statecode', 0)})"
+                )
         if since is not None:
             user = f"owninguser($select={','.join(self._user_columns or ['systemuserid'])})"
             completed = f.and_(f.eq("statecode", _COMPLETED), f.ge("actualend", since))
@@ -169,7 +206,9 @@ class CallerLookup:
         """GETs of the index for ``e164``: one, or one per customer table when the expansions
         would pass Dataverse's limit of 15 (the last call); sent as one ``$batch``."""
         condition = f.eq(PHONE_INDEX.number_column, e164)
-        per_table = 1 + (1 if self._user_columns else 0) + (5 if since is not None else 0)
+        per_table = (
+            1 + (1 if self._user_columns else 0) + (5 if since is not None else 0) + len(self.needs.open_records)
+        )
         if per_table * len(CUSTOMER_TABLES) <= MAX_EXPANDS:
             return [self._index_path(condition, since, CUSTOMER_TABLES)]
         return [self._index_path(condition, since, (table,)) for table in CUSTOMER_TABLES]
@@ -315,6 +354,17 @@ class CallerLookup:
         record_id = str(record[table.primary_key]).lower()
         owner = record.get("owninguser")
         navigation = {"owninguser", _CALLS_REGARDING[table.logical_name], _PARTIES[table.logical_name]}
+        open_records: list[OpenRecord] = []
+        for kind, (entity_set, name_column, by_table) in _OPEN_WORK.items():
+            nav = by_table.get(table.logical_name)
+            if nav is None:
+                continue
+            navigation.add(nav)
+            for row in record.get(nav) or []:
+                if isinstance(row, dict) and row.get(f"{kind}id"):
+                    open_records.append(
+                        OpenRecord(kind, entity_set, str(row[f"{kind}id"]).lower(), row.get(name_column))
+                    )
         found[(table.logical_name, record_id)] = Candidate(
             table=table.logical_name,
             id=record_id,
@@ -322,6 +372,7 @@ class CallerLookup:
             fields={k: v for k, v in record.items() if "@" not in k and k not in navigation},
             owner=owner if isinstance(owner, dict) else None,
             last_call=_last_call(table, record, since) if since is not None else None,
+            open_records=tuple(open_records),
         )
 
     def _with_open_cases(self, candidates: tuple[Candidate, ...], deadline: float | None) -> tuple[Candidate, ...]:
@@ -341,7 +392,9 @@ class CallerLookup:
             if isinstance(case.get("owninguser"), dict):
                 owners.setdefault(str(case["_customerid_value"]).lower(), []).append(case["owninguser"])
         return tuple(
-            Candidate(c.table, c.id, c.name, c.fields, c.owner, tuple(owners.get(c.id, ())), c.last_call)
+            Candidate(
+                c.table, c.id, c.name, c.fields, c.owner, tuple(owners.get(c.id, ())), c.last_call, c.open_records
+            )
             for c in candidates
         )
 

@@ -129,6 +129,17 @@ def probe_enreach(
 
     # -- calls -------------------------------------------------------------------------------
     since = until - timedelta(days=days)
+
+    # -- queue calls (GET servicecall; every name UNVERIFIED) -------------------------------------
+    queue_records = client.raw_service_calls(since, until, by="start")
+    out(f"queue calls: {len(queue_records)} records of the last {days} days from GET servicecall (names UNVERIFIED)")
+    service_map = mapping.service_calls
+    for key in (f.name for f in fields(service_map)):
+        out(_line("queue call", f"service_calls.{key}", getattr(service_map, key), queue_records))
+    if queue_records and _coverage(queue_records, service_map.call_id) == 0:
+        result.problems.append(
+            f"0 of {len(queue_records)} queue calls carry a call id: set ENREACH_FIELD_MAP.service_calls.call_id"
+        )
     records: list[tuple[EnreachUser, dict[str, Any]]] = []
     asked = 0
     for user in users[:max_users] or [me]:
@@ -179,6 +190,15 @@ def probe_enreach(
             f"  {call.start:%Y-%m-%d %H:%M} {call.direction:<3} {mask_phone(call.other_number):<14} "
             f"{call.duration_seconds:>5}s {'mobile' if call.is_mobile else 'work  '} -> {decision}"
         )
+    with_transcript = [c for c in parsed if c.transcript_id]
+    if with_transcript:
+        transcript = client.transcript(str(with_transcript[0].transcript_id))
+        out(
+            f"transcripts: {len(with_transcript)} calls name one (calls.transcript_id, UNVERIFIED); the first reads "
+            + (f"status {transcript.status!r}" if transcript else "404 (unknown id: check calls.transcript_id)")
+        )
+    else:
+        out("transcripts: no call names one via " + ", ".join(calls_map.transcript_id) + " (UNVERIFIED name)")
     work = sum(1 for c in parsed if c.classification == "Work")
     labelled = _coverage(raw, calls_map.classification)
     if labelled == 0:

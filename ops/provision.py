@@ -19,13 +19,15 @@ from core.schema import (
     CALLBACKS,
     CONFIG_TABLES,
     CUSTOMER_TABLES,
+    FOLLOW_UPS,
     OPTION_BASE,
     PHONE_INDEX,
     REVIEW_VIEW_NAME,
     Column,
     ConfigTable,
+    SavedView,
 )
-from dataverse import DataverseClient, NotFound
+from dataverse import DataverseClient, NotFound, query_path
 from dataverse import filters as f
 
 __all__ = [
@@ -45,7 +47,7 @@ __all__ = [
 LANGUAGE = 1033
 DEFAULT_SOLUTION = "EnreachBridge"
 # solutioncomponent.componenttype per item kind (a lookup is checked through its column)
-COMPONENT_TYPES = {"table": 1, "column": 2, "lookup": 2, "key": 14}
+COMPONENT_TYPES = {"table": 1, "column": 2, "lookup": 2, "key": 14, "view": 26}
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,7 @@ def _integer(schema_name: str, label: str) -> dict[str, Any]:
 class Item:
     """One thing the app needs in Dataverse, how to see it exists, and how to create it."""
 
-    kind: str  # "table", "column", "lookup", "key"
+    kind: str  # "table", "column", "lookup", "key", "view" (a savedquery: a row, not metadata)
     entity: str  # logical name of the table it belongs to
     name: str
     check_path: str
@@ -186,6 +188,39 @@ def _lookup(target: str, lookup: str, *, entity: str = PHONE_INDEX.logical_name,
                 "DisplayName": _label(label or target.capitalize()),
                 "RequiredLevel": {"Value": "None", "CanBeChanged": True},
             },
+        },
+    )
+
+
+def _view(view: SavedView) -> Item:
+    """A public system view (savedquery, querytype 0) on ``view.table``; found by name and table."""
+    cells = "".join(f'<cell name="{c}" width="150" />' for c in view.columns)
+    attributes = "".join(f'<attribute name="{c}" />' for c in view.columns)
+    primary = "activityid" if view.table in ("phonecall", "task") else f"{view.table}id"
+    return Item(
+        "view",
+        view.table,
+        view.name,
+        query_path(
+            "savedqueries",
+            select=["savedqueryid"],
+            filter=f.and_(f.eq("name", view.name), f.eq("returnedtypecode", view.table)),
+        ),
+        "savedqueries",
+        {
+            "name": view.name,
+            "returnedtypecode": view.table,
+            "querytype": 0,
+            "description": f"{view.name} (Enreach bridge)",
+            "fetchxml": (
+                f'<fetch version="1.0" mapping="logical"><entity name="{view.table}">{attributes}'
+                f'<attribute name="{primary}" /><order attribute="actualstart" descending="true" />'
+                f"{view.filter_xml}</entity></fetch>"
+            ),
+            "layoutxml": (
+                f'<grid name="resultset" object="{4210 if view.table == "phonecall" else 0}" jump="subject" '
+                f'select="1" icon="1" preview="1"><row name="result" id="{primary}">{cells}</row></grid>'
+            ),
         },
     )
 
@@ -332,12 +367,24 @@ REQUIRED: tuple[Item, ...] = (
     _column(PHONE_INDEX.logical_name, PHONE_INDEX.source_column, "Source column", 100),
     *(_lookup(t.logical_name, t.index_lookup) for t in CUSTOMER_TABLES),
     _key(PHONE_INDEX.logical_name, PHONE_INDEX.key_name, [PHONE_INDEX.key_column], "Record and column"),
+    # missed calls, follow-ups and unknown callers (issue 23)
+    _column("phonecall", FOLLOW_UPS.result_column, "Enreach call result", 20),
+    _column("phonecall", FOLLOW_UPS.unknown_column, "Unknown caller number", 32),
+    _column("task", FOLLOW_UPS.follow_up_key_column, "Open follow-up of number", 32),
+    _key("task", FOLLOW_UPS.follow_up_key_name, [FOLLOW_UPS.follow_up_key_column], "Open follow-up of number"),
+    _column("lead", FOLLOW_UPS.lead_number_column, "Lead created for number", 32),
+    _key("lead", FOLLOW_UPS.lead_key_name, [FOLLOW_UPS.lead_number_column], "Lead created for number"),
+    *(_view(view) for view in FOLLOW_UPS.views),
     *(item for table in CONFIG_TABLES for item in _config_items(table)),
 )
 
 
 def metadata(client: DataverseClient, item: Item) -> dict[str, Any] | None:
-    """The item's metadata (``MetadataId``, a key's ``EntityKeyIndexStatus``), None when absent."""
+    """The item's metadata (``MetadataId``, a key's ``EntityKeyIndexStatus``), None when absent.
+    A view is a savedquery row: its id stands for the MetadataId."""
+    if item.kind == "view":
+        rows = client.get_page(item.check_path).records
+        return {"MetadataId": rows[0]["savedqueryid"]} if rows else None
     try:
         result: dict[str, Any] = client.request("GET", item.check_path).json()
     except NotFound:

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -148,6 +149,19 @@ def provision_app_schema(emulator: DataverseEmulator) -> None:
             [table.name_column, "_ownerid_value", *(c.read_name for c in table.columns)],
         )
         emulator.add_alternate_key(table.entity_set, table.key_name, [table.name_column])
+    from core.schema import FOLLOW_UPS
+    from ops.provision import REQUIRED
+
+    emulator.add_column("phonecalls", FOLLOW_UPS.result_column)
+    emulator.add_column("phonecalls", FOLLOW_UPS.unknown_column)
+    emulator.add_alternate_key("tasks", FOLLOW_UPS.follow_up_key_name, [FOLLOW_UPS.follow_up_key_column])
+    emulator.add_alternate_key("leads", FOLLOW_UPS.lead_key_name, [FOLLOW_UPS.lead_number_column])
+    views = emulator.table("savedqueries")
+    known = {(r.get("name"), r.get("returnedtypecode")) for r in views.rows.values()}
+    for item in REQUIRED:
+        if item.kind == "view" and (item.body["name"], item.body["returnedtypecode"]) not in known:
+            view_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"view/{item.body['name']}"))
+            views.put(view_id, {**item.body, "savedqueryid": view_id, "versionnumber": 1})
 
 
 def _free_port() -> int:

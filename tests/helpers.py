@@ -115,6 +115,7 @@ def clear_app_caches() -> None:
         call_runtime.enreach_client,
         call_runtime.call_lookup,
         call_runtime.parking_store,
+        call_runtime.transcript_store,
         presence_runtime.presence_sync,
         callback_runtime.callback_sync,
     ):

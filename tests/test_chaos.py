@@ -8,6 +8,7 @@ import contextlib
 import random
 import threading
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -399,3 +400,88 @@ def test_presence_events_twice_out_of_order_and_late_never_leave_the_agent_in_dn
     assert rows[0]["_msdyn_currentpresenceid_value"] == away, f"seed {seed}: {events}"
     state = sync._store.read(agent)
     assert not state.in_call and state.pending_presence is None
+
+
+def _follow_up_world(world, rng: random.Random) -> list[dict]:
+    """Calls of two customers' numbers: misses (EndResult non-zero) and answered calls, some with a
+    transcript (UNVERIFIED field TranscriptId), half of those still Pending."""
+    calls = []
+    for i in range(14):
+        start = NOW - timedelta(hours=3) + timedelta(minutes=i * 4)
+        missed = rng.random() < 0.5
+        record = _record(
+            f"f{i:02d}",
+            rng.choice(list(USERS)),
+            start,
+            0 if missed else rng.choice([45, 120]),
+            "in" if missed else rng.choice(["in", "out"]),
+            rng.choice(["+358501234567", "+358409998877"]),
+            "Work",
+        )
+        record["EndResult"] = 1 if missed else 0
+        if not missed and rng.random() < 0.6:
+            record["TranscriptId"] = f"tr-{i}"
+            world.enreach.set_transcript(f"tr-{i}", rng.choice(["Pending", "Completed"]), f"words of call {i}")
+        calls.append(record)
+    return calls
+
+
+@pytest.mark.parametrize("die_after", range(1, 13))
+@pytest.mark.parametrize("lose_answer", [False, True])
+def test_killed_at_every_request_follow_ups_and_transcript_notes_end_exactly_once(
+    world, chaos_env, die_after, lose_answer
+):
+    from call_sync.followups import is_missed
+    from call_sync.transcripts import PendingTranscripts, note_id
+    from core.schema import FOLLOW_UPS
+
+    settings, store, parking = chaos_env
+    rng = random.Random(die_after)
+    world.enreach.load({"calls": _follow_up_world(world, rng)})
+    pending = PendingTranscripts(settings.storage_connection_string, table_name=f"t{uuid.uuid4().hex[:12]}")
+
+    def run(session=None, now=NOW):
+        client = dataverse_client_for(settings, session=session)
+        options = replace(options_for(settings), transcripts=True)
+        return sync_phone_calls(
+            enreach_client_for(settings),
+            client,
+            store,
+            lookup_for(settings, client),
+            options,
+            parking=parking,
+            now=now,
+            transcripts=pending,
+        )
+
+    with contextlib.suppress(Killed):
+        run(ChaosSession(die_after=die_after, lose_answer=lose_answer))
+    for transcript_id in list(world.enreach.transcripts):  # transcription finishes meanwhile
+        world.enreach.set_transcript(transcript_id, "Completed", world.enreach.transcripts[transcript_id]["Text"])
+    with contextlib.suppress(Killed):
+        run(ChaosSession(die_after=die_after + 3, lose_answer=lose_answer), now=NOW + timedelta(minutes=5))
+    final = run(now=NOW + timedelta(minutes=10))
+    assert final.failed == 0 and final.throttled == 0
+    parsed = sorted(_parsed(world), key=lambda c: c.start)
+    assert _synced(world) == sorted(call_key(c) for c in parsed)
+    tasks = world.dataverse.rows("tasks")
+    for number in {c.other_number for c in parsed}:
+        mine = [c for c in parsed if c.other_number == number]
+        open_tasks = [t for t in tasks if t.get(FOLLOW_UPS.follow_up_key_column) == number]
+        assert len(open_tasks) == (1 if is_missed(mine[-1]) else 0), f"{number}: {tasks}"
+        if open_tasks:  # the open one lists every miss since the last answered call, once each
+            since_answer = []
+            for call in mine:
+                since_answer = [*since_answer, call_key(call)] if is_missed(call) else []
+            listed = [
+                line.split()[2] for line in open_tasks[0]["description"].splitlines() if line.startswith("Missed")
+            ]
+            assert listed == since_answer
+    every_listed = [
+        line.split()[2] for t in tasks for line in str(t["description"]).splitlines() if line.startswith("Missed call")
+    ]
+    assert len(every_listed) == len(set(every_listed))  # no miss added twice to any follow-up
+    notes = world.dataverse.rows("annotations")
+    with_transcript = sorted(note_id(call_key(c)) for c in parsed if c.transcript_id)
+    assert sorted(n["annotationid"] for n in notes) == with_transcript
+    assert pending.all() == []

@@ -39,7 +39,7 @@ def test_provision_creates_the_tables_the_view_and_a_published_app_and_a_second_
         assert {c.read_name for c in table.columns} <= emulated.columns
     assert "_enr_user_value" in world.dataverse.table(BRIDGE_SETTING.entity_set).columns  # lookup to systemuser
     assert "_enr_targetuser_value" in world.dataverse.table(ROUTING_RULE.entity_set).columns
-    [view] = world.dataverse.rows("savedqueries")
+    [view] = [r for r in world.dataverse.rows("savedqueries") if r["name"] == REVIEW_VIEW_NAME]
     assert view["name"] == REVIEW_VIEW_NAME and view["returnedtypecode"] == "phonecall" and view["querytype"] == 0
     assert '<condition attribute="enr_callreview" operator="not-null"/>' in view["fetchxml"]
     [sitemap] = world.dataverse.rows("sitemaps")

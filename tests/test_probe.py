@@ -152,3 +152,29 @@ def test_callback_requests_without_the_mapped_number_are_a_problem(enreach_clien
     )
     result, _ = _probe(enreach_client)
     assert "0 of 1 callback requests carry a number field: set ENREACH_FIELD_MAP.callbacks.number" in result.problems
+
+
+def test_queue_calls_and_transcripts_are_reported_with_their_unverified_names(enreach_client, world):
+    calls = [enreach_call(f"c{i}", "aino@example.fi", NOW - timedelta(hours=i + 1)) for i in range(3)]
+    calls[0]["TranscriptId"] = "tr-1"
+    _tenant(world, calls=calls)
+    world.enreach.set_transcript("tr-1", "Pending")
+    start = (NOW - timedelta(hours=2)).strftime("%Y-%m-%d %H:%M:%S")
+    world.enreach.load(
+        {"service_calls": [{"CallId": "q1", "ANum": "+358501234567", "StartTime": start, "QueueId": "q-9"}]}
+    )
+    result, text = _probe(enreach_client)
+    assert result.ok, text
+    assert "queue calls: 1 records" in text and "UNVERIFIED" in text
+    assert "service_calls.queue_id" in text and "via QueueId" in text
+    assert "service_calls.answered_by" in text  # looked for, none carried it
+    assert "calls.transcript_id" in text and "transcripts: 1 calls name one" in text and "'Pending'" in text
+    assert "+358501234567" not in text
+
+
+def test_a_servicecall_record_without_a_call_id_is_a_problem(enreach_client, world):
+    _tenant(world)
+    start = (NOW - timedelta(hours=2)).strftime("%Y-%m-%d %H:%M:%S")
+    world.enreach.load({"service_calls": [{"Id": "q1", "StartTime": start}]})
+    result, _ = _probe(enreach_client)
+    assert "0 of 1 queue calls carry a call id: set ENREACH_FIELD_MAP.service_calls.call_id" in result.problems

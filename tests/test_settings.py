@@ -135,12 +135,47 @@ def test_call_sync_section_defaults_and_values():
         ("CALL_SYNC_PRIVATE_CALLS", "keep"),
         ("CALL_SYNC_RECORDING_LINK", "http://rec.example.com/{recording_id}"),
         ("CALL_SYNC_RECORDING_LINK", "https://rec.example.com/latest"),
+        ("CALL_SYNC_FOLLOW_UPS", "sometimes"),
+        ("CALL_SYNC_FOLLOW_UP_DUE_HOURS", "0"),
+        ("CALL_SYNC_QUEUE_MAP", "[1, 2]"),
+        ("CALL_SYNC_QUEUE_MAP", '{"queue-1": "not a guid"}'),
+        ("CALL_SYNC_UNKNOWN_CALLER_LEADS", "maybe"),
+        ("CALL_SYNC_REGARDING_CASE", "2"),
+        ("CALL_SYNC_TRANSCRIPTS", "yes please"),
+        ("CALL_SYNC_TRANSCRIPT_WAIT_HOURS", "1000"),
     ],
 )
 def test_bad_call_sync_settings_are_named(name, value):
     with pytest.raises(SettingsError) as caught:
         load_settings({**GOOD, name: value})
     assert name in str(caught.value) and len(caught.value.problems) == 1
+
+
+def test_follow_up_unknown_caller_regarding_and_transcript_options():
+    defaults = load_settings(GOOD).call_sync
+    assert (defaults.follow_ups, defaults.follow_up_due_hours, defaults.queue_calls, defaults.queue_map) == (
+        True,
+        24,
+        True,
+        (),
+    )
+    assert (defaults.unknown_caller_leads, defaults.blocked_numbers) == (False, ())
+    assert (defaults.regarding_case, defaults.regarding_opportunity) == (True, False)
+    assert (defaults.transcripts, defaults.transcript_wait_hours) == (False, 24)
+    chosen = load_settings(
+        {
+            **GOOD,
+            "CALL_SYNC_FOLLOW_UPS": "off",
+            "CALL_SYNC_QUEUE_MAP": '{"Q-1": "0B5E0000-0000-4000-8000-0000000000D1"}',
+            "CALL_SYNC_UNKNOWN_CALLER_LEADS": "on",
+            "CALL_SYNC_BLOCKED_NUMBERS": "+358 9 4242 0000, 09 4242 0001;",
+            "CALL_SYNC_REGARDING_OPPORTUNITY": "true",
+            "CALL_SYNC_TRANSCRIPTS": "on",
+        }
+    ).call_sync
+    assert chosen.follow_ups is False and chosen.queue_map == (("q-1", "0b5e0000-0000-4000-8000-0000000000d1"),)
+    assert chosen.unknown_caller_leads and chosen.blocked_numbers == ("+358 9 4242 0000", "09 4242 0001")
+    assert chosen.regarding_opportunity and chosen.transcripts
 
 
 def test_schedules_have_documented_defaults():
