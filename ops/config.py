@@ -142,8 +142,20 @@ def import_rows(
         ROUTING_RULE.entity_set: {r.name.casefold() for r in rule_rows},
     }
     created = kept = 0
+    orders = [r.values.get("enr_order") for r in rule_rows if r.active]
+    after = max((o for o in orders if isinstance(o, int)), default=0)
+    noted = False
     for entity_set, name, columns in _wanted(environ, settings):
         table = BRIDGE_SETTING if entity_set == BRIDGE_SETTING.entity_set else ROUTING_RULE
+        if table is ROUTING_RULE and orders and name.casefold() not in existing[entity_set]:
+            # Active rule rows already route: imported rules go after them, never between them.
+            columns = {**columns, "enr_order": after + int(columns.get("enr_order", 0))}
+            if not noted:
+                out(
+                    f"note     {len(orders)} active routing rule rows exist: imported rules are added after them "
+                    f"(order > {after}) and apply at once; deactivate the ones you do not want"
+                )
+                noted = True
         label = "setting" if table is BRIDGE_SETTING else "routing rule"
         if name.casefold() in existing[entity_set]:
             kept += 1

@@ -178,7 +178,14 @@ class RuleRows:
                 )
             except (RuleError, ValueError) as error:
                 kept = self.last_good.get(row.row_id)
-                suffix = "; its last good version still applies" if kept else "; the rule is left out"
+                suffix = (
+                    "; its last good version still applies"
+                    if kept
+                    else (
+                        "; the rule is left out (an instance that read a good version of it before keeps that "
+                        "until the row is fixed)"
+                    )
+                )
                 problems.append(RowProblem(row, f"{error}{suffix}"))
                 if kept is not None:
                     rules.append(kept)

@@ -96,3 +96,16 @@ def test_show_lists_rows_that_do_not_apply_and_exits_1(world, settings_file):
     assert "routing rule row 'broken'" in shown.stdout and "setting row 'ROUTING_API_KEY'" in shown.stdout
     assert "routing rules: 2 from the app setting ROUTING_RULES" in shown.stdout  # the broken row left out
     assert "Traceback" not in shown.stderr
+
+
+def test_import_adds_rules_after_the_active_rule_rows_and_says_so(world, settings_file):
+    """Found by a newcomer: imported rules took order 10, 20 between the existing rows' and went
+    live at once without a word."""
+    world.dataverse.load(
+        {ROUTING_RULE.entity_set: [{"enr_name": "owner", "enr_kind": 727_000_000, "enr_order": 20, "statecode": 0}]}
+    )
+    done = _ops(settings_file, "config", "import", ca_bundle=world.ca.bundle_path)
+    assert done.returncode == 0, done.stderr
+    assert "1 active routing rule rows exist: imported rules are added after them (order > 20)" in done.stdout
+    rules = sorted(world.dataverse.rows(ROUTING_RULE.entity_set), key=lambda r: r["enr_order"])
+    assert [(r["enr_name"], r["enr_order"]) for r in rules] == [("owner", 20), ("vip", 30), ("evenings", 40)]
