@@ -18,8 +18,11 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from enreach import CallbackFields, first_present
 
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["RETRY_AFTER_SECONDS", "handle_callback_notification", "not_a_callback", "request_id_of"]
 
 log = logging.getLogger("callbacks")
+T = TypeVar("T")
 RETRY_AFTER_SECONDS = 10
 MAX_BODY_BYTES = 256 * 1024
 Answer = tuple[int, bytes, dict[str, str]]
@@ -69,6 +73,30 @@ def _find(payload: Mapping[str, Any], names: tuple[str, ...]) -> str | None:
     return None
 
 
+class _OverBudget(Exception):
+    pass
+
+
+_WORKERS: ThreadPoolExecutor | None = None
+_WORKERS_LOCK = threading.Lock()
+
+
+def _within(work: Callable[[], T], budget: float | None) -> T:
+    """``work()``'s result, or ``_OverBudget`` when it takes longer than ``budget`` seconds (it goes
+    on in the background). Without a budget it runs here."""
+    global _WORKERS
+    if budget is None:
+        return work()
+    with _WORKERS_LOCK:
+        if _WORKERS is None:
+            _WORKERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="callback-notification")
+    future = _WORKERS.submit(work)
+    try:
+        return future.result(timeout=budget)
+    except FutureTimeout:
+        raise _OverBudget from None
+
+
 _ID_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
@@ -86,6 +114,7 @@ def handle_callback_notification(
     enabled: bool,
     unauthenticated: str = "authenticate with the webhook Secret header, X-Benemen-APIKey or HTTP Basic",
     sync: Callable[[], CallbackSync],
+    budget: float | None = None,
 ) -> Answer | None:
     """The answer to a callback notification, or None when the body is no callback notification."""
     payload = _peek(headers, body)
@@ -124,7 +153,15 @@ def handle_callback_notification(
     from enreach import EnreachError
 
     try:
-        report, written = sync().apply_one(request_id)
+        report, written = _within(lambda: sync().apply_one(request_id), budget)
+    except _OverBudget:
+        # The work goes on (applying a request is idempotent); the redelivery finds it done or finishes it.
+        log.error("callback notification not applied within %s s: answered 503", budget)
+        return _json(
+            503,
+            {"error": "a downstream service is slow; deliver the notification again"},
+            {"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
     except (DataverseError, EnreachError, AzureError) as error:
         log.error("callback notification not applied: %s", type(error).__name__)
         return _json(

@@ -16,7 +16,9 @@ from .sync import CallbackOptions, CallbackSync
 if TYPE_CHECKING:
     from .notify import Answer
 
-__all__ = ["callback_sync", "dispatch_notification", "options", "sync_for"]
+__all__ = ["DEFAULT_BUDGET_SECONDS", "callback_sync", "dispatch_notification", "options", "sync_for"]
+
+DEFAULT_BUDGET_SECONDS = 3.0  # PRESENCE_TIME_BUDGET_SECONDS's default, for a deployment without presence
 
 
 def options(settings: Settings) -> CallbackOptions:
@@ -82,4 +84,6 @@ def dispatch_notification(headers: Mapping[str, str], body: bytes) -> Answer | N
             "configured); the routing API key is not accepted here"
         ),
         sync=callback_sync,
+        # Enreach waits about 5 s: answer within the presence webhook's budget (the same endpoint)
+        budget=settings.presence.time_budget_seconds if settings.has("presence") else DEFAULT_BUDGET_SECONDS,
     )

@@ -5,6 +5,7 @@ Dataverse emulators and Azurite; the emulator serves callbacks only in the mappi
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
@@ -689,3 +690,24 @@ def test_a_callback_id_that_is_not_id_shaped_is_refused_naming_the_field(tenant,
         )
         assert answer.status_code == 400 and answer.json()["field"] == "CallbackListItemId", answer.text
         assert not [r for r in tenant.enreach.requests if "callback" in r["path"].lower() or r["path"] == "/"]
+
+
+def test_a_slow_enreach_gets_a_503_within_the_budget_and_the_redelivery_finds_it_done(tenant, served):
+    """Found by an attack: with Enreach answering after 30 s a callback notification was answered
+    after 56 s (Enreach waits about 5). Now 503 + Retry-After within PRESENCE_TIME_BUDGET_SECONDS;
+    the work goes on, and the redelivery writes nothing twice."""
+    with served(CALLBACK_MODE="notify", PRESENCE_TIME_BUDGET_SECONDS="1") as host:
+        _fresh_store(f"s{uuid.uuid4().hex[:12]}")
+        request = tenant.enreach.add_callback(notify=False, item_list_id=LIST, number=KNOWN)
+        tenant.enreach.inject(latency_ms=2500)
+        body = {"EventType": "CallbackCreated", "CallbackListItemId": request}
+        url, headers = f"{host.url}/api/presence/enreach", {"Secret": SECRET}
+        slow = requests.post(url, json=body, headers=headers, timeout=30)
+        assert slow.status_code == 503 and slow.headers["Retry-After"] == "10", slow.text
+        tenant.enreach.inject(latency_ms=0)
+        deadline = time.monotonic() + 30
+        while not activities(tenant) and time.monotonic() < deadline:  # the work past the budget finishes
+            time.sleep(0.2)
+        again = requests.post(url, json=body, headers=headers, timeout=30)
+        assert again.status_code == 200 and again.json().get("created") is None, again.text
+    assert len(activities(tenant)) == 1
