@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import requests
 
@@ -43,6 +43,7 @@ __all__ = [
     "path_segment",
 ]
 
+R = TypeVar("R")
 log = logging.getLogger("enreach")
 
 DISCOVERY_PATH = "/api/user"  # GET ?user=<email> -> [{"apiEndpoint": ...}]
@@ -702,20 +703,28 @@ class EnreachClient:
 
     def read_records(self, items: Iterable[dict[str, Any]], user_id: str | None) -> list[EnreachCall]:
         """Call records read through the mapping; unreadable ones counted in ``skipped_records``."""
-        calls: list[EnreachCall] = []
+        return self._parse_each(
+            items, lambda item: EnreachCall.from_api(item, self.mapping.calls, user_id=user_id), "call record"
+        )
+
+    def _parse_each(self, items: Iterable[dict[str, Any]], parse: Callable[[dict[str, Any]], R], what: str) -> list[R]:
+        """Each record through ``parse``; one unreadable for lack of a mapped field is counted in
+        ``skipped_records`` (by mapping key) and logged once per key with its field names."""
+        found: list[R] = []
         for item in items:
             try:
-                calls.append(EnreachCall.from_api(item, self.mapping.calls, user_id=user_id))
+                found.append(parse(item))
             except RecordError as error:
                 if error.field not in self.skipped_records:
                     log.warning(
-                        "Enreach call record unreadable (%s); its fields: %s. Set ENREACH_FIELD_MAP.%s",
+                        "Enreach %s unreadable (%s); its fields: %s. Set ENREACH_FIELD_MAP.%s",
+                        what,
                         error,
                         ", ".join(sorted(item)),
                         error.field,
                     )
                 self.skipped_records[error.field] = self.skipped_records.get(error.field, 0) + 1
-        return calls
+        return found
 
     def raw_service_calls(
         self, start: datetime, end: datetime, *, by: str = "modified", deadline: float | None = None
@@ -738,20 +747,11 @@ class EnreachClient:
     ) -> list[EnreachCall]:
         """Queue calls through ``ENREACH_FIELD_MAP.service_calls``; unreadable records are counted
         in ``skipped_records`` (by mapping key), as user call records are."""
-        calls: list[EnreachCall] = []
-        for item in self.raw_service_calls(start, end, by=by, deadline=deadline):
-            try:
-                calls.append(EnreachCall.from_service_call(item, self.mapping.service_calls))
-            except RecordError as error:
-                if error.field not in self.skipped_records:
-                    log.warning(
-                        "Enreach servicecall record unreadable (%s); its fields: %s. Set ENREACH_FIELD_MAP.%s",
-                        error,
-                        ", ".join(sorted(item)),
-                        error.field,
-                    )
-                self.skipped_records[error.field] = self.skipped_records.get(error.field, 0) + 1
-        return calls
+        return self._parse_each(
+            self.raw_service_calls(start, end, by=by, deadline=deadline),
+            lambda item: EnreachCall.from_service_call(item, self.mapping.service_calls),
+            "servicecall record",
+        )
 
     def transcript(self, transcript_id: str, *, deadline: float | None = None) -> Transcript | None:
         """``GET calls/transcripts/<id>`` read through ``ENREACH_FIELD_MAP.transcripts``; None when
@@ -943,20 +943,11 @@ class EnreachClient:
     def callbacks(self, start: datetime, end: datetime, *, deadline: float | None = None) -> list[CallbackRequest]:
         """The requests modified in [start, end); unreadable ones are counted in ``skipped_records``."""
         self.skipped_records = {}
-        found: list[CallbackRequest] = []
-        for item in self.raw_callbacks(start, end, deadline=deadline):
-            try:
-                found.append(CallbackRequest.from_api(item, self.mapping.callbacks))
-            except RecordError as error:
-                if error.field not in self.skipped_records:
-                    log.warning(
-                        "Enreach callback request unreadable (%s); its fields: %s. Set ENREACH_FIELD_MAP.%s",
-                        error,
-                        ", ".join(sorted(item)),
-                        error.field,
-                    )
-                self.skipped_records[error.field] = self.skipped_records.get(error.field, 0) + 1
-        return found
+        return self._parse_each(
+            self.raw_callbacks(start, end, deadline=deadline),
+            lambda item: CallbackRequest.from_api(item, self.mapping.callbacks),
+            "callback request",
+        )
 
     def callback(self, request_id: str, *, deadline: float | None = None) -> CallbackRequest | None:
         """One request by id; None when Enreach does not know it (404)."""
