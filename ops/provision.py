@@ -69,6 +69,14 @@ class ProvisionError(Exception):
         self.cause, self.fix = cause, fix
 
 
+# Optional, and an administrator may make it required (the attribute shapes in MicrosoftDocs/powerapps-docs).
+_NOT_REQUIRED = {
+    "Value": "None",
+    "CanBeChanged": True,
+    "ManagedPropertyLogicalName": "canmodifyrequirementlevelsettings",
+}
+
+
 def _label(text: str) -> dict[str, Any]:
     return {
         "@odata.type": "Microsoft.Dynamics.CRM.Label",
@@ -86,11 +94,7 @@ def _string(schema_name: str, label: str, length: int, *, primary: bool = False)
         "FormatName": {"Value": "Text"},
         "DisplayName": _label(label),
         "Description": _label(f"{label} (Enreach bridge)"),
-        "RequiredLevel": {
-            "Value": "None",
-            "CanBeChanged": True,
-            "ManagedPropertyLogicalName": "canmodifyrequirementlevelsettings",
-        },
+        "RequiredLevel": _NOT_REQUIRED,
         **({"IsPrimaryName": True} if primary else {}),
     }
 
@@ -104,11 +108,7 @@ def _integer(schema_name: str, label: str) -> dict[str, Any]:
         "MaxValue": 1_000_000,
         "DisplayName": _label(label),
         "Description": _label(f"{label} (Enreach bridge)"),
-        "RequiredLevel": {
-            "Value": "None",
-            "CanBeChanged": True,
-            "ManagedPropertyLogicalName": "canmodifyrequirementlevelsettings",
-        },
+        "RequiredLevel": _NOT_REQUIRED,
     }
 
 
@@ -223,13 +223,6 @@ def _view(view: SavedView) -> Item:
             ),
         },
     )
-
-
-_NOT_REQUIRED = {
-    "Value": "None",
-    "CanBeChanged": True,
-    "ManagedPropertyLogicalName": "canmodifyrequirementlevelsettings",
-}
 
 
 def _typed(column: Column) -> dict[str, Any]:
