@@ -156,6 +156,31 @@ def _int(value: Any) -> int | None:
         return None
 
 
+def _id_and_start(
+    item: Mapping[str, Any],
+    id_names: Sequence[str],
+    start_names: Sequence[str],
+    *,
+    key: str,
+    record: str,
+    call: str,
+    start_word: str,
+) -> tuple[Any, datetime]:
+    """A call-like record's id and start time, or ``RecordError`` naming the mapping key
+    (``<key>.call_id`` / ``<key>.start``) that found nothing readable."""
+    _, call_id = first_present(item, id_names)
+    if call_id is None:
+        raise RecordError(f"{key}.call_id", f"{record} carries none of " + ", ".join(id_names))
+    start_text = first_present(item, start_names)[1]
+    try:
+        start = parse_time(str(start_text)) if start_text is not None else None
+    except ValueError:
+        start = None
+    if start is None:
+        raise RecordError(f"{key}.start", f"{call} {call_id}: no readable {start_word} in " + ", ".join(start_names))
+    return call_id, start
+
+
 @dataclass(frozen=True)
 class EnreachCall:
     """One user call event, read through the mapping (``CallFields``)."""
@@ -181,16 +206,9 @@ class EnreachCall:
     def from_api(
         cls, item: Mapping[str, Any], names: CallFields = CallFields(), *, user_id: str | None = None
     ) -> EnreachCall:
-        _, call_id = first_present(item, names.call_id)
-        if call_id is None:
-            raise RecordError("calls.call_id", "a call record carries none of " + ", ".join(names.call_id))
-        start_text = first_present(item, names.start)[1]
-        try:
-            start = parse_time(str(start_text)) if start_text is not None else None
-        except ValueError:
-            start = None
-        if start is None:
-            raise RecordError("calls.start", f"call {call_id}: no readable start time in " + ", ".join(names.start))
+        call_id, start = _id_and_start(
+            item, names.call_id, names.start, key="calls", record="a call record", call="call", start_word="start time"
+        )
         outgoing = _truthy(first_present(item, names.direction)[1], names.outgoing_values)
         if names.other_number:
             number = first_present(item, names.other_number)[1]
@@ -240,20 +258,15 @@ class EnreachCall:
     @classmethod
     def from_service_call(cls, item: Mapping[str, Any], names: ServiceCallFields = ServiceCallFields()) -> EnreachCall:
         """A ``GET servicecall`` record as an incoming queue call (no user; Work: the company's line)."""
-        _, call_id = first_present(item, names.call_id)
-        if call_id is None:
-            raise RecordError(
-                "service_calls.call_id", "a servicecall record carries none of " + ", ".join(names.call_id)
-            )
-        start_text = first_present(item, names.start)[1]
-        try:
-            start = parse_time(str(start_text)) if start_text is not None else None
-        except ValueError:
-            start = None
-        if start is None:
-            raise RecordError(
-                "service_calls.start", f"queue call {call_id}: no readable start in " + ", ".join(names.start)
-            )
+        call_id, start = _id_and_start(
+            item,
+            names.call_id,
+            names.start,
+            key="service_calls",
+            record="a servicecall record",
+            call="queue call",
+            start_word="start",
+        )
         number = first_present(item, names.caller)[1]
         queue = first_present(item, names.queue_id)[1]
         answered_by = first_present(item, names.answered_by)[1]
