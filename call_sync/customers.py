@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from core.schema import CALL_SYNC
 from matching import Candidate
@@ -85,31 +85,21 @@ def regarding_for(choice: CustomerChoice, *, case: bool, opportunity: bool) -> R
     record = choice.regarding
     if record is None:
         return None
-    cases = [r for r in record.open_records if r.table == "incident"]
-    deals = [r for r in record.open_records if r.table == "opportunity"]
-    if case and len(cases) == 1:
-        only = cases[0]
-        return Regarding(
-            "incident",
-            only.entity_set,
-            only.id,
-            f"Regarding case {only.name or only.id}: the only open case of {_named(record)}.",
-        )
-    if case and len(cases) > 1:
-        reason = f"Regarding {_named(record)}: {len(cases)} open cases, so none was chosen."
-        return Regarding(record.table, _SETS[record.table], record.id, reason)
-    if opportunity and len(deals) == 1:
-        only = deals[0]
-        return Regarding(
-            "opportunity",
-            only.entity_set,
-            only.id,
-            f"Regarding opportunity {only.name or only.id}: the only open opportunity of {_named(record)}.",
-        )
-    if opportunity and len(deals) > 1:
-        reason = f"Regarding {_named(record)}: {len(deals)} open opportunities, so none was chosen."
-        return Regarding(record.table, _SETS[record.table], record.id, reason)
+    customer = Regarding(record.table, _SETS[record.table], record.id, "")
+    for on, table, word, plural in (
+        (case, "incident", "case", "cases"),
+        (opportunity, "opportunity", "opportunity", "opportunities"),
+    ):
+        found = [r for r in record.open_records if r.table == table] if on else []
+        if len(found) == 1:
+            only = found[0]
+            reason = f"Regarding {word} {only.name or only.id}: the only open {word} of {_named(record)}."
+            return Regarding(table, only.entity_set, only.id, reason)
+        if len(found) > 1:
+            return replace(
+                customer, reason=f"Regarding {_named(record)}: {len(found)} open {plural}, so none was chosen."
+            )
     if case or opportunity:
         looked = " or ".join(w for w, on in (("case", case), ("opportunity", opportunity)) if on)
-        return Regarding(record.table, _SETS[record.table], record.id, f"Regarding {_named(record)}: no open {looked}.")
-    return Regarding(record.table, _SETS[record.table], record.id, f"Regarding {_named(record)}.")
+        return replace(customer, reason=f"Regarding {_named(record)}: no open {looked}.")
+    return replace(customer, reason=f"Regarding {_named(record)}.")
