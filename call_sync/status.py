@@ -9,12 +9,13 @@ from core.state import CheckpointStore
 from .calls import CHECKPOINT_NAME
 from .parking import EXPIRED_KEPT_DAYS, ParkedCalls
 
-__all__ = ["status_lines"]
+__all__ = ["ago", "status_lines"]
 
 SHOWN = 20
 
 
-def _ago(delta_seconds: float) -> str:
+def ago(delta_seconds: float) -> str:
+    """An age in minutes, hours or days, as the status commands print it."""
     minutes = int(delta_seconds // 60)
     if minutes < 120:
         return f"{minutes} min"
@@ -28,7 +29,7 @@ def status_lines(store: CheckpointStore, parking: ParkedCalls, *, now: datetime 
     value = store.read(CHECKPOINT_NAME).value
     if value:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        lines.append(f"checkpoint: {value} ({_ago((now - moment).total_seconds())} behind now)")
+        lines.append(f"checkpoint: {value} ({ago((now - moment).total_seconds())} behind now)")
     else:
         lines.append("checkpoint: none yet (the first run reads CALL_SYNC_INITIAL_LOOKBACK_HOURS back)")
     last = store.last_run(CHECKPOINT_NAME)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from call_sync.status import ago
 from core.schema import CALLBACKS
 from core.state import CheckpointStore
 from dataverse import DataverseClient
@@ -14,14 +15,6 @@ from .sync import CHECKPOINT_NAME
 __all__ = ["status_lines"]
 
 
-def _ago(seconds: float) -> str:
-    minutes = int(seconds // 60)
-    if minutes < 120:
-        return f"{minutes} min"
-    hours = minutes // 60
-    return f"{hours} h" if hours < 48 else f"{hours // 24} days"
-
-
 def status_lines(
     store: CheckpointStore, client: DataverseClient | None, *, enabled: bool, mode: str, now: datetime | None = None
 ) -> list[str]:
@@ -30,7 +23,7 @@ def status_lines(
     value = store.read(CHECKPOINT_NAME).value
     if value:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        lines.append(f"checkpoint: {value} ({_ago(max(0.0, (now - moment).total_seconds()))} behind now)")
+        lines.append(f"checkpoint: {value} ({ago(max(0.0, (now - moment).total_seconds()))} behind now)")
     else:
         lines.append("checkpoint: none yet (the first run reads CALLBACK_INITIAL_LOOKBACK_HOURS back)")
     last = store.last_run(CHECKPOINT_NAME)
